@@ -1,0 +1,107 @@
+"""Model input contracts: what a model expects and returns, written into the ONNX metadata at export
+and checked when the runtime opens a model. These defaults are the single source of the constants."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .detection import PriorConfig
+from .errors import ContractError
+
+# Where RetinaFace's 5 landmarks sit, on average, inside dlib's own 150x150 chips
+# (dlib get_face_chip_details(shape5, 150, padding 0.25)). Measured by
+# `facegate models measure-template` on LFW people outside pairs.txt; see README.
+# 1,539 faces of 1,549 images; per-point std 2.1-7.0 px (nose and mouth vary most).
+DLIB_CHIP_TEMPLATE = ((46.59, 45.43), (101.97, 45.21), (73.27, 76.66), (50.40, 103.32), (97.01, 103.29))
+
+# OpenCV's FaceRecognizerSF.alignCrop template (ArcFace 112x112), which SFace was trained with.
+ARCFACE_112_TEMPLATE = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366),
+                        (41.5493, 92.3655), (70.7299, 92.2041))
+
+
+@dataclass(frozen=True)
+class DetectorContract:
+    """Input/output contract of a RetinaFace-style detector."""
+
+    name: str = "retinaface_mnet025"
+    kind: str = "detector"
+    colour_order: str = "BGR"                     # channel order of the input
+    mean: tuple[float, ...] = (104.0, 117.0, 123.0)  # subtracted per channel, in colour_order
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)      # divisor per channel
+    layout: str = "NCHW"
+    outputs: tuple[str, ...] = ("loc", "conf", "landmarks")
+    priors: PriorConfig = field(default_factory=PriorConfig)
+
+
+@dataclass(frozen=True)
+class EmbedderContract:
+    """Input/output contract of a face embedder working on aligned chips."""
+
+    name: str
+    input_size: int                               # chip side in pixels
+    colour_order: str                             # "RGB" or "BGR"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    template: tuple[tuple[float, float], ...]     # 5 landmark positions inside the chip
+    embedding_size: int
+    metric: str                                   # "euclidean" (lower = same) or "cosine" (higher = same)
+    threshold: float                              # match when similarity >= threshold (see matching)
+    kind: str = "embedder"
+    layout: str = "NCHW"
+
+
+DETECTOR = DetectorContract()
+DLIB_RESNET = EmbedderContract(
+    name="dlib_resnet", input_size=150, colour_order="RGB", mean=(122.782, 117.001, 104.298),
+    std=(256.0, 256.0, 256.0), template=DLIB_CHIP_TEMPLATE, embedding_size=128,
+    metric="euclidean", threshold=-0.6)           # similarity is -distance; dlib's own 0.6
+SFACE = EmbedderContract(
+    name="sface", input_size=112, colour_order="RGB", mean=(127.5, 127.5, 127.5),
+    std=(128.0, 128.0, 128.0), template=ARCFACE_112_TEMPLATE, embedding_size=128,
+    metric="cosine", threshold=0.363)             # OpenCV Zoo's default cosine threshold
+EMBEDDERS = {c.name: c for c in (DLIB_RESNET, SFACE)}
+
+
+def to_metadata(contract) -> dict[str, str]:
+    """Contract -> ONNX metadata_props (one JSON string under the key 'facegate.contract')."""
+    return {"facegate.contract": json.dumps(asdict(contract), sort_keys=True)}
+
+
+def from_metadata(meta: dict[str, str]):
+    """ONNX metadata_props -> DetectorContract or EmbedderContract. Raises ContractError."""
+    raw = meta.get("facegate.contract")
+    if raw is None:
+        raise ContractError("model has no 'facegate.contract' metadata: it was not exported by "
+                            "`facegate export`; re-export it instead of guessing its input format")
+    try:
+        d = json.loads(raw)
+        kind = d.get("kind")
+        if kind == "detector":
+            d["priors"] = PriorConfig(**{k: _tuples(v) for k, v in d["priors"].items()})
+            cls = DetectorContract
+        elif kind == "embedder":
+            cls = EmbedderContract
+        else:
+            raise ContractError(f"unknown model kind {kind!r} in contract")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ContractError(f"unknown contract fields {sorted(unknown)}")
+        return cls(**{k: _tuples(v) for k, v in d.items()})
+    except (ValueError, TypeError, KeyError) as e:
+        raise ContractError(f"model contract is malformed: {e}") from None
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def check_contract(found, expected) -> None:
+    """Raise ContractError naming every field where a model's contract differs from the expected one."""
+    if type(found) is not type(expected):
+        raise ContractError(f"expected a {expected.kind} model, got a {getattr(found, 'kind', '?')}")
+    diffs = [f.name for f in fields(expected)
+             if f.name != "threshold" and getattr(found, f.name) != getattr(expected, f.name)]
+    if diffs:
+        raise ContractError("model contract differs from what this runtime expects in: "
+                            + ", ".join(f"{n} (model {getattr(found, n)!r}, runtime {getattr(expected, n)!r})"
+                                        for n in diffs))

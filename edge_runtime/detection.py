@@ -1,0 +1,121 @@
+"""RetinaFace post-processing in numpy: prior boxes, box/landmark decoding, NMS, and the
+resize that puts a frame into the detector. The network itself only outputs raw tensors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .face import Face
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """RetinaFace prior-box settings (biubug6 `cfg_mnet`)."""
+
+    steps: tuple[int, ...] = (8, 16, 32)                       # feature-map strides
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))  # anchor sides, px
+    variances: tuple[float, float] = (0.1, 0.2)                # centre and size variances
+
+
+@lru_cache(maxsize=16)
+def prior_boxes(height: int, width: int, cfg: PriorConfig = PriorConfig()) -> np.ndarray:
+    """Anchor boxes for an input of `height` x `width` pixels.
+
+    Returns:
+        float32 (P, 4): cx, cy, w, h normalised by the input size, in the order the network's heads
+        emit them (feature level, then row, then column, then anchor size).
+    """
+    out = []
+    for step, sizes in zip(cfg.steps, cfg.min_sizes):
+        rows, cols = -(-height // step), -(-width // step)
+        cy, cx = np.meshgrid((np.arange(rows) + 0.5) * step / height,
+                             (np.arange(cols) + 0.5) * step / width, indexing="ij")
+        per_size = [np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], -1)
+                    for s in sizes]
+        out.append(np.stack(per_size, axis=2).reshape(-1, 4))
+    priors = np.concatenate(out).astype(np.float32)
+    priors.setflags(write=False)
+    return priors
+
+
+def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances=(0.1, 0.2)) -> np.ndarray:
+    """Decode box regressions. loc, priors: float32 (P, 4). Returns x1, y1, x2, y2 normalised (P, 4)."""
+    centers = priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * variances[1])
+    return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
+
+
+def decode_landmarks(pre: np.ndarray, priors: np.ndarray, variances=(0.1, 0.2)) -> np.ndarray:
+    """Decode landmark regressions. pre: float32 (P, 10). Returns normalised (P, 5, 2)."""
+    pre = pre.reshape(-1, 5, 2)
+    return priors[:, None, :2] + pre * variances[0] * priors[:, None, 2:]
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: float (N, 4) x1, y1, x2, y2. scores: float (N,).
+    Returns:
+        int64 indices of the kept boxes, highest score first.
+    """
+    order = np.argsort(-scores, kind="stable")
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def resize_for_detector(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink an image so its longer side is at most `max_side` (never enlarges).
+
+    Returns:
+        (resized uint8 image, scale) where original_coords = resized_coords / scale.
+    """
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def postprocess(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray, height: int, width: int,
+                score_threshold: float, nms_threshold: float, scale: float = 1.0,
+                cfg: PriorConfig = PriorConfig(), top_k: int = 5000) -> list[Face]:
+    """Raw RetinaFace outputs for one image -> faces in original-image pixels.
+
+    Args:
+        loc: float32 (P, 4); conf: float32 (P, 2) softmax scores (background, face);
+        landms: float32 (P, 10); height, width: the network input size;
+        scale: resize factor from resize_for_detector (coordinates are divided by it).
+    Returns:
+        faces sorted by descending score.
+    """
+    priors = prior_boxes(height, width, cfg)
+    if loc.shape[0] != priors.shape[0]:
+        raise ValueError(f"detector returned {loc.shape[0]} anchors, expected {priors.shape[0]} "
+                         f"for a {width}x{height} input; the model and prior settings disagree")
+    scores = conf[:, 1]
+    idx = np.flatnonzero(scores > score_threshold)
+    idx = idx[np.argsort(-scores[idx], kind="stable")[:top_k]]
+    if idx.size == 0:
+        return []
+    size = np.array([width, height], np.float32)
+    boxes = decode_boxes(loc[idx], priors[idx], cfg.variances) * np.tile(size, 2)
+    points = decode_landmarks(landms[idx], priors[idx], cfg.variances) * size
+    keep = nms(boxes, scores[idx], nms_threshold)
+    return [Face(box=boxes[k] / scale, landmarks=points[k] / scale, score=scores[idx][k]) for k in keep]

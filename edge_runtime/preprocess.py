@@ -1,0 +1,40 @@
+"""Pixel normalisation shared by training, export, calibration, enrollment and recognition.
+
+Every model input is made here and nowhere else, so train/serve skew cannot creep in.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW") -> np.ndarray:
+    """Turn uint8 images into a normalised float32 batch.
+
+    Args:
+        images: uint8 array, (H, W, 3) or (N, H, W, 3), already in the model's colour order.
+        mean: per-channel mean (3 floats) or one float, in the images' colour order.
+        std: per-channel divisor (3 floats) or one float.
+        layout: "NCHW" (default) or "NHWC".
+
+    Returns:
+        float32 array (N, 3, H, W) for NCHW or (N, H, W, 3) for NHWC, equal to (x - mean) / std.
+
+    Example:
+        >>> x = to_model_input(np.zeros((150, 150, 3), np.uint8), [122.782, 117.001, 104.298], 256.0)
+        >>> x.shape
+        (1, 3, 150, 150)
+    """
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) images, got shape {images.shape}")
+    mean = np.asarray(mean, np.float32).reshape(-1)
+    std = np.asarray(std, np.float32).reshape(-1)
+    x = (images.astype(np.float32) - mean) / std
+    if layout == "NCHW":
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if layout == "NHWC":
+        return np.ascontiguousarray(x)
+    raise ValueError(f"unknown layout {layout!r}; expected 'NCHW' or 'NHWC'")
