@@ -1,0 +1,122 @@
+"""PyTorch -> ONNX: export, full onnx.checker, contract metadata, numeric comparison on real inputs."""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from facegate.edge_runtime.contract import to_metadata
+from facegate.edge_runtime.face import nearest_to_center
+from facegate.edge_runtime.imageio import load_image
+from facegate.edge_runtime.onnx_models import open_session, session_run
+from facegate.edge_runtime.pipeline import FaceDetector, FaceEmbedder
+from facegate.models.backend import torch_run
+from facegate.models.registry import build, get_spec
+
+OPSET = 17
+FP32_TOLERANCE = 1e-4
+
+
+class ExportMismatchError(RuntimeError):
+    """onnxruntime disagrees with PyTorch beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    name: str
+    path: str
+    max_abs_diff: float
+    inputs_compared: int
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str],
+            dynamic: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # the TorchScript exporter's deprecation notice
+        torch.onnx.export(module, (example,), str(path), input_names=["input"], output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=True,
+                          dynamo=False)
+
+
+def add_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Write key/value pairs into the ONNX file's metadata_props (replacing same keys)."""
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+
+
+def export_model(name: str, out: Path, sample_images: list[Path], weights: Path | None = None) -> ExportReport:
+    """Export registered network `name` to `out` and prove it matches PyTorch on real images.
+
+    The detector gets dynamic batch/height/width; embedders a dynamic batch. Raises
+    ExportMismatchError above FP32_TOLERANCE: max abs difference over every output, divided by the
+    output's largest magnitude where that is above 1 (raw box regressions reach ~10).
+    """
+    if not sample_images:
+        raise ValueError("export needs real sample images to compare PyTorch with onnxruntime")
+    spec = get_spec(name)
+    module = build(name, weights=weights)
+    contract = spec.contract
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if contract.kind == "detector":
+        _export(module, torch.zeros(1, 3, 480, 640), out, list(contract.outputs),
+                {"input": {0: "batch", 2: "height", 3: "width"}, **{o: {0: "batch", 1: "anchors"} for o in contract.outputs}})
+    else:
+        s = contract.input_size
+        _export(module, torch.zeros(2, 3, s, s), out, ["embedding"],
+                {"input": {0: "batch"}, "embedding": {0: "batch"}})
+    meta = to_metadata(contract)
+    meta["facegate.provenance"] = json.dumps(spec.source.provenance())
+    add_metadata(out, meta)
+    onnx.checker.check_model(str(out), full_check=True)
+    diff, n = compare_with_torch(name, module, out, sample_images)
+    if diff > FP32_TOLERANCE:
+        raise ExportMismatchError(f"{name}: onnxruntime differs from PyTorch by {diff:.2e} "
+                                  f"(> {FP32_TOLERANCE:g})")
+    return ExportReport(name, str(out), diff, n)
+
+
+def compare_with_torch(name: str, module, onnx_path: Path, images: list[Path]) -> tuple[float, int]:
+    """Max abs difference between PyTorch and onnxruntime on the real model inputs of `images`."""
+    contract = get_spec(name).contract
+    ref_run, ort_run = torch_run(module), session_run(open_session(onnx_path, threads=2))
+    worst, n = 0.0, 0
+    if contract.kind == "detector":
+        det = FaceDetector(ref_run, contract)
+        for p in images:
+            x, _ = det.prepare(load_image(p))
+            worst = max(worst, _max_diff(ref_run(x), ort_run(x)))
+            n += 1
+        return worst, n
+    det = FaceDetector(torch_run(build("retinaface_mnet025")), get_spec("retinaface_mnet025").contract)
+    emb = FaceEmbedder(ref_run, contract)
+    chips = []
+    for p in images:
+        img = load_image(p)
+        face = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
+        if face is not None:
+            chips.append(emb.align(img, face))
+    if not chips:
+        raise ValueError("no face found in the sample images; cannot compare the embedder")
+    x = emb.prepare(np.stack(chips))
+    return _max_diff(ref_run(x), ort_run(x)), len(chips)
+
+
+def _max_diff(a, b) -> float:
+    """Largest absolute difference over all outputs, relative to each output's scale when that
+    exceeds 1 (the detector's raw regressions reach ~10, where float32 rounding alone is ~1e-5)."""
+    worst = 0.0
+    for x, y in zip(a, b):
+        x, y = np.asarray(x), np.asarray(y)
+        worst = max(worst, float(np.abs(x - y).max()) / max(1.0, float(np.abs(x).max())))
+    return worst
