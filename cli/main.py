@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--limit", type=int, default=None, help="use only the first N images")
     m.set_defaults(func=_lazy("facegate.models.cli:cmd_measure_template"))
 
+    e = sub.add_parser("export", help="PyTorch -> ONNX with contract metadata, checked against PyTorch")
+    e.add_argument("names", nargs="*", help="networks (default: all)")
+    e.add_argument("--out", type=Path, default=Path("onnx"), help="output folder (default ./onnx)")
+    e.add_argument("--images", type=Path, nargs="+", help="real images for the comparison")
+    e.add_argument("--weights", type=Path, help="state dict from `facegate models import` (one network)")
+    e.set_defaults(func=_lazy("facegate.export.cli:cmd_export"))
+
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("lfw", help="LFW 10-fold verification accuracy")

@@ -21,3 +21,15 @@ def data_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return d
+
+
+@pytest.fixture(scope="session")
+def fp32_models(data_dir, tmp_path_factory):
+    """The three networks exported to fp32 ONNX once per test session: {name: path}."""
+    pytest.importorskip("torch")
+    from facegate.export.onnx_export import export_model
+
+    out = tmp_path_factory.mktemp("onnx")
+    imgs = [data_dir / "faceapi_bbt_scenes/bbt1.jpg", data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"]
+    return {n: Path(export_model(n, out / f"{n}.onnx", imgs).path)
+            for n in ("retinaface_mnet025", "dlib_resnet", "sface")}

@@ -1,0 +1,148 @@
+"""A model bundle: a folder with the detector, the embedder(s) and `bundle.json`.
+
+bundle.json records the sha256 of every file, provenance, licences, each model's contract and the
+recognition threshold chosen on LFW. Loading verifies every hash first: a truncated or altered file
+is refused with a clear error, never run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .contract import from_metadata
+from .errors import FacegateError
+from .onnx_models import onnx_detector, onnx_embedder
+from .pipeline import FaceDetector, FaceEmbedder
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+
+
+class BundleError(FacegateError):
+    """A bundle is missing, incomplete, altered or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class EmbedderEntry:
+    name: str
+    file: str
+    sha256: str
+    precision: str            # "fp32" or "int8"
+    threshold: float          # similarity at or above which two faces are the same person
+    target_far: float         # false-accept rate the threshold was chosen for (LFW pairs)
+    achieved_far: float       # the rate it gave there
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    detector_file: str
+    detector_sha256: str
+    detector_precision: str
+    embedders: dict[str, EmbedderEntry]
+    default_embedder: str
+    raw: dict
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: ready-to-run models plus the manifest they came from."""
+
+    path: Path
+    manifest: Manifest
+    detector: FaceDetector
+    embedder: FaceEmbedder
+    embedder_entry: EmbedderEntry
+
+    @property
+    def id(self) -> str:
+        """Identifies the models that make templates; stored with every template."""
+        return f"{self.manifest.id}:{self.embedder_entry.name}"
+
+    @property
+    def threshold(self) -> float:
+        return self.embedder_entry.threshold
+
+
+def default_bundle_dir() -> Path:
+    """The int8 bundle shipped inside the package (facegate/edge_runtime/bundle_default)."""
+    return Path(str(resources.files("facegate.edge_runtime") / "bundle_default"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundle_id(file_hashes: list[str]) -> str:
+    """Short id derived from the sorted file hashes: changes whenever any model changes."""
+    return hashlib.sha256("".join(sorted(file_hashes)).encode()).hexdigest()[:16]
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse and validate `<path>/bundle.json`. Raises BundleError."""
+    f = Path(path) / MANIFEST
+    try:
+        raw = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path} is not a model bundle: {MANIFEST} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{f} is not valid JSON ({e}); reinstall or rebuild the bundle") from None
+    if raw.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{f}: bundle format {raw.get('format')!r}, this runtime reads {BUNDLE_FORMAT}")
+    try:
+        det = raw["detector"]
+        embs = {n: EmbedderEntry(n, e["file"], e["sha256"], e["precision"], float(e["threshold"]),
+                                 float(e["target_far"]), float(e["achieved_far"]))
+                for n, e in raw["embedders"].items()}
+        m = Manifest(raw["id"], det["file"], det["sha256"], det["precision"], embs,
+                     raw["default_embedder"], raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{f} is incomplete: missing or bad field {e}") from None
+    if m.default_embedder not in m.embedders:
+        raise BundleError(f"{f}: default embedder {m.default_embedder!r} is not in the bundle")
+    return m
+
+
+def verify_file(root: Path, name: str, expected: str) -> Path:
+    """Check one bundle file against its recorded sha256. Raises BundleError."""
+    p = Path(root) / name
+    if not p.is_file():
+        raise BundleError(f"bundle file {p} is missing; reinstall or rebuild the bundle")
+    got = sha256_file(p)
+    if got != expected:
+        raise BundleError(f"bundle file {p} is altered or truncated (sha256 {got[:12]}..., expected "
+                          f"{expected[:12]}...); reinstall or rebuild the bundle")
+    return p
+
+
+def load_bundle(path: str | Path | None = None, embedder: str | None = None, threads: int = 2,
+                **detector_kwargs) -> Bundle:
+    """Verify and open a bundle (default: the shipped one).
+
+    Args:
+        embedder: which embedder of the bundle to use (default: the bundle's default).
+        threads: onnxruntime intra-op threads per model.
+        detector_kwargs: FaceDetector settings (score_threshold, nms_threshold, max_side).
+    """
+    root = Path(path) if path is not None else default_bundle_dir()
+    m = read_manifest(root)
+    name = embedder or m.default_embedder
+    if name not in m.embedders:
+        raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.embedders)}")
+    entry = m.embedders[name]
+    det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
+    emb = onnx_embedder(verify_file(root, entry.file, entry.sha256), threads)
+    return Bundle(root, m, det, emb, entry)
+
+
+def manifest_contracts(path: Path) -> dict:
+    """The contracts recorded in the bundle manifest, parsed (for comparisons across rebuilds)."""
+    m = read_manifest(path)
+    return {k: from_metadata({"facegate.contract": json.dumps(v)}) for k, v in m.raw["contracts"].items()}

@@ -1,0 +1,312 @@
+"""The one configuration file (TOML): typed, validated, every field documented.
+
+Each section is a frozen dataclass; each field carries its documentation and allowed range in
+its metadata, so validation, error messages and the written default file share one source.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import FacegateError
+
+
+class ConfigError(FacegateError, ValueError):
+    """A config file or value is wrong; the message names the key (and the file)."""
+
+    def __init__(self, message: str, key: str | None = None, path: Path | str | None = None):
+        self.key, self.path = key, path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+def _f(default, doc: str, *, lo=None, hi=None, lo_open=False, choices=None, example=None):
+    """A config field: default, documentation (why / unit), allowed range or choices."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open,
+                                            "choices": choices, "example": example})
+
+
+class _Section:
+    """Shared validation: types, ranges and choices from the field metadata."""
+
+    SECTION = ""
+    DOC = ""
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            key = f"{self.SECTION}.{f.name}"
+            value = _coerce(getattr(self, f.name), hints[f.name], key)
+            object.__setattr__(self, f.name, value)
+            if value is None:
+                continue
+            m = f.metadata
+            if m["choices"] is not None and value not in m["choices"]:
+                raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, m['choices']))}", key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if m["lo"] is not None and (value <= m["lo"] if m["lo_open"] else value < m["lo"]):
+                    raise ConfigError(f"{key} = {value!r} must be {'>' if m['lo_open'] else '>='} {m['lo']} "
+                                      f"({m['doc']})", key)
+                if m["hi"] is not None and value > m["hi"]:
+                    raise ConfigError(f"{key} = {value!r} must be <= {m['hi']} ({m['doc']})", key)
+        self._check()
+
+    def _check(self) -> None:
+        """Cross-field checks of a section."""
+
+
+def _coerce(value, hint, key: str):
+    """`value` checked against the type hint (bool, int, float, str, or X | None)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}", key)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be a whole number, got {value!r}", key)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}", key)
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}", key)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string (in quotes), got {value!r}", key)
+    raise TypeError(f"unsupported config type {hint} for {key}")
+
+
+@dataclass(frozen=True)
+class DetectorConfig(_Section):
+    SECTION = "detector"
+    DOC = "Face detection and the quality gate a face must pass before it is recognised or enrolled."
+    score_threshold: float = _f(0.6, "minimum detector confidence for a face, 0..1", lo=0.0, hi=1.0)
+    nms_threshold: float = _f(0.4, "overlap (IoU) above which two boxes are the same face, 0..1", lo=0.0, hi=1.0)
+    max_side: int = _f(640, "frames are shrunk so their longer side is at most this many pixels (speed)", lo=32, hi=8192)
+    min_face_px: int = _f(60, "faces with a box side smaller than this many pixels are 'too small'", lo=1, hi=8192)
+    min_sharpness: float = _f(40.0, "variance of the Laplacian of the aligned chip below which a face is 'too blurry'",
+                              lo=0.0)
+    min_brightness: float = _f(40.0, "mean luminance (0..255) of the aligned chip below which a face is 'too dark'",
+                               lo=0.0, hi=255.0)
+    max_yaw_ratio: float = _f(0.35, "nose offset from the eye midpoint along the eye line, as a fraction of the eye "
+                                    "distance, above which a face is 'not frontal'", lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class RecognitionConfig(_Section):
+    SECTION = "recognition"
+    DOC = "Matching a face against the people enrolled."
+    threshold: float | None = _f(None, "score at or above which a face is a known person (cosine similarity for "
+                                       "SFace, minus the distance for dlib); unset = the model bundle's calibrated "
+                                       "value", example=0.363)
+    embedder: str | None = _f(None, "embedder to use (see `facegate models list`); unset = the bundle's default",
+                              example="sface")
+
+
+@dataclass(frozen=True)
+class DecisionConfig(_Section):
+    SECTION = "decision"
+    DOC = "When the door opens: the same person must match in k of the last n frames."
+    k: int = _f(3, "frames among the last n that must match the same known person", lo=1, hi=1000)
+    n: int = _f(5, "number of recent frames looked at", lo=1, hi=1000)
+    cooldown_s: float = _f(5.0, "seconds after an opening during which the door does not open again", lo=0.0)
+    window_s: float = _f(3.0, "only frames from the last window_s seconds count (a stalled camera cannot "
+                              "open the door with old frames)", lo=0.0, lo_open=True)
+
+    def _check(self):
+        if self.k > self.n:
+            raise ConfigError(f"decision.k = {self.k} is larger than decision.n = {self.n}; k frames must fit in "
+                              f"the last n", "decision.k")
+
+
+DOOR_KINDS = ("log", "gpio", "webhook", "mqtt")
+
+
+@dataclass(frozen=True)
+class DoorConfig(_Section):
+    SECTION = "door"
+    DOC = "What opening the door means. 'log' only writes a line (dry run)."
+    kind: str = _f("log", "log (dry run), gpio (relay on a GPIO pin), webhook (HTTP POST) or mqtt (publish)",
+                   choices=DOOR_KINDS)
+    gpio_pin: int | None = _f(None, "BCM pin number of the relay (kind = gpio)", lo=0, hi=63, example=17)
+    active_high: bool = _f(True, "true if the relay opens when the pin is high (kind = gpio)")
+    open_s: float = _f(3.0, "seconds the door stays unlocked, then it locks again", lo=0.0, lo_open=True, hi=600.0)
+    url: str | None = _f(None, "http(s) address that receives a JSON POST per event (kind = webhook)",
+                         example="http://door.local/api/event")
+    timeout_s: float = _f(2.0, "seconds to wait for the webhook or MQTT broker before giving up", lo=0.0,
+                          lo_open=True, hi=60.0)
+    mqtt_host: str | None = _f(None, "MQTT broker host name (kind = mqtt)", example="localhost")
+    mqtt_port: int = _f(1883, "MQTT broker port", lo=1, hi=65535)
+    mqtt_topic: str = _f("facegate/door", "MQTT topic the JSON events are published on")
+
+    def _check(self):
+        if self.kind == "gpio" and self.gpio_pin is None:
+            raise ConfigError("door.kind = 'gpio' needs door.gpio_pin (the relay's BCM pin number)", "door.gpio_pin")
+        if self.kind == "webhook":
+            if not self.url:
+                raise ConfigError("door.kind = 'webhook' needs door.url", "door.url")
+            if not self.url.lower().startswith(("http://", "https://")):
+                raise ConfigError(f"door.url = {self.url!r} must start with http:// or https://", "door.url")
+        if self.kind == "mqtt" and not self.mqtt_host:
+            raise ConfigError("door.kind = 'mqtt' needs door.mqtt_host (the broker)", "door.mqtt_host")
+        if not self.mqtt_topic or any(c in self.mqtt_topic for c in "#+\0"):
+            raise ConfigError(f"door.mqtt_topic = {self.mqtt_topic!r} must be a non-empty topic without # or +",
+                              "door.mqtt_topic")
+
+
+@dataclass(frozen=True)
+class CameraConfig(_Section):
+    SECTION = "camera"
+    DOC = "Where frames come from."
+    source: str = _f("0", "camera index ('0'), video file, rtsp:// or http:// address, or GStreamer pipeline")
+    backend: str = _f("opencv", "opencv (VideoCapture) or picamera2 (Raspberry Pi camera module)",
+                      choices=("opencv", "picamera2"))
+    width: int | None = _f(None, "requested frame width in pixels; unset = the camera's default", lo=1, hi=16384,
+                           example=1280)
+    height: int | None = _f(None, "requested frame height in pixels; unset = the camera's default", lo=1, hi=16384,
+                            example=720)
+    fps: float | None = _f(None, "requested frames per second; unset = the camera's default", lo=0.0, lo_open=True,
+                           hi=1000.0, example=15.0)
+    reconnect_initial_s: float = _f(1.0, "first wait before reconnecting a lost camera, doubled after each failure",
+                                    lo=0.0, lo_open=True)
+    reconnect_max_s: float = _f(30.0, "longest wait between reconnection attempts", lo=0.0, lo_open=True)
+    queue_size: int = _f(2, "frames kept for the recogniser; older ones are dropped so it always sees the newest",
+                         lo=1, hi=100)
+
+    def _check(self):
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ConfigError(f"camera.reconnect_max_s = {self.reconnect_max_s} is below camera.reconnect_initial_s = "
+                              f"{self.reconnect_initial_s}", "camera.reconnect_max_s")
+        if not self.source.strip():
+            raise ConfigError("camera.source is empty: give a camera index such as '0', a file or an address",
+                              "camera.source")
+
+
+SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
+                             "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, one attribute per TOML section."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    door: DoorConfig = field(default_factory=DoorConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
+        """Build from parsed TOML; ConfigError on unknown sections or keys, wrong types or ranges."""
+        sections = {}
+        for name, table in data.items():
+            if name not in SECTIONS:
+                raise ConfigError(f"unknown section [{name}]{_did_you_mean(name, SECTIONS)}; known sections: "
+                                  f"{', '.join(SECTIONS)}", name, path)
+            if not isinstance(table, dict):
+                raise ConfigError(f"{name} must be a [{name}] section, not a value", name, path)
+            kind = SECTIONS[name]
+            known = [f.name for f in dataclasses.fields(kind)]
+            for key, value in table.items():
+                if key not in known:
+                    raise ConfigError(f"unknown key {name}.{key}{_did_you_mean(key, known)}; known keys in [{name}]: "
+                                      f"{', '.join(known)}", f"{name}.{key}", path)
+                if isinstance(value, (dict, list)):
+                    raise ConfigError(f"{name}.{key} must be a single value, not a table or list", f"{name}.{key}", path)
+            try:
+                sections[name] = kind(**table)
+            except ConfigError as e:
+                raise ConfigError(str(e), e.key, path) from None
+        return cls(**sections)
+
+    def to_toml(self) -> str:
+        """A TOML document of this config with every field documented (unset values commented out)."""
+        lines = ["# facegate configuration. Every key is optional; removing one restores its default.", ""]
+        for name in SECTIONS:
+            section = getattr(self, name)
+            lines += [f"# {section.DOC}", f"[{name}]"]
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                doc = f.metadata["doc"]
+                if f.default is not None and value != f.default:
+                    doc += f" (default {_toml_value(f.default)})"
+                lines.append(f"# {doc}")
+                if value is None:
+                    example = f.metadata["example"]
+                    lines.append(f"# {f.name} = {_toml_value(example)}" if example is not None else f"# {f.name} =")
+                else:
+                    lines.append(f"{f.name} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        out = []
+        for c in value:
+            if c in '"\\':
+                out.append("\\" + c)
+            elif c == "\n":
+                out.append("\\n")
+            elif c == "\t":
+                out.append("\\t")
+            elif ord(c) < 0x20 or ord(c) == 0x7F:
+                out.append(f"\\u{ord(c):04X}")
+            else:
+                out.append(c)
+        return '"' + "".join(out) + '"'
+    raise TypeError(f"cannot write {value!r} as a TOML value")
+
+
+def load_config(path: str | Path | None, missing_ok: bool = True) -> Config:
+    """Read and validate the config file.
+
+    Args:
+        path: the TOML file, or None for the defaults.
+        missing_ok: a missing file gives the defaults (True) or ConfigError (False, for an
+            explicit --config argument).
+    Raises:
+        ConfigError naming the file and the key: bad TOML, unknown section or key, wrong type,
+        value out of range.
+    """
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return Config()
+        raise ConfigError("config file not found; write a documented default with `facegate config init`",
+                          None, path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text ({e.reason} at byte {e.start})", None, path) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file: {e.strerror}", None, path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", None, path) from None
+    return Config.from_dict(data, path)

@@ -1,0 +1,211 @@
+"""Open-set 1:N identification on LFW, as a door sees it: FNIR at a fixed FPIR, and score fusion.
+
+Protocol (`openset_relpaths`): every person with >= 2 photos enrols their first photo (by file
+name) and probes with the others (mated searches); every person with exactly 1 photo is never
+enrolled and their photo is a non-mated search (an impostor at the door).
+
+A search's score is its best similarity over the gallery. A mated search is a hit at threshold t
+when its top candidate is the right person and the score is >= t. FPIR(t) = fraction of non-mated
+searches with score >= t; FNIR(t) = fraction of mated searches that are not hits at t.
+
+Missing faces (the detector found none):
+- a mated probe without a face is a miss at every threshold;
+- a non-mated probe without a face is correctly rejected at every threshold (it stays in the count);
+- an enrolment photo without a face: that person is not enrolled, so all their mated probes are
+  misses (they can never be the top candidate); they stay in the mated count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .matching import similarity
+
+
+def person(relpath: str) -> str:
+    """'Name/Name_0001.jpg' -> 'Name'."""
+    return relpath.split("/")[0]
+
+
+def openset_relpaths(lfw_dir: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """(enrol, mated, nonmated) relpaths under the LFW folder, following the module's protocol."""
+    enrol, mated, nonmated = [], [], []
+    for d in sorted(p for p in Path(lfw_dir).iterdir() if p.is_dir()):
+        files = sorted(f.name for f in d.iterdir() if f.suffix.lower() == ".jpg")
+        rel = [f"{d.name}/{f}" for f in files]
+        if len(rel) >= 2:
+            enrol.append(rel[0])
+            mated.extend(rel[1:])
+        elif len(rel) == 1:
+            nonmated.append(rel[0])
+    return enrol, mated, nonmated
+
+
+@dataclass(frozen=True)
+class Searches:
+    """A batch of 1:N searches.
+
+    scores: float32 (P, G) similarity of every probe to every enrolled template (higher = more
+        alike); a row of NaN = probe without a face. probe_ids: str (P,) the probe's person.
+    gallery_ids: str (G,) enrolled people. mated: bool (P,) the probe's person should be enrolled.
+    """
+
+    scores: np.ndarray
+    probe_ids: np.ndarray
+    gallery_ids: np.ndarray
+    mated: np.ndarray
+
+    def with_scores(self, scores: np.ndarray) -> "Searches":
+        return Searches(np.asarray(scores, np.float32), self.probe_ids, self.gallery_ids, self.mated)
+
+
+def build_searches(embeddings: dict, enrol: list[str], mated: list[str], nonmated: list[str],
+                   metric: str) -> Searches:
+    """Score every probe against the gallery.
+
+    Args:
+        embeddings: {relpath: float (D,)}; relpaths without a face are simply absent.
+        enrol, mated, nonmated: from `openset_relpaths` (or a subset of it).
+        metric: "cosine" or "euclidean" (see matching.similarity).
+    """
+    gallery = [r for r in enrol if r in embeddings]
+    probes = list(mated) + list(nonmated)
+    have = np.array([r in embeddings for r in probes], bool)
+    dim = len(next(iter(embeddings.values()))) if embeddings else 0
+    scores = np.full((len(probes), len(gallery)), np.nan, np.float32)
+    if gallery and have.any():
+        g = np.stack([embeddings[r] for r in gallery])
+        p = np.stack([embeddings[r] for r, h in zip(probes, have) if h]).reshape(-1, dim)
+        scores[have] = similarity(p, g, metric)
+    return Searches(scores, np.array([person(r) for r in probes]), np.array([person(r) for r in gallery]),
+                    np.arange(len(probes)) < len(mated))
+
+
+def best_candidates(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float (P, G) -> (float64 (P,) best score, -inf where no face/no gallery; int64 (P,) argmax)."""
+    s = np.where(np.isnan(scores), -np.inf, scores).astype(np.float64)
+    if s.shape[1] == 0:
+        return np.full(s.shape[0], -np.inf), np.zeros(s.shape[0], np.int64)
+    top = np.argmax(s, axis=1)
+    return s[np.arange(len(s)), top], top
+
+
+def threshold_at_fpir(nonmated_best: np.ndarray, fpir: float) -> float:
+    """Smallest threshold t with FPIR(t) = mean(nonmated_best >= t) <= fpir (ties fall below t)."""
+    v = np.sort(np.asarray(nonmated_best, np.float64))[::-1]
+    k = int(np.floor(fpir * len(v) + 1e-9))
+    return float(np.nextafter(v[k], np.inf)) if k < len(v) else float("-inf")
+
+
+def fnir_fpir(searches: Searches, threshold: float) -> tuple[float, float]:
+    """(FNIR, FPIR) at one threshold."""
+    best, top = best_candidates(searches.scores)
+    m = searches.mated
+    right = searches.gallery_ids[top] == searches.probe_ids if len(searches.gallery_ids) else np.zeros(len(m), bool)
+    passed = np.isfinite(best) & (best >= threshold)        # a search without a face never passes
+    hit = right & passed
+    fnir = float(1 - hit[m].mean()) if m.any() else float("nan")
+    fpir = float(passed[~m].mean()) if (~m).any() else float("nan")
+    return fnir, fpir
+
+
+def evaluate_openset(searches: Searches, fpirs=(0.01, 0.001)) -> dict:
+    """FNIR at each target FPIR, with the thresholds and counts.
+
+    Returns:
+        {"mated": n, "nonmated": n, "enrolled": n, "mated_without_face": n, "nonmated_without_face": n,
+         "rank1": fraction of mated searches whose top candidate is right (FNIR at t = -inf),
+         "at_fpir": {"0.01": {"fnir", "fpir" (achieved), "threshold"}, ...}}
+    """
+    best, _ = best_candidates(searches.scores)
+    m = searches.mated
+    noface = np.isnan(searches.scores).all(axis=1) if searches.scores.shape[1] else np.ones(len(m), bool)
+    report = {"mated": int(m.sum()), "nonmated": int((~m).sum()), "enrolled": len(searches.gallery_ids),
+              "mated_without_face": int((noface & m).sum()), "nonmated_without_face": int((noface & ~m).sum()),
+              "rank1": 1 - fnir_fpir(searches, float("-inf"))[0], "at_fpir": {}}
+    for f in fpirs:
+        t = threshold_at_fpir(best[~m], f)
+        fnir, fpir = fnir_fpir(searches, t)
+        report["at_fpir"][f"{f:g}"] = {"fnir": fnir, "fpir": fpir, "threshold": t}
+    return report
+
+
+def subset(searches: Searches, people: set[str]) -> Searches:
+    """The searches of `people` against a gallery holding only `people` (an independent half-split)."""
+    rows = np.isin(searches.probe_ids, list(people))
+    cols = np.isin(searches.gallery_ids, list(people))
+    return Searches(searches.scores[np.ix_(rows, cols)], searches.probe_ids[rows], searches.gallery_ids[cols],
+                    searches.mated[rows])
+
+
+def split_people(searches: Searches) -> tuple[set[str], set[str]]:
+    """(people at even, people at odd positions) of the sorted list of everyone in `searches`."""
+    everyone = sorted(set(searches.probe_ids) | set(searches.gallery_ids))
+    return set(everyone[0::2]), set(everyone[1::2])
+
+
+def znorm_stats(searches: Searches, reference: str = "nonmated") -> tuple[float, float]:
+    """(mean, std) of the scores used to z-normalise a matrix.
+
+    reference: "nonmated" = every gallery score of the non-mated searches (impostor comparisons);
+        "all" = every finite score in the matrix.
+    """
+    s = searches.scores[~searches.mated] if reference == "nonmated" else searches.scores
+    s = s[np.isfinite(s)].astype(np.float64)
+    if s.size < 2:
+        raise ValueError("too few scores to z-normalise")
+    return float(s.mean()), float(max(s.std(), 1e-12))
+
+
+def fuse(a: Searches, b: Searches, w: float, stats_a: tuple[float, float],
+         stats_b: tuple[float, float]) -> Searches:
+    """w * z(a) + (1 - w) * z(b), with z(x) = (x - mean) / std from each side's stats.
+
+    a and b must hold the same probes and gallery in the same order (one detector, two embedders).
+    """
+    if not (np.array_equal(a.probe_ids, b.probe_ids) and np.array_equal(a.gallery_ids, b.gallery_ids)):
+        raise ValueError("fusion needs both score matrices over the same probes and gallery")
+    za = (a.scores.astype(np.float32) - stats_a[0]) / stats_a[1]
+    zb = (b.scores.astype(np.float32) - stats_b[0]) / stats_b[1]
+    return a.with_scores(w * za + (1 - w) * zb)
+
+
+def pick_fusion_weight(a: Searches, b: Searches, fpir: float = 0.01, weights=None,
+                       reference: str = "nonmated") -> tuple[float, dict[float, float]]:
+    """The weight w in `weights` (default 0, 0.05, ..., 1) minimising FNIR at `fpir` on these searches.
+
+    z-normalisation stats are taken from the same searches. Returns (w, {w: fnir}); ties go to the
+    w closest to 0.5.
+    """
+    weights = np.round(np.linspace(0, 1, 21), 4) if weights is None else np.asarray(weights, float)
+    sa, sb = znorm_stats(a, reference), znorm_stats(b, reference)
+    table = {}
+    for w in weights:
+        fused = fuse(a, b, float(w), sa, sb)
+        best, _ = best_candidates(fused.scores)
+        table[float(w)] = fnir_fpir(fused, threshold_at_fpir(best[~fused.mated], fpir))[0]
+    low = min(table.values())
+    w = min((k for k, v in table.items() if v == low), key=lambda k: abs(k - 0.5))
+    return w, table
+
+
+def fusion_report(a: Searches, b: Searches, fpirs=(0.01, 0.001), reference: str = "nonmated") -> dict:
+    """Two-fold check of fusion: pick w (at the first FPIR) and z-stats on the even-position people,
+    evaluate a, b and the fusion on the odd-position people, and the other way round.
+
+    Returns:
+        {"even->odd": {"w", "weights": {w: fnir}, "a": report, "b": report, "fused": report},
+         "odd->even": {...}}, each report from evaluate_openset on the held-out half.
+    """
+    even, odd = split_people(a)
+    out = {}
+    for name, tune, test in (("even->odd", even, odd), ("odd->even", odd, even)):
+        ta, tb = subset(a, tune), subset(b, tune)
+        w, table = pick_fusion_weight(ta, tb, fpirs[0], reference=reference)
+        ea, eb = subset(a, test), subset(b, test)
+        fused = fuse(ea, eb, w, znorm_stats(ta, reference), znorm_stats(tb, reference))
+        out[name] = {"w": w, "weights": table, "a": evaluate_openset(ea, fpirs),
+                     "b": evaluate_openset(eb, fpirs), "fused": evaluate_openset(fused, fpirs)}
+    return out

@@ -1,0 +1,108 @@
+"""Per-stage latency of one door frame: decode -> detect -> align -> embed -> 1:N match.
+
+The test frame is 640x480 (what a kiosk camera delivers) holding one real face: a face photo
+(e.g. a 250x250 LFW image) scaled x1.8 (face about 200 px high, as at arm's length from the
+camera) pasted in the middle of a canvas filled with the same photo stretched and heavily blurred
+(so the background has real texture but no second face). It is JPEG-encoded once (quality 90);
+the decode stage times `imageio.decode_image` on those bytes (cv2.imdecode + BGR->RGB + the
+runtime's safety checks), i.e. what the device does with a camera JPEG.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .face import nearest_to_center
+from .imageio import decode_image, load_image
+from .matching import similarity
+
+FRAME_SIZE = (640, 480)        # width, height
+STAGES = ("decode", "detect", "align", "embed", "match", "total")
+
+
+def door_frame(photo_rgb: np.ndarray, size: tuple[int, int] = FRAME_SIZE, zoom: float = 1.8) -> np.ndarray:
+    """uint8 RGB (h, w, 3) frame (size = (w, h)) with `photo_rgb` scaled by `zoom` at its centre over a
+    blurred, stretched copy of itself. The pasted photo is cropped if it does not fit."""
+    w, h = size
+    bg = cv2.GaussianBlur(cv2.resize(photo_rgb, (w, h), interpolation=cv2.INTER_LINEAR), (0, 0), 25)
+    ph, pw = photo_rgb.shape[:2]
+    big = cv2.resize(photo_rgb, (round(pw * zoom), round(ph * zoom)), interpolation=cv2.INTER_CUBIC)
+    bh, bw = big.shape[:2]
+    cy, cx = max((bh - h) // 2, 0), max((bw - w) // 2, 0)
+    big = big[cy:cy + h, cx:cx + w]
+    bh, bw = big.shape[:2]
+    y0, x0 = (h - bh) // 2, (w - bw) // 2
+    frame = bg.copy()
+    frame[y0:y0 + bh, x0:x0 + bw] = big
+    return frame
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
+    """RGB uint8 (H, W, 3) -> JPEG bytes."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def random_templates(n: int, dim: int, metric: str, seed: int = 0) -> np.ndarray:
+    """float32 (n, dim) random gallery (unit rows for cosine; dlib-like scale for euclidean)."""
+    t = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    return t if metric == "cosine" else t * 0.6
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux ru_maxrss is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int = 2, repeats: int = 30,
+                 gallery_size: int = 1000, warmup: int = 3) -> dict:
+    """Median latency (ms) of each stage over `repeats` frames built from `image_paths` (cycled).
+
+    Args:
+        detector: .detect(image_rgb) -> list[Face]; embedder: .align(image, face), .embed(chips),
+            .contract.metric and .contract.embedding_size. Their model thread counts are whatever they were built with;
+            `threads` is applied to OpenCV (cv2.setNumThreads) for decode/align and is recorded.
+        image_paths: face photos, one face each (see module doc for how frames are made).
+    Returns:
+        {"ms": {stage: median ms}, "ms_p90": {stage: 90th percentile}, "repeats", "threads",
+         "frame": [w, h], "gallery": n, "peak_rss_mb": float (whole process so far)}
+    """
+    if not image_paths:
+        raise ValueError("need at least one face photo")
+    frames = [encode_jpeg(door_frame(load_image(p))) for p in image_paths]
+    gallery = random_templates(gallery_size, embedder.contract.embedding_size, embedder.contract.metric)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    times = {s: [] for s in STAGES}
+    try:
+        for k in range(warmup + repeats):
+            data = frames[k % len(frames)]
+            t0 = time.perf_counter()
+            img = decode_image(data, "frame")
+            t1 = time.perf_counter()
+            face = nearest_to_center(detector.detect(img), img.shape[1], img.shape[0])
+            t2 = time.perf_counter()
+            if face is None:
+                raise ValueError(f"no face found in the frame made from {image_paths[k % len(frames)]}")
+            chip = embedder.align(img, face)
+            t3 = time.perf_counter()
+            emb = embedder.embed(chip[None])
+            t4 = time.perf_counter()
+            int(np.argmax(similarity(emb, gallery, embedder.contract.metric)[0]))
+            t5 = time.perf_counter()
+            if k >= warmup:
+                for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)):
+                    times[s].append(dt * 1000)
+    finally:
+        cv2.setNumThreads(previous)
+    return {"ms": {s: float(np.median(v)) for s, v in times.items()},
+            "ms_p90": {s: float(np.percentile(v, 90)) for s, v in times.items()},
+            "repeats": repeats, "threads": threads, "frame": list(FRAME_SIZE), "gallery": gallery_size,
+            "peak_rss_mb": peak_rss_mb()}

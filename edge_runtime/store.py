@@ -1,0 +1,511 @@
+"""The enrollment store: people, their face templates and images, and an append-only audit log.
+
+One SQLite file in WAL mode (readers never block the writer), one connection per `Store`
+object (use one Store per thread or process). Every write is one `BEGIN IMMEDIATE` transaction:
+it either lands completely or not at all, also when the process is killed or the disk fills.
+Deleted biometric data is overwritten (`secure_delete`) and the WAL is truncated after a delete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import FacegateError, ImageError
+from .gallery import Gallery
+
+log = logging.getLogger(__name__)
+
+FILE_MODE = 0o600              # biometric data: readable by the owner only
+BUSY_TIMEOUT_MS = 5000         # how long a write waits for another process's write lock
+MAX_NAME_CHARS = 100
+
+# Each step is a list of SQL statements applied in one transaction; the step's index + 1 is the
+# schema version stored in PRAGMA user_version. Append new steps; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            last_seen_at REAL
+        )""",
+        """CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+            embedding BLOB NOT NULL,
+            dim INTEGER NOT NULL CHECK (dim > 0 AND length(embedding) = 4 * dim),
+            embedder TEXT NOT NULL,
+            bundle_id TEXT NOT NULL,
+            quality REAL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX templates_person ON templates(person_id)",
+        "CREATE INDEX templates_bundle ON templates(bundle_id)",
+        """CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+            template_id INTEGER REFERENCES templates(id) ON DELETE SET NULL,
+            jpeg BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX images_person ON images(person_id)",
+        "CREATE INDEX images_template ON images(template_id)",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            event TEXT NOT NULL,
+            person_name TEXT,
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX audit_ts ON audit(ts)",
+        """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+        """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(FacegateError):
+    """The enrollment store cannot do what was asked."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock for longer than the busy timeout."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the store's size limit) is full; the write was rolled back."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer facegate than this one."""
+
+
+class PersonNotFoundError(StoreError):
+    """No enrolled person has that name."""
+
+
+class DuplicateNameError(StoreError):
+    """A person with that name is already enrolled."""
+
+
+class InvalidNameError(StoreError, ValueError):
+    """A name is empty, too long or holds control characters."""
+
+
+class InvalidTemplateError(StoreError, ValueError):
+    """Embeddings to enroll are not a finite float (N, D) array matching the bundle."""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One enrolled person; `templates` and `images` are counts."""
+
+    id: int
+    name: str
+    templates: int
+    images: int
+    created_at: float
+    last_seen_at: float | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit event; `details` is the decoded JSON object."""
+
+    id: int
+    ts: float
+    event: str
+    person_name: str | None
+    details: dict
+
+
+def normalize_name(name: str) -> str:
+    """A person's name as stored: stripped, NFC-normalised, 1..100 characters, no control characters.
+
+    Raises InvalidNameError.
+    """
+    if not isinstance(name, str):
+        raise InvalidNameError(f"a name must be text, got {type(name).__name__}")
+    n = unicodedata.normalize("NFC", name.strip())
+    if not n:
+        raise InvalidNameError("the name is empty: give the person's name")
+    if len(n) > MAX_NAME_CHARS:
+        raise InvalidNameError(f"the name has {len(n)} characters; at most {MAX_NAME_CHARS} are allowed")
+    bad = [c for c in n if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")]
+    if bad:
+        raise InvalidNameError(f"the name {n!r} holds control characters ({', '.join(f'U+{ord(c):04X}' for c in bad)}); "
+                               f"remove them")
+    return n
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS,
+            path: str = "the store") -> int:
+    """Bring the schema to version len(migrations), all pending steps in one transaction.
+
+    `conn` must be in autocommit mode (isolation_level=None). Returns the new version.
+    Raises StoreVersionError when the file is newer than `migrations`; on any error nothing changes.
+    """
+    target = len(migrations)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == target:
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]    # re-read under the lock
+        if version > target:
+            raise StoreVersionError(f"{path} has schema version {version} but this facegate knows only up to "
+                                    f"{target}: upgrade facegate (pip install -U facegate) to open it")
+        for step in range(version, target):
+            for sql in migrations[step]:
+                conn.execute(sql)
+        conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return target
+
+
+def _translate(e: sqlite3.Error, path: str, action: str) -> StoreError:
+    """A StoreError subclass with a message that says what to do."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    msg = str(e)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in msg:
+        return StoreBusyError(f"cannot {action}: {path} is locked by another facegate process; nothing was "
+                              f"changed. Wait for it to finish (or stop it) and try again")
+    if primary == sqlite3.SQLITE_FULL or "database or disk is full" in msg:
+        return StoreFullError(f"cannot {action}: the disk holding {path} is full; nothing was written. "
+                              f"Free some space (or delete old images) and try again")
+    if primary == sqlite3.SQLITE_READONLY or "readonly" in msg:
+        return StoreError(f"cannot {action}: {path} is read-only; check the file's owner and permissions")
+    if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in msg:
+        return StoreError(f"cannot {action}: {path} is not a facegate store or is damaged ({msg}); "
+                          f"move it away and re-enroll, or restore a backup")
+    return StoreError(f"cannot {action} in {path}: {msg}")
+
+
+class Store:
+    """The enrollment store in one SQLite file.
+
+    Args:
+        path: the database file (created with mode 0o600 if missing).
+        busy_timeout_ms: how long a write waits for another process's lock before StoreBusyError.
+        clock: returns the current time in seconds (time.time); injectable for tests.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        where = str(self.path)
+        if not self.path.exists():
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise StoreError(f"cannot create the store {where}: {e.strerror}; check the folder exists "
+                                 f"and is writable") from e
+            else:
+                os.close(fd)
+                os.chmod(self.path, FILE_MODE)
+        try:
+            conn = sqlite3.connect(where, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise _translate(e, where, "open the store") from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{where} cannot use WAL journaling (got {mode!r}); keep the store on a local "
+                                 f"disk, not a network share")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA secure_delete = ON")
+            migrate(conn, MIGRATIONS, where)
+        except sqlite3.Error as e:
+            conn.close()
+            raise _translate(e, where, "open the store") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed; open a new Store")
+        return self._conn
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any error, sqlite errors translated."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _translate(e, str(self.path), action) from e
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:          # SQLite already rolled back (e.g. disk full)
+                    pass
+            if isinstance(e, sqlite3.Error):
+                raise _translate(e, str(self.path), action) from e
+            raise
+
+    def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e, str(self.path), "read the store") from e
+
+    def _append_audit(self, conn: sqlite3.Connection, event: str, person_name: str | None, details: dict) -> None:
+        if not isinstance(event, str) or not event:
+            raise ValueError("an audit event needs a non-empty name")
+        try:
+            text = json.dumps(details, ensure_ascii=False, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"audit details must be plain JSON values (str, number, bool, None, list, dict): {e}") from e
+        conn.execute("INSERT INTO audit (ts, event, person_name, details) VALUES (?, ?, ?, ?)",
+                     (self._clock(), event, person_name, text))
+
+    def _person_id(self, conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+        return row[0]
+
+    _PERSON_SQL = """SELECT p.id, p.name,
+                            (SELECT count(*) FROM templates t WHERE t.person_id = p.id),
+                            (SELECT count(*) FROM images i WHERE i.person_id = p.id),
+                            p.created_at, p.last_seen_at
+                     FROM people p"""
+
+    # -- people ----------------------------------------------------------------------------
+    def enroll(self, name: str, embeddings: np.ndarray, bundle_id: str, embedder: str,
+               images: Sequence[bytes] | None = None, create: bool = True,
+               quality: Sequence[float] | None = None) -> Person:
+        """Add templates (and optional JPEG crops) to a person, creating the person if needed.
+
+        Args:
+            name: the person's name (normalised, see `normalize_name`).
+            embeddings: float32 (N, D), N >= 1, finite; D must match this bundle's other templates.
+            bundle_id: the model bundle that made the embeddings (templates are only ever
+                compared within one bundle).
+            embedder: the embedder's name.
+            images: JPEG bytes (thumbnails / aligned crops). When there are exactly N, image i
+                is linked to template i; otherwise images are stored unlinked.
+            create: when False, an unknown name raises PersonNotFoundError instead of creating.
+            quality: optional per-template quality scores, length N.
+        Returns:
+            the person after the write. One transaction; one 'enroll' audit row.
+        """
+        name = normalize_name(name)
+        emb = np.asarray(embeddings)
+        if emb.ndim != 2 or emb.shape[0] < 1 or emb.shape[1] < 1 or not np.issubdtype(emb.dtype, np.floating):
+            raise InvalidTemplateError(f"embeddings must be a float (N, D) array with N, D >= 1; got "
+                                       f"{emb.dtype} {emb.shape}")
+        emb = np.ascontiguousarray(emb, dtype="<f4")
+        if not np.all(np.isfinite(emb)):
+            raise InvalidTemplateError("embeddings hold NaN or infinite values; the embedder failed on this face")
+        for label, v in (("bundle_id", bundle_id), ("embedder", embedder)):
+            if not isinstance(v, str) or not v.strip():
+                raise InvalidTemplateError(f"{label} must be a non-empty string")
+        images = list(images or [])
+        for i, img in enumerate(images):
+            if not isinstance(img, (bytes, bytearray, memoryview)) or bytes(img[:3]) != b"\xff\xd8\xff":
+                raise ImageError(f"image {i} to enroll is not JPEG data; encode crops with cv2.imencode('.jpg', ...)")
+        if quality is not None:
+            quality = [float(q) for q in quality]
+            if len(quality) != emb.shape[0]:
+                raise InvalidTemplateError(f"got {len(quality)} quality scores for {emb.shape[0]} embeddings")
+        n, dim = emb.shape
+        with self._write(f"enroll {name!r}") as conn:
+            row = conn.execute("SELECT dim FROM templates WHERE bundle_id = ? LIMIT 1", (bundle_id,)).fetchone()
+            if row is not None and row[0] != dim:
+                raise InvalidTemplateError(f"bundle {bundle_id!r} has {row[0]}-dimensional templates but these "
+                                           f"embeddings have {dim}: the bundle id does not match the embedder")
+            now = self._clock()
+            found = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if found is None:
+                if not create:
+                    raise PersonNotFoundError(f"no one named {name!r} is enrolled; enroll them first "
+                                              f"(or check the spelling with `facegate people list`)")
+                pid = conn.execute("INSERT INTO people (name, created_at, updated_at) VALUES (?, ?, ?)",
+                                   (name, now, now)).lastrowid
+            else:
+                pid = found[0]
+                conn.execute("UPDATE people SET updated_at = ? WHERE id = ?", (now, pid))
+            tids = []
+            for i in range(n):
+                tids.append(conn.execute(
+                    "INSERT INTO templates (person_id, embedding, dim, embedder, bundle_id, quality, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pid, emb[i].tobytes(), dim, embedder, bundle_id,
+                     None if quality is None else quality[i], now)).lastrowid)
+            link = len(images) == n
+            for i, img in enumerate(images):
+                conn.execute("INSERT INTO images (person_id, template_id, jpeg, created_at) VALUES (?, ?, ?, ?)",
+                             (pid, tids[i] if link else None, bytes(img), now))
+            self._append_audit(conn, "enroll", name, {"templates": n, "images": len(images), "dim": dim,
+                                                      "bundle_id": bundle_id, "embedder": embedder,
+                                                      "created": found is None})
+            person = self._person_row(conn, name)
+        return person
+
+    def _person_row(self, conn: sqlite3.Connection, name: str) -> Person:
+        row = conn.execute(self._PERSON_SQL + " WHERE p.name = ?", (name,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+        return Person(*row)
+
+    def people(self) -> list[Person]:
+        """Everyone enrolled, by name."""
+        return [Person(*r) for r in self._read(self._PERSON_SQL + " ORDER BY p.name")]
+
+    def person(self, name: str) -> Person:
+        """One person; PersonNotFoundError if nobody has that name."""
+        name = normalize_name(name)
+        rows = self._read(self._PERSON_SQL + " WHERE p.name = ?", (name,))
+        if not rows:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+        return Person(*rows[0])
+
+    def rename(self, old: str, new: str) -> Person:
+        """Rename a person; DuplicateNameError if `new` is taken. Audit 'rename'."""
+        old, new = normalize_name(old), normalize_name(new)
+        with self._write(f"rename {old!r}") as conn:
+            pid = self._person_id(conn, old)
+            if new != old:
+                if conn.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                    raise DuplicateNameError(f"{new!r} is already enrolled; pick another name or delete "
+                                             f"that person first")
+                conn.execute("UPDATE people SET name = ?, updated_at = ? WHERE id = ?", (new, self._clock(), pid))
+                self._append_audit(conn, "rename", new, {"from": old})
+            person = self._person_row(conn, new)
+        return person
+
+    def delete(self, name: str) -> Person:
+        """Remove a person with every template and image; audit 'delete'.
+
+        The freed pages are zeroed (secure_delete) and the WAL is checkpointed and truncated, so
+        the biometric data does not linger in the files. Returns the person as it was.
+        """
+        name = normalize_name(name)
+        with self._write(f"delete {name!r}") as conn:
+            person = self._person_row(conn, name)
+            conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
+            conn.execute("DELETE FROM templates WHERE person_id = ?", (person.id,))
+            conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
+            self._append_audit(conn, "delete", name, {"templates": person.templates, "images": person.images})
+        self.checkpoint()
+        return person
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it; False if readers kept it from finishing."""
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            raise _translate(e, str(self.path), "checkpoint the store") from e
+        if busy:
+            log.warning("store %s: another process is reading, so the write-ahead log could not be truncated "
+                        "yet; SQLite will finish it when that process closes the store", self.path)
+        return not busy
+
+    def touch_seen(self, name: str, ts: float) -> None:
+        """Record when a person was last recognised (seconds since the epoch)."""
+        name = normalize_name(name)
+        with self._write(f"update {name!r}") as conn:
+            if conn.execute("UPDATE people SET last_seen_at = ? WHERE name = ?", (float(ts), name)).rowcount == 0:
+                raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+
+    # -- templates and images --------------------------------------------------------------
+    def templates(self, bundle_id: str, metric: str = "cosine") -> Gallery:
+        """Every template made with `bundle_id`, as a search-ready Gallery (others are ignored)."""
+        rows = self._read("SELECT p.name, p.id, t.embedding, t.dim FROM templates t JOIN people p ON p.id = t.person_id "
+                          "WHERE t.bundle_id = ? ORDER BY p.id, t.id", (bundle_id,))
+        if not rows:
+            return Gallery.empty(metric)
+        dims = {r[3] for r in rows}
+        if len(dims) != 1:
+            raise StoreError(f"bundle {bundle_id!r} has templates of several sizes {sorted(dims)} in {self.path}; "
+                             f"delete and re-enroll the affected people")
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dims.pop())
+        return Gallery(tuple(r[0] for r in rows), tuple(r[1] for r in rows), matrix.astype(np.float32), metric)
+
+    def stale_templates(self, bundle_id: str) -> dict[str, int]:
+        """{name: count} of templates made with another bundle: those people must re-enroll.
+
+        Such templates are never compared with this bundle's embeddings.
+        """
+        rows = self._read("SELECT p.name, count(*) FROM templates t JOIN people p ON p.id = t.person_id "
+                          "WHERE t.bundle_id != ? GROUP BY p.id ORDER BY p.name", (bundle_id,))
+        return {name: count for name, count in rows}
+
+    def images(self, name: str) -> list[bytes]:
+        """A person's stored JPEG images, oldest first."""
+        name = normalize_name(name)
+        rows = self._read("SELECT p.id, i.jpeg FROM people p LEFT JOIN images i ON i.person_id = p.id "
+                          "WHERE p.name = ? ORDER BY i.id", (name,))
+        if not rows:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+        return [bytes(r[1]) for r in rows if r[1] is not None]
+
+    # -- audit -----------------------------------------------------------------------------
+    def log(self, event: str, person_name: str | None = None, **details) -> None:
+        """Append one audit row (details: JSON values). Audit rows can never be changed or removed."""
+        if person_name is not None:
+            person_name = unicodedata.normalize("NFC", str(person_name).strip())
+        with self._write(f"log {event!r}") as conn:
+            self._append_audit(conn, event, person_name, details)
+
+    def audit(self, limit: int = 100, event: str | None = None, since: float | None = None) -> list[AuditRow]:
+        """The newest audit rows first, at most `limit`, optionally one event kind or from `since` on."""
+        where, params = [], []
+        if event is not None:
+            where.append("event = ?")
+            params.append(event)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(float(since))
+        sql = "SELECT id, ts, event, person_name, details FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(int(limit))
+        return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._read(sql, params)]

@@ -1,0 +1,76 @@
+"""Write a model bundle folder: model files + bundle.json (hashes, provenance, licences, contracts,
+thresholds). The folder is assembled next to the target and renamed into place, so a killed build
+never leaves a half-written bundle."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from facegate.edge_runtime.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model going into a bundle."""
+
+    name: str                     # registry name, e.g. "sface"
+    path: Path                    # ONNX file to copy
+    precision: str                # "fp32" or "int8"
+    threshold: float | None = None    # embedders: similarity threshold chosen on LFW
+    target_far: float | None = None
+    achieved_far: float | None = None
+    report: dict = field(default_factory=dict)   # accuracy numbers to record
+
+
+def _meta(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], default_embedder: str,
+                 notes: dict | None = None) -> Path:
+    """Assemble a bundle at `out` (replaced atomically if it exists). Returns `out`."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files, contracts, provenance, quant = {}, {}, {}, {}
+    for m in [detector, *embedders]:
+        fname = f"{m.name}.{m.precision}.onnx"
+        shutil.copyfile(m.path, tmp / fname)
+        files[m.name] = (fname, sha256_file(tmp / fname))
+        meta = _meta(tmp / fname)
+        contracts[m.name] = json.loads(meta["facegate.contract"])
+        provenance[m.name] = json.loads(meta.get("facegate.provenance", "{}"))
+        if "facegate.quantization" in meta:
+            quant[m.name] = json.loads(meta["facegate.quantization"])
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "id": bundle_id([h for _, h in files.values()]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "detector": {"name": detector.name, "file": files[detector.name][0],
+                     "sha256": files[detector.name][1], "precision": detector.precision,
+                     "report": detector.report},
+        "embedders": {m.name: {"file": files[m.name][0], "sha256": files[m.name][1],
+                               "precision": m.precision, "threshold": m.threshold,
+                               "target_far": m.target_far, "achieved_far": m.achieved_far,
+                               "report": m.report} for m in embedders},
+        "default_embedder": default_embedder,
+        "contracts": contracts,
+        "provenance": provenance,
+        "licences": {n: p.get("licence") for n, p in provenance.items()},
+        "quantization": quant,
+        "notes": notes or {},
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

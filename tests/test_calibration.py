@@ -1,0 +1,125 @@
+"""int8 calibration: readers feed the runtime's own preprocessing; quantised dlib model stays faithful."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+pytest.importorskip("torch")          # the fp32 models are exported inside the tests
+
+from facegate.calibration.debug import LayerError, layer_errors  # noqa: E402
+from facegate.calibration.quantize import quantization_info, quantize_model  # noqa: E402
+from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCalibrationReader,  # noqa: E402
+                                         calibration_images, chunk_feeds, reader_for_model)
+from facegate.edge_runtime.face import nearest_to_center  # noqa: E402
+from facegate.edge_runtime.imageio import load_image  # noqa: E402
+from facegate.edge_runtime.lfw import read_pairs  # noqa: E402
+from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder, open_session  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cal_images(data_dir):
+    return calibration_images(data_dir=data_dir, limit=24)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, cal_images):
+    from facegate.export.onnx_export import export_model
+    d = tmp_path_factory.mktemp("calib_models")
+    det, emb = d / "retinaface_mnet025.onnx", d / "dlib_resnet.onnx"
+    export_model("retinaface_mnet025", det, cal_images[:2])
+    export_model("dlib_resnet", emb, cal_images[:2])
+    return {"detector": det, "dlib": emb, "dir": d}
+
+
+@pytest.fixture(scope="module")
+def dlib_int8(models, cal_images):
+    reader = EmbedderCalibrationReader(models["dlib"], cal_images[:16], models["detector"])
+    out = quantize_model(models["dlib"], models["dir"] / "dlib_resnet.int8.onnx", lambda: reader,
+                         method="MinMax", activation_type="U8")
+    return out, reader
+
+
+def test_default_pool_is_lfw_people_outside_pairs(data_dir):
+    images = calibration_images(data_dir=data_dir)
+    pairs = read_pairs(data_dir / "lfw" / "pairs.txt")
+    in_pairs = {p.a.split("/")[0] for p in pairs} | {p.b.split("/")[0] for p in pairs}
+    people = {p.parent.name for p in images}
+    assert len(images) == 1549 and len(people) == 1468
+    assert not people & in_pairs
+    assert len(calibration_images(data_dir=data_dir, limit=10)) == 10
+
+
+def test_embedder_reader_is_runtime_preprocessing(models, cal_images):
+    reader = EmbedderCalibrationReader(models["dlib"], cal_images[:3], models["detector"])
+    items = list(reader)
+    assert len(items) == 3 and reader.used == 3 and not reader.skipped
+    name = open_session(models["dlib"], 1).get_inputs()[0].name
+    for it in items:
+        assert set(it) == {name}
+        x = it[name]
+        assert x.dtype == np.float32 and x.shape == (1, 3, 150, 150) and x.flags.c_contiguous
+    # the same path by hand: fp32 detector, face nearest the centre, FaceEmbedder.align + .prepare
+    det, emb = onnx_detector(models["detector"]), onnx_embedder(models["dlib"])
+    img = load_image(cal_images[1])
+    face = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
+    np.testing.assert_array_equal(items[1][name], emb.prepare(emb.align(img, face)))
+    # get_next / rewind give the same data (what onnxruntime's calibrators call)
+    reader.rewind()
+    first = reader.get_next()
+    np.testing.assert_array_equal(first[name], items[0][name])
+
+
+def test_detector_reader_frames_and_folder(models, cal_images, tmp_path):
+    big = cv2.resize(cv2.imread(str(cal_images[0])), (1000, 800))
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "sub" / "big.png"), big)
+    cv2.imwrite(str(tmp_path / "small.jpg"), cv2.imread(str(cal_images[1])))
+    (tmp_path / "notes.txt").write_text("not an image")
+    reader = reader_for_model(models["detector"], folder=tmp_path)
+    assert isinstance(reader, DetectorCalibrationReader)
+    items = list(reader)
+    # sorted paths: small.jpg, sub/big.png; frames shrink to a longer side of 640 like the runtime
+    assert [next(iter(i.values())).shape for i in items] == [(1, 3, 250, 250), (1, 3, 512, 640)]
+    det = onnx_detector(models["detector"])
+    x, _ = det.prepare(load_image(tmp_path / "sub" / "big.png"))
+    np.testing.assert_array_equal(next(iter(items[1].values())), x)
+    # chunks never mix shapes (histogram calibrators stack a chunk's outputs per tensor)
+    chunks = list(chunk_feeds(items + items, 3))
+    assert [len(c) for c in chunks] == [1, 1, 1, 1]
+
+
+def test_quantised_dlib_keeps_contract_and_accuracy(models, dlib_int8, cal_images):
+    out, reader = dlib_int8
+    m = onnx.load(str(out))
+    meta = {p.key: p.value for p in m.metadata_props}
+    fp32_meta = {p.key: p.value for p in onnx.load(str(models["dlib"])).metadata_props}
+    assert meta["facegate.contract"] == fp32_meta["facegate.contract"]
+    assert meta["facegate.provenance"] == fp32_meta["facegate.provenance"]
+    info = json.loads(meta["facegate.quantization"])
+    assert info == quantization_info(out)
+    assert info["method"] == "MinMax" and info["activation_type"] == "uint8" and info["weight_type"] == "int8"
+    assert info["per_channel"] is True and info["calibration_inputs"] == 16 and info["excluded_nodes"] == []
+    ops = {n.op_type for n in m.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert out.stat().st_size < 0.5 * models["dlib"].stat().st_size
+    # the runtime opens it like the fp32 model (contract check) and the embeddings barely move
+    fp32, int8 = onnx_embedder(models["dlib"]), onnx_embedder(out)
+    chips = np.stack([reader.chip(p) for p in cal_images[16:24] if reader.chip(p) is not None])
+    a, b = fp32.embed(chips), int8.embed(chips)
+    cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert len(chips) >= 6 and cos.min() >= 0.999, cos
+
+
+def test_layer_errors_rows(models, dlib_int8):
+    out, reader = dlib_int8
+    reader.rewind()
+    rows = layer_errors(models["dlib"], out, reader, max_inputs=2)
+    assert len(rows) > 20 and all(isinstance(r, LayerError) for r in rows)
+    sqnr = [r.qdq_sqnr for r in rows]
+    assert sqnr == sorted(sqnr) and all(np.isfinite(sqnr))
+    assert all(r.rel_error < 0.2 for r in rows)
+    assert any(r.op_type == "Conv" and r.node for r in rows)
