@@ -55,14 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("lfw", help="LFW 10-fold verification accuracy")
-    b.add_argument("--fp32", action="store_true", help="run the PyTorch fp32 networks")
+    b.add_argument("--fp32", action="store_true", help="run the PyTorch fp32 networks (needs facegate[train])")
+    b.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped int8 bundle)")
+    b.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
     b.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"],
                    help="embedder(s) to score (repeatable; default: both)")
     b.add_argument("--json", type=Path, help="write the full report as JSON")
     b.add_argument("--plot", type=Path, help="write a ROC curve PNG")
     b.add_argument("--limit", type=int, default=None, help="pairs per fold and class (quick run)")
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
-    b.set_defaults(func=_lazy("facegate.models.cli:cmd_bench_lfw"))
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_lfw"))
     return p
 
 
