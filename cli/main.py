@@ -32,6 +32,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def common(sp, bundle=True):
+        sp.add_argument("--home", help="data folder (default $FACEGATE_HOME or ~/.local/share/facegate)")
+        sp.add_argument("--config", type=Path, help="config file (default <home>/config.toml)")
+        if bundle:
+            sp.add_argument("--bundle", type=Path, help="model bundle folder (default: the shipped one)")
+            sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+
+    e = sub.add_parser("enroll", help="enroll a person from photos (one face each)")
+    e.add_argument("--name", required=True)
+    e.add_argument("images", nargs="+", type=Path)
+    e.add_argument("--no-keep-images", dest="keep_images", action="store_false",
+                   help="store only templates, not the aligned face crops")
+    common(e)
+    e.set_defaults(func=_lazy("facegate.runtime:cmd_enroll"))
+
+    pe = sub.add_parser("people", help="list, show, rename or delete enrolled people")
+    psub = pe.add_subparsers(dest="people_command", required=True, metavar="ACTION")
+    x = psub.add_parser("list")
+    x.add_argument("--json", action="store_true")
+    x = psub.add_parser("show")
+    x.add_argument("name")
+    x = psub.add_parser("delete", help="remove the person and every template and image of them")
+    x.add_argument("name")
+    x.add_argument("--yes", action="store_true", help="confirm")
+    x = psub.add_parser("rename")
+    x.add_argument("name")
+    x.add_argument("new_name")
+    for x in psub.choices.values():
+        common(x, bundle=False)
+        x.set_defaults(func=_lazy("facegate.runtime:cmd_people"))
+
+    i = sub.add_parser("identify", help="who is in these photos")
+    i.add_argument("images", nargs="+", type=Path)
+    i.add_argument("--json", action="store_true")
+    common(i)
+    i.set_defaults(func=_lazy("facegate.runtime:cmd_identify"))
+
+    r = sub.add_parser("run", help="watch a camera or video and open the door for enrolled people")
+    r.add_argument("--source", help="camera index, video file, rtsp/http URL or GStreamer pipeline "
+                                    "(default: [camera] source of the config)")
+    r.add_argument("--realtime", action="store_true", help="pace a video file at its frame rate")
+    r.add_argument("--events", help="append JSON-line events to this file (default stdout)")
+    r.add_argument("--show", action="store_true", help="show frames with boxes and names")
+    r.add_argument("--record", help="write the annotated frames to this video file (.avi)")
+    common(r)
+    r.set_defaults(func=_lazy("facegate.runtime:cmd_run"))
+
+    c = sub.add_parser("config", help="show or write the configuration file")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    x = csub.add_parser("show")
+    common(x, bundle=False)
+    x = csub.add_parser("init")
+    x.add_argument("--force", action="store_true")
+    common(x, bundle=False)
+    for x in csub.choices.values():
+        x.set_defaults(func=_lazy("facegate.runtime:cmd_config"))
+
     models = sub.add_parser("models", help="pretrained PyTorch networks (needs facegate[train])")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("list", help="registered networks and where their weights come from")

@@ -1,0 +1,110 @@
+"""Detect -> quality gate -> align -> embed -> match, for a frame, an enrollment photo or a probe photo."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .bundle import Bundle
+from .config import Config
+from .errors import FaceNotFoundError, ImageError, ManyFacesError
+from .face import Face
+from .gallery import Gallery, Match
+from .imageio import decode_image, load_image
+from .quality import face_quality
+
+
+@dataclass(frozen=True, eq=False)
+class FaceResult:
+    """One face of one image after the whole pipeline.
+
+    Attributes:
+        face: the detection, carrying its embedding when it passed the quality gate.
+        problems: reasons the face is unusable ("too small", "too blurry", ...); empty = good.
+        chip: uint8 RGB (S, S, 3) aligned crop.
+        match: best enrolled person (name None = unknown), or None when the face was not usable.
+    """
+
+    face: Face
+    problems: tuple[str, ...]
+    chip: np.ndarray
+    match: Match | None = None
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """Outcome of one enrollment photo: ok with its embedding, or the reason it was refused."""
+
+    source: str
+    ok: bool
+    reason: str = ""
+    embedding: np.ndarray | None = None
+    chip_jpeg: bytes | None = None
+
+
+class Recognizer:
+    """The face pipeline over a loaded bundle and a gallery of enrolled templates."""
+
+    def __init__(self, bundle: Bundle, config: Config, gallery: Gallery | None = None):
+        self.bundle = bundle
+        self.config = config
+        c = bundle.embedder.contract
+        self.metric = c.metric
+        t = config.recognition.threshold
+        self.threshold = float(t) if t is not None else bundle.threshold
+        self.gallery = gallery if gallery is not None else Gallery.empty(c.metric)
+
+    def analyze(self, image_rgb: np.ndarray) -> list[FaceResult]:
+        """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch)."""
+        faces = self.bundle.detector.detect(image_rgb)
+        emb = self.bundle.embedder
+        results = []
+        for f in faces:
+            chip = emb.align(image_rgb, f)
+            results.append(FaceResult(f, tuple(face_quality(f, chip, self.config.detector)), chip))
+        good = [i for i, r in enumerate(results) if r.usable]
+        if good:
+            vecs = emb.embed(np.stack([results[i].chip for i in good]))
+            matches = self.gallery.nearest(vecs, self.metric, self.threshold)
+            for i, v, m in zip(good, vecs, matches):
+                r = results[i]
+                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chip, m)
+        return results
+
+    def enrollment_photo(self, data: bytes | str | Path, name: str = "photo") -> PhotoResult:
+        """Check one enrollment photo: exactly one face, and that face usable. Never raises for bad input."""
+        try:
+            if isinstance(data, bytes):
+                img = decode_image(data, name)
+            else:
+                name = str(data)
+                img = load_image(data)
+            r = self.single_face(img)
+        except (ImageError, FaceNotFoundError, ManyFacesError) as e:
+            return PhotoResult(name, False, str(e))
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(r.chip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return PhotoResult(name, True, "", r.face.embedding, jpg.tobytes() if ok else None)
+
+    def single_face(self, image_rgb: np.ndarray) -> FaceResult:
+        """The one usable face of an image. Raises FaceNotFoundError or ManyFacesError."""
+        results = self.analyze(image_rgb)
+        if not results:
+            raise FaceNotFoundError("no face found; use a well-lit, front-facing photo")
+        if len(results) > 1:
+            raise ManyFacesError(f"{len(results)} faces found; use a photo with only this person")
+        r = results[0]
+        if r.problems:
+            raise FaceNotFoundError("face " + ", ".join(r.problems) + "; take another photo")
+        return r
+
+
+def door_candidate(results: list[FaceResult]) -> FaceResult | None:
+    """The face the door decides on: the largest usable face (the person nearest the camera)."""
+    usable = [r for r in results if r.usable]
+    return max(usable, key=lambda r: r.face.width * r.face.height) if usable else None
