@@ -213,11 +213,12 @@ class Config:
         """Build from parsed TOML; ConfigError on unknown sections or keys, wrong types or ranges."""
         sections = {}
         for name, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"key {name!r} is outside any section; put it under one of "
+                                  f"{', '.join(f'[{s}]' for s in SECTIONS)}", name, path)
             if name not in SECTIONS:
                 raise ConfigError(f"unknown section [{name}]{_did_you_mean(name, SECTIONS)}; known sections: "
                                   f"{', '.join(SECTIONS)}", name, path)
-            if not isinstance(table, dict):
-                raise ConfigError(f"{name} must be a [{name}] section, not a value", name, path)
             kind = SECTIONS[name]
             known = [f.name for f in dataclasses.fields(kind)]
             for key, value in table.items():

@@ -73,10 +73,12 @@ class Gallery:
         order = np.argsort(np.asarray(pids, np.int64), kind="stable")
         sorted_ids = np.asarray(pids, np.int64)[order]
         starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(pids) else np.zeros(0, np.int64)
-        group_names = tuple(names[order[s]] for s in starts)
-        for s, e, nm in zip(starts, list(starts[1:]) + [len(pids)], group_names):
-            if any(names[i] != nm for i in order[s:e]):
-                raise ValueError(f"person id {sorted_ids[s]} carries several names; one name per person")
+        sorted_names = np.asarray(names, dtype=str)[order] if names else np.zeros(0, str)
+        counts = np.diff(np.r_[starts, len(pids)])
+        clash = np.flatnonzero(np.repeat(sorted_names[starts], counts) != sorted_names)
+        if len(clash):
+            raise ValueError(f"person id {sorted_ids[clash[0]]} carries several names; one name per person")
+        group_names = tuple(str(n) for n in sorted_names[starts])
         self._prep.update(order=order, starts=starts, group_ids=tuple(int(i) for i in sorted_ids[starts]),
                           group_names=group_names)
         self._prepared(self.metric)

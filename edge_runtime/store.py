@@ -263,6 +263,7 @@ class Store:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The raw SQLite connection (autocommit mode); StoreError once closed."""
         if self._conn is None:
             raise StoreError(f"the store {self.path} is closed; open a new Store")
         return self._conn
