@@ -81,6 +81,7 @@ def cmd_identify(args) -> int:
     from facegate.edge_runtime.errors import ImageError
     from facegate.edge_runtime.imageio import load_image
     from facegate.edge_runtime.recognizer import Recognizer
+    from facegate.edge_runtime.runner import finite
 
     _, cfg, store, bundle = context(args)
     rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.embedder.contract.metric))
@@ -94,7 +95,7 @@ def cmd_identify(args) -> int:
             continue
         faces = [{"box": [round(float(v), 1) for v in r.face.box],
                   "person": (r.match.name or "unknown") if r.match else None,
-                  "score": round(r.match.score, 4) if r.match else None,
+                  "score": finite(r.match.score) if r.match else None,
                   "problems": list(r.problems)} for r in results]
         out.append({"file": str(p), "faces": faces, "threshold": rec.threshold})
     if args.json:

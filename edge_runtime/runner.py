@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ class RunStats:
     denies: int = 0
     seconds: float = 0.0
     stage_ms: dict = field(default_factory=dict)
+
+
+def finite(x: float | None, digits: int = 4) -> float | None:
+    """Round a score for JSON; None for no score or -inf (nobody enrolled)."""
+    return round(x, digits) if x is not None and math.isfinite(x) else None
 
 
 def draw(frame_rgb: np.ndarray, results: list[FaceResult], decision: Decision) -> np.ndarray:
@@ -96,7 +102,7 @@ class Runner:
     def _event(self, ts, results, cand, decision, ms) -> dict:
         m = cand.match if cand else None
         return {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()), "ts": round(ts, 3),
-                "person": (m.name or "unknown") if m else None, "score": round(m.score, 4) if m else None,
+                "person": (m.name or "unknown") if m else None, "score": finite(m.score) if m else None,
                 "candidate": m.candidate if m else None, "decision": decision.action,
                 "reason": decision.reason, "votes": decision.votes, "faces": len(results),
                 "unusable": [list(r.problems) for r in results if r.problems], "frame_ms": round(ms, 1)}
@@ -105,13 +111,13 @@ class Runner:
         if decision.action == OPEN:
             self.stats.opens += 1
             opened = self.door.open(decision.name, f"{decision.votes} matching frames")
-            self.store.log("door_open" if opened else "door_error", decision.name, score=decision.score,
+            self.store.log("door_open" if opened else "door_error", decision.name, score=finite(decision.score),
                            votes=decision.votes, ts=ts)
             self.store.touch_seen(decision.name, time.time())
         elif decision.action == DENY:
             self.stats.denies += 1
             if ts - self._last_deny_log >= self.deny_log_s:
-                self.store.log("deny", decision.name, reason=decision.reason, score=decision.score, ts=ts)
+                self.store.log("deny", decision.name, reason=decision.reason, score=finite(decision.score), ts=ts)
                 self._last_deny_log = ts
 
     def run(self, frames, show: bool = False, record: str | None = None, record_fps: float = 25.0) -> RunStats:

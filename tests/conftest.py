@@ -33,3 +33,15 @@ def fp32_models(data_dir, tmp_path_factory):
     imgs = [data_dir / "faceapi_bbt_scenes/bbt1.jpg", data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"]
     return {n: Path(export_model(n, out / f"{n}.onnx", imgs).path)
             for n in ("retinaface_mnet025", "dlib_resnet", "sface")}
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle(fp32_models, tmp_path_factory):
+    """An fp32 bundle of the three exported networks (thresholds: the models' published defaults)."""
+    from facegate.export.bundle_write import ModelFile, write_bundle
+
+    m = fp32_models
+    return write_bundle(tmp_path_factory.mktemp("bundle") / "fp32",
+                        ModelFile("retinaface_mnet025", m["retinaface_mnet025"], "fp32"),
+                        [ModelFile("sface", m["sface"], "fp32", 0.363, 1e-3, 1e-3),
+                         ModelFile("dlib_resnet", m["dlib_resnet"], "fp32", -0.6, 1e-3, 1e-3)], "sface")

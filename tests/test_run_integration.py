@@ -1,0 +1,77 @@
+"""The main job end to end on a real video: enroll from a photo, run, the door opens only for them."""
+import json
+
+import pytest
+
+from facegate.main import main
+
+
+@pytest.fixture()
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def _run(home, bundle, video, events):
+    return main(["run", "--home", str(home), "--bundle", str(bundle), "--source", str(video),
+                 "--events", str(events)])
+
+
+def test_enrolled_person_opens_the_door(home, fp32_bundle, data_dir, tmp_path, capsys):
+    clips = data_dir / "videos/face_recognition"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    events = tmp_path / "events.jsonl"
+    assert _run(home, fp32_bundle, clips / "short_hamilton_clip.mp4", events) == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    opens = [r for r in rows if r["decision"] == "open"]
+    assert opens and all(r["person"] == "Lin-Manuel Miranda" for r in opens)
+    assert opens[0]["ts"] < 4.0                      # he is on screen from the start
+    assert all(r["votes"] >= 3 for r in opens)       # k = 3 frames agreed
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import Store
+    with Store(store_path(home)) as s:
+        assert [a.event for a in s.audit(event="door_open")] and s.person("Lin-Manuel Miranda").last_seen_at
+
+
+def test_nobody_enrolled_never_opens(home, fp32_bundle, data_dir, tmp_path):
+    clips = data_dir / "videos/face_recognition"
+    events = tmp_path / "events.jsonl"
+    assert _run(home, fp32_bundle, clips / "short_hamilton_clip.mp4", events) == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert rows and not [r for r in rows if r["decision"] == "open"]
+    assert {r["person"] for r in rows} <= {"unknown", None}
+
+
+def test_someone_else_enrolled_never_opens(home, fp32_bundle, data_dir, tmp_path):
+    clips = data_dir / "videos/face_recognition"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Aaron Eckhart",
+                 str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
+    events = tmp_path / "events.jsonl"
+    assert _run(home, fp32_bundle, clips / "short_hamilton_clip.mp4", events) == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert not [r for r in rows if r["decision"] == "open"]
+
+
+def test_enroll_refuses_bad_photos_and_stores_nothing(home, fp32_bundle, data_dir, tmp_path, capsys):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    group = data_dir / "faceapi_bbt_scenes/bbt1.jpg"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Nobody",
+                 str(bad), str(group)]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable image" in err and "faces found" in err and "nothing stored" in err
+    assert main(["people", "list", "--home", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_identify_names_the_person(home, fp32_bundle, data_dir, capsys):
+    lfw = data_dir / "lfw/Colin_Powell"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Colin Powell",
+                 str(lfw / "Colin_Powell_0001.jpg")]) == 0
+    capsys.readouterr()
+    assert main(["identify", "--home", str(home), "--bundle", str(fp32_bundle), "--json",
+                 str(lfw / "Colin_Powell_0002.jpg"), str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    center = lambda item: min(item["faces"], key=lambda f: abs((f["box"][0] + f["box"][2]) / 2 - 125))  # noqa: E731
+    assert center(out[0])["person"] == "Colin Powell" and center(out[0])["score"] > 0.363
+    assert center(out[1])["person"] == "unknown"
