@@ -89,6 +89,34 @@ def build_parser() -> argparse.ArgumentParser:
     for x in csub.choices.values():
         x.set_defaults(func=_lazy("facegate.runtime:cmd_config"))
 
+    a = sub.add_parser("admin", help="the admin web page: set up the administrator, serve, API tokens")
+    asub = a.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    x = asub.add_parser("init", help="create the first administrator (there is no default password)")
+    x.add_argument("--username", default="admin")
+    x.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    x.add_argument("--reset", action="store_true", help="set a new password for an existing administrator")
+    common(x, bundle=False)
+    x = asub.add_parser("serve", help="serve the admin page with waitress")
+    x.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this device only)")
+    x.add_argument("--port", type=int, default=8080)
+    x.add_argument("--serve-threads", type=int, default=4, help="request threads")
+    x.add_argument("--secure-cookies", choices=["auto", "always", "never"], default="auto",
+                   help="Secure flag of the session cookie (auto: when the request came over https)")
+    x.add_argument("--trusted-proxy", metavar="ADDR",
+                   help="address of the TLS reverse proxy whose X-Forwarded-For/-Proto headers are trusted")
+    common(x)
+    t = asub.add_parser("token", help="API tokens: create, list, revoke")
+    tsub = t.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    x = tsub.add_parser("create")
+    x.add_argument("--name", required=True, help="what uses the token")
+    tsub.add_parser("list")
+    x = tsub.add_parser("revoke")
+    x.add_argument("id", type=int)
+    for x in tsub.choices.values():
+        common(x, bundle=False)
+    for x in [*asub.choices.values(), *tsub.choices.values()]:
+        x.set_defaults(func=_lazy("facegate.edge_runtime.admin.cli:cmd_admin"))
+
     models = sub.add_parser("models", help="pretrained PyTorch networks (needs facegate[train])")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("list", help="registered networks and where their weights come from")
@@ -108,6 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", type=Path, nargs="+", help="real images for the comparison")
     e.add_argument("--weights", type=Path, help="state dict from `facegate models import` (one network)")
     e.set_defaults(func=_lazy("facegate.export.cli:cmd_export"))
+
+    def calib_args(sp):
+        sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
+        sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="MinMax")
+        sp.add_argument("--activation-type", choices=["U8", "S8"], default="U8",
+                        help="int8 activations: U8 (uint8, U8S8) or S8 (S8S8)")
+        sp.add_argument("--images", type=Path, help="calibration image folder (default: LFW people outside "
+                                                    "pairs.txt, from $FACEGATE_DATA)")
+        sp.add_argument("--limit", type=int, help="calibration images to use (default all)")
+        sp.add_argument("--lfw-limit", type=int, help="LFW pairs per fold and class in the report (default all)")
+        sp.add_argument("--wider-limit", type=int, help="WIDER images in the report (default all)")
+
+    c = sub.add_parser("calibrate", help="int8 models + fp32-vs-int8 report (needs facegate[train])")
+    calib_args(c)
+    c.add_argument("--out", type=Path, default=Path("build/report"), help="report folder")
+    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_calibrate"))
+    c = sub.add_parser("build-bundle", help="import -> export -> calibrate -> bundle (needs facegate[train])")
+    calib_args(c)
+    c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
+    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_build_bundle"))
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")

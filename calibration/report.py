@@ -1,0 +1,137 @@
+"""fp32 vs int8 with one evaluation harness: LFW 10-fold, TAR at FAR 1e-3, embedding drift,
+WIDER AP, latency at 1 and 2 threads, file sizes. Markdown + JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facegate.edge_runtime.face import nearest_to_center
+from facegate.edge_runtime.imageio import load_image
+from facegate.edge_runtime.lfw import read_pairs
+from facegate.edge_runtime.lfw_eval import evaluate_lfw
+from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
+from facegate.edge_runtime.wider_eval import evaluate_wider
+
+from .benchmark import embedding_drift, file_mb, latency_ms
+
+
+def drift_chips(data_dir: Path, detector_path: Path, size: int, template, n: int = 200) -> np.ndarray:
+    """uint8 (n', S, S, 3) aligned chips from LFW pair images (fp32 detector), for drift checks."""
+    from facegate.edge_runtime.align import align_face
+
+    lfw = Path(data_dir) / "lfw"
+    pairs = read_pairs(lfw / "pairs.txt")
+    rels = sorted({p.a for p in pairs})[:: max(1, len({p.a for p in pairs}) // n)][:n]
+    det = onnx_detector(detector_path)
+    chips = []
+    for r in rels:
+        img = load_image(lfw / r)
+        f = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
+        if f is not None:
+            chips.append(align_face(img, f.landmarks, np.asarray(template), size))
+    return np.stack(chips)
+
+
+def frame_input(data_dir: Path, detector_path: Path) -> np.ndarray:
+    """The detector input for one 640x480 frame of a real face (the first clip frame, resized)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(Path(data_dir) / "videos/face_recognition/short_hamilton_clip.mp4"))
+    ok, bgr = cap.read()
+    cap.release()
+    if not ok:
+        raise FileNotFoundError("cannot read the Hamilton clip for the latency frame; set FACEGATE_DATA")
+    rgb = cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB)
+    x, _ = onnx_detector(detector_path).prepare(rgb)
+    return x
+
+
+def compare(fp32: dict[str, Path], int8: dict[str, Path], data_dir: Path, lfw_limit: int | None = None,
+            wider_limit: int | None = None, progress: bool = True) -> dict:
+    """Evaluate both variants of every model with the same code.
+
+    Args:
+        fp32, int8: {"retinaface_mnet025": path, "<embedder>": path, ...} (same keys).
+    Returns:
+        {"models": {name: {"fp32": {...}, "int8": {...}, "drift": {...}}}, "settings": {...}}
+    """
+    data_dir = Path(data_dir)
+    det = "retinaface_mnet025"
+    embedders = [n for n in fp32 if n != det]
+    out = {"settings": {"lfw_limit": lfw_limit, "wider_limit": wider_limit}, "models": {}}
+    lfw = {}
+    for variant, paths in (("fp32", fp32), ("int8", int8)):
+        lfw[variant] = evaluate_lfw(data_dir / "lfw", onnx_detector(paths[det]),
+                                    {n: onnx_embedder(paths[n]) for n in embedders},
+                                    progress=progress, limit=lfw_limit)
+    m = out["models"][det] = {}
+    frame = frame_input(data_dir, fp32[det])
+    for threads in (1, 2):
+        lat = latency_ms({"fp32": fp32[det], "int8": int8[det]}, frame, threads=threads)
+        for v in ("fp32", "int8"):
+            m.setdefault(v, {})[f"latency_ms_{threads}t"] = lat[v]["median"]
+    for v, paths in (("fp32", fp32), ("int8", int8)):
+        w = evaluate_wider(data_dir / "widerface_val_subset", onnx_detector(paths[det]), limit=wider_limit)
+        m[v].update({"wider_ap": w["ap"], "size_mb": file_mb(paths[det]),
+                     "lfw_no_face": len(lfw[v]["no_face"])})
+    for n in embedders:
+        e = out["models"][n] = {}
+        c = onnx_embedder(fp32[n]).contract
+        chips = drift_chips(data_dir, fp32[det], c.input_size, c.template)
+        a, b = onnx_embedder(fp32[n]).embed(chips), onnx_embedder(int8[n]).embed(chips)
+        e["drift"] = {**embedding_drift(a, b), "l2_mean": float(np.linalg.norm(a - b, axis=1).mean()),
+                      "chips": len(chips)}
+        x = onnx_embedder(fp32[n]).prepare(chips[:1])
+        for threads in (1, 2):
+            lat = latency_ms({"fp32": fp32[n], "int8": int8[n]}, x, threads=threads)
+            for v in ("fp32", "int8"):
+                e.setdefault(v, {})[f"latency_ms_{threads}t"] = lat[v]["median"]
+        for v, paths in (("fp32", fp32), ("int8", int8)):
+            r = lfw[v]["results"][n]
+            scores = np.array([-np.inf if x is None else x for x in lfw[v]["scores"][n]])
+            neg = scores[~np.asarray(lfw[v]["same"], bool)]
+            e[v]["far_at_threshold"] = float(np.mean(neg >= r["threshold_at_far_0.001"]))
+            e[v].update({"lfw_accuracy": r["accuracy"], "lfw_std": r["std"],
+                         "tar_at_far_1e-3": r["tar_at_far_0.001"], "threshold_at_far_1e-3": r["threshold_at_far_0.001"],
+                         "size_mb": file_mb(paths[n])})
+    for n, e in out["models"].items():
+        e["speedup_1t"] = e["fp32"]["latency_ms_1t"] / e["int8"]["latency_ms_1t"]
+        e["speedup_2t"] = e["fp32"]["latency_ms_2t"] / e["int8"]["latency_ms_2t"]
+    return out
+
+
+def markdown(report: dict) -> str:
+    """The fp32-vs-int8 table."""
+    rows = ["| model | variant | LFW acc | TAR@FAR1e-3 | WIDER AP | ms 1 thr | ms 2 thr | MB |",
+            "|---|---|---|---|---|---|---|---|"]
+    pct = lambda v: f"{v * 100:.2f}%" if v is not None else "-"  # noqa: E731
+    for name, e in report["models"].items():
+        for v in ("fp32", "int8"):
+            r = e[v]
+            rows.append(f"| {name} | {v} | {pct(r.get('lfw_accuracy'))} | {pct(r.get('tar_at_far_1e-3'))} | "
+                        f"{pct(r.get('wider_ap'))} | {r['latency_ms_1t']:.2f} | {r['latency_ms_2t']:.2f} | "
+                        f"{r['size_mb']:.1f} |")
+    lines = ["# fp32 vs int8", "", *rows, ""]
+    for name, e in report["models"].items():
+        d = e.get("drift")
+        drift = (f"; embedding drift on {d['chips']} chips: cosine mean {d['cos_mean']:.5f}, min "
+                 f"{d['cos_min']:.5f}, mean L2 {d['l2_mean']:.4f}") if d else ""
+        lines.append(f"- {name}: int8 speed-up {e['speedup_1t']:.2f}x (1 thread), {e['speedup_2t']:.2f}x "
+                     f"(2 threads){drift}")
+    s = report.get("settings", {})
+    lines += ["", f"LFW pairs per fold and class: {s.get('lfw_limit') or 'all (6,000 pairs)'}; "
+              f"WIDER images: {s.get('wider_limit') or 'all (236)'}."]
+    if report.get("decisions"):
+        lines += ["", "## What the bundle ships", ""] + [f"- {k}: {v}" for k, v in report["decisions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js = folder / "calibration_report.md", folder / "calibration_report.json"
+    md.write_text(markdown(report))
+    js.write_text(json.dumps(report, indent=1))
+    return md, js

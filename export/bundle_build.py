@@ -1,0 +1,122 @@
+"""`facegate calibrate` / `facegate build-bundle`: export -> int8 calibration -> fp32 vs int8 report
+-> per-model precision chosen by the numbers -> LFW threshold -> bundle."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from facegate.calibration.quantize import quantize_model
+from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCalibrationReader,
+                                         calibration_images)
+from facegate.calibration.report import compare, write_report
+
+from .bundle_write import ModelFile, write_bundle
+from .cli import sample_images
+from .onnx_export import export_model
+
+DETECTOR = "retinaface_mnet025"
+MIN_SPEEDUP = 1.5          # int8 must be at least this much faster (2 threads) to ship
+MAX_LFW_LOSS = 0.002       # ... and lose at most 0.2 LFW points
+MAX_AP_LOSS = 0.01         # ... or 1 AP point for the detector
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    method: str = "MinMax"                 # MinMax, Entropy or Percentile
+    activation_type: str = "U8"            # U8 (uint8 activations) or S8
+    images: Path | None = None             # calibration folder; None = LFW people outside pairs.txt
+    limit: int | None = None               # calibration images (None = all)
+    lfw_limit: int | None = None           # LFW pairs per fold and class for the report (None = all)
+    wider_limit: int | None = None         # WIDER images for the report (None = all)
+
+
+def export_all(work: Path, names: list[str]) -> dict[str, Path]:
+    imgs = sample_images(None)
+    return {n: Path(export_model(n, work / "fp32" / f"{n}.onnx", imgs).path) for n in names}
+
+
+def calibrate_all(fp32: dict[str, Path], work: Path, s: CalibrationSettings) -> dict[str, Path]:
+    """int8 QDQ version of every model, calibrated through the runtime's preprocessing."""
+    images = calibration_images(s.images, limit=s.limit)
+    out = {}
+    for name, path in fp32.items():
+        if name == DETECTOR:
+            factory = lambda p=path: DetectorCalibrationReader(p, images)  # noqa: E731
+        else:
+            factory = lambda p=path: EmbedderCalibrationReader(p, images, fp32[DETECTOR])  # noqa: E731
+        out[name] = quantize_model(path, work / "int8" / f"{name}.onnx", factory, method=s.method,
+                                   activation_type=s.activation_type)
+    return out
+
+
+def choose_precision(name: str, e: dict) -> tuple[str, str]:
+    """("int8" or "fp32", why) from one model's fp32-vs-int8 numbers."""
+    speed = e["speedup_2t"]
+    if name == DETECTOR:
+        loss = e["fp32"]["wider_ap"] - e["int8"]["wider_ap"]
+        ok, what = loss <= MAX_AP_LOSS, f"WIDER AP change {-loss * 100:+.2f} points"
+    else:
+        loss = e["fp32"]["lfw_accuracy"] - e["int8"]["lfw_accuracy"]
+        ok, what = loss <= MAX_LFW_LOSS, f"LFW change {-loss * 100:+.2f} points"
+    if ok and speed >= MIN_SPEEDUP:
+        return "int8", f"int8: {speed:.2f}x faster at 2 threads, {what}"
+    if not ok:
+        return "fp32", f"fp32: int8 loses accuracy ({what})"
+    return "fp32", (f"fp32: int8 is only {speed:.2f}x faster at 2 threads (< {MIN_SPEEDUP}x), {what}; "
+                    "onnxruntime has no int8 PRelu, so each block round-trips to float")
+
+
+def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
+                 embedders: tuple[str, ...] = ("sface", "dlib_resnet"), default: str = "sface",
+                 target_far: float = 1e-3) -> dict:
+    """Run the whole chain and write the bundle at `out`; returns the report (also saved in the bundle)."""
+    names = [DETECTOR, *embedders]
+    fp32 = export_all(Path(work), names)
+    int8 = calibrate_all(fp32, Path(work), s)
+    report = compare(fp32, int8, data_dir, s.lfw_limit, s.wider_limit)
+    report["calibration"] = {"method": s.method, "activation_type": s.activation_type,
+                             "images": str(s.images or "LFW people outside pairs.txt"), "limit": s.limit}
+    decisions, files = {}, {}
+    for n in names:
+        precision, why = choose_precision(n, report["models"][n])
+        decisions[n] = why
+        files[n] = (precision, (int8 if precision == "int8" else fp32)[n])
+    report["decisions"] = decisions
+    det = ModelFile(DETECTOR, files[DETECTOR][1], files[DETECTOR][0], report=report["models"][DETECTOR])
+    embs = []
+    for n in embedders:
+        precision, path = files[n]
+        r = report["models"][n][precision]
+        embs.append(ModelFile(n, path, precision, r["threshold_at_far_1e-3"], target_far,
+                              r["far_at_threshold"], report=report["models"][n]))
+    write_bundle(out, det, embs, default, notes={"decisions": decisions, "calibration": report["calibration"]})
+    write_report(report, out)
+    return report
+
+
+def cmd_calibrate(args) -> int:
+    from facegate.main import data_dir
+
+    s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
+                            args.wider_limit)
+    names = [DETECTOR, "sface", "dlib_resnet"]
+    fp32 = export_all(args.work, names)
+    int8 = calibrate_all(fp32, args.work, s)
+    report = compare(fp32, int8, data_dir(), s.lfw_limit, s.wider_limit)
+    report["decisions"] = {n: choose_precision(n, report["models"][n])[1] for n in names}
+    md, js = write_report(report, args.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}; int8 models in {args.work / 'int8'}")
+    return 0
+
+
+def cmd_build_bundle(args) -> int:
+    from facegate.main import data_dir
+
+    s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
+                            args.wider_limit)
+    report = build_bundle(args.out, args.work, data_dir(), s)
+    print(json.dumps(report["decisions"], indent=1))
+    print(f"bundle written to {args.out}")
+    return 0
