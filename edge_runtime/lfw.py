@@ -96,6 +96,8 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> tuple[float,
     Returns (tar, threshold). Missing scores (NaN) count as rejected.
     """
     scores = np.where(np.isfinite(scores), scores, -np.inf)
+    if same.all() or not same.any():
+        raise ValueError("TAR at FAR needs both same-person and different-person pairs")
     neg = np.sort(scores[~same])[::-1]
     k = int(np.floor(far * len(neg)))
     t = neg[k] + 1e-9 if k < len(neg) else -np.inf
