@@ -12,14 +12,17 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["facegate", *[f"facegate.{p}" for p in PARTS]],
+    packages=["facegate", *[f"facegate.{p}" for p in PARTS], "facegate.edge_runtime.admin"],
     package_dir={"facegate": "cli", **{f"facegate.{p}": p for p in PARTS}},
+    package_data={"facegate.edge_runtime": ["admin/templates/*.html", "admin/static/*", "admin/openapi.*",
+                                            "bundle_default/*"]},
     # The device install: no torch. OpenCV 5.0 refuses SFace's int8bq file, so stay on 4.x.
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.8,<5",
         "onnxruntime>=1.17",
         "flask>=3.0",
+        "waitress>=3.0",
     ],
     extras_require={
         "train": [
@@ -38,6 +41,8 @@ setup(
         "dev": [
             "pytest>=8",
             "dlib-bin==20.0.1.post1",
+            "playwright>=1.40",              # admin page browser test, driving Debian's /usr/bin/chromium
+            "openapi-spec-validator>=0.7",   # validates the admin API's openapi.json
         ],
     },
     entry_points={"console_scripts": ["facegate = facegate.main:main"]},

@@ -9,8 +9,8 @@ from pathlib import Path
 
 def context(args, need_bundle: bool = True):
     """(home, config, store, bundle) from --home/FACEGATE_HOME, --config, --bundle."""
-    from facegate.edge_runtime.bundle import load_bundle
     from facegate.edge_runtime.config import load_config
+    from facegate.edge_runtime.enrollment import open_bundle
     from facegate.edge_runtime.paths import config_path, data_home, store_path
     from facegate.edge_runtime.store import Store
 
@@ -20,10 +20,7 @@ def context(args, need_bundle: bool = True):
     store = Store(store_path(home))
     bundle = None
     if need_bundle:
-        d = cfg.detector
-        bundle = load_bundle(args.bundle, embedder=cfg.recognition.embedder, threads=args.threads,
-                             score_threshold=d.score_threshold, nms_threshold=d.nms_threshold,
-                             max_side=d.max_side)
+        bundle = open_bundle(cfg, args.bundle, args.threads)
         stale = store.stale_templates(bundle.id)
         if stale:
             print(f"facegate: {len(stale)} people have templates from another model bundle and cannot be "
@@ -32,24 +29,21 @@ def context(args, need_bundle: bool = True):
 
 
 def cmd_enroll(args) -> int:
+    from facegate.edge_runtime.enrollment import check_photos, enroll_checked
     from facegate.edge_runtime.recognizer import Recognizer
 
     _, cfg, store, bundle = context(args)
-    rec = Recognizer(bundle, cfg)
-    results = [rec.enrollment_photo(Path(p)) for p in args.images]
-    good = [r for r in results if r.ok]
+    results = check_photos(Recognizer(bundle, cfg), [(str(p), Path(p)) for p in args.images])
     for r in results:
         print(f"{r.source}: {'ok' if r.ok else 'refused: ' + r.reason}", file=sys.stderr)
-    if not good:
+    done = enroll_checked(store, bundle, args.name, results, keep_images=args.keep_images)
+    if done.person is None:
         print(f"facegate enroll: no usable photo of {args.name}; nothing stored", file=sys.stderr)
         return 1
-    import numpy as np
-    person = store.enroll(args.name, np.stack([r.embedding for r in good]), bundle.id,
-                          bundle.embedder.contract.name,
-                          images=[r.chip_jpeg for r in good] if args.keep_images else None)
-    print(f"enrolled {person.name}: {len(good)} new templates ({person.templates} in all), "
-          f"{len(results) - len(good)} photos refused")
-    return 0 if len(good) == len(results) else 3
+    person = done.person
+    print(f"enrolled {person.name}: {len(done.kept)} new templates ({person.templates} in all), "
+          f"{len(done.refused)} photos refused")
+    return 0 if not done.refused else 3
 
 
 def cmd_people(args) -> int:
@@ -78,10 +72,10 @@ def cmd_people(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    from facegate.edge_runtime.enrollment import face_report
     from facegate.edge_runtime.errors import ImageError
     from facegate.edge_runtime.imageio import load_image
     from facegate.edge_runtime.recognizer import Recognizer
-    from facegate.edge_runtime.runner import finite
 
     _, cfg, store, bundle = context(args)
     rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.embedder.contract.metric))
@@ -93,10 +87,7 @@ def cmd_identify(args) -> int:
             out.append({"file": str(p), "error": str(e)})
             failed += 1
             continue
-        faces = [{"box": [round(float(v), 1) for v in r.face.box],
-                  "person": (r.match.name or "unknown") if r.match else None,
-                  "score": finite(r.match.score) if r.match else None,
-                  "problems": list(r.problems)} for r in results]
+        faces = [face_report(r) for r in results]
         out.append({"file": str(p), "faces": faces, "threshold": rec.threshold})
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))

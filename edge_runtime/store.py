@@ -495,8 +495,10 @@ class Store:
         with self._write(f"log {event!r}") as conn:
             self._append_audit(conn, event, person_name, details)
 
-    def audit(self, limit: int = 100, event: str | None = None, since: float | None = None) -> list[AuditRow]:
-        """The newest audit rows first, at most `limit`, optionally one event kind or from `since` on."""
+    def audit(self, limit: int = 100, event: str | None = None, since: float | None = None,
+              until: float | None = None, person: str | None = None) -> list[AuditRow]:
+        """The newest audit rows first, at most `limit`, optionally one event kind, one person's
+        name, from `since` on and before `until`."""
         where, params = [], []
         if event is not None:
             where.append("event = ?")
@@ -504,6 +506,12 @@ class Store:
         if since is not None:
             where.append("ts >= ?")
             params.append(float(since))
+        if until is not None:
+            where.append("ts < ?")
+            params.append(float(until))
+        if person is not None:
+            where.append("person_name = ?")
+            params.append(unicodedata.normalize("NFC", person.strip()))
         sql = "SELECT id, ts, event, person_name, details FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)

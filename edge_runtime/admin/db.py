@@ -1,0 +1,387 @@
+"""The admin page's own SQLite file (`admin.db` in the data home): administrators, login sessions,
+API tokens, failed-login counters and a few settings.
+
+Kept apart from the enrollment store so credentials and biometric data never share a file, and
+so a store backup never carries password hashes. Same rules as the store: mode 0o600, WAL,
+busy_timeout, one `BEGIN IMMEDIATE` transaction per write, schema steps in PRAGMA user_version.
+Secrets (session ids, API tokens, the setup token) are stored only as SHA-256 hashes; passwords
+as werkzeug scrypt hashes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..store import BUSY_TIMEOUT_MS, FILE_MODE, StoreError, _translate, migrate
+
+ADMIN_FILE = "admin.db"
+PASSWORD_METHOD = "scrypt"
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+TOKEN_PREFIX = "fgt_"
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE admins (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            password_changed_at REAL NOT NULL
+        )""",
+        """CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL
+        )""",
+        """CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            hint TEXT NOT NULL,
+            created_by TEXT,
+            created_at REAL NOT NULL,
+            last_used_at REAL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE login_attempts (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            last_failure_at REAL NOT NULL,
+            locked_until REAL NOT NULL
+        )""",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+
+
+class AdminDBError(StoreError):
+    """The admin database cannot do what was asked."""
+
+
+class BadPasswordError(AdminDBError, ValueError):
+    """A new password is too short, too long or does not match its confirmation."""
+
+
+class BadUsernameError(AdminDBError, ValueError):
+    """A username is empty, too long or holds characters other than letters, digits and . _ @ -."""
+
+
+class AdminExistsError(AdminDBError):
+    """An administrator with that username already exists."""
+
+
+@dataclass(frozen=True)
+class Admin:
+    id: int
+    username: str
+    password_changed_at: float
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token as listed (never the token itself; `hint` is its first characters)."""
+
+    id: int
+    name: str
+    hint: str
+    created_by: str | None
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def digest(secret: str) -> str:
+    """SHA-256 hex of a high-entropy secret (session id, API token, setup token)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_username(username: str) -> str:
+    """The username stripped; BadUsernameError unless 1..64 letters, digits or . _ @ -."""
+    u = (username or "").strip()
+    if not USERNAME_RE.match(u):
+        raise BadUsernameError(f"the username {u!r} is not allowed: use 1 to 64 letters, digits or . _ @ -")
+    return u
+
+
+def check_password(password: str) -> str:
+    """The password unchanged; BadPasswordError if it is shorter than 10 or longer than 1024 characters."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise BadPasswordError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise BadPasswordError(f"the password must have at most {MAX_PASSWORD_CHARS} characters")
+    return password
+
+
+class AdminDB:
+    """The admin database; one connection, so use one object per thread (the app opens one per request)."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        self.path = Path(path)
+        self.clock = clock
+        where = str(self.path)
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+                os.chmod(self.path, FILE_MODE)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise AdminDBError(f"cannot create the admin database {where}: {e.strerror}; check the data "
+                                   f"folder exists and is writable") from e
+        try:
+            conn = sqlite3.connect(where, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() != "wal":
+                conn.close()
+                raise AdminDBError(f"{where} cannot use WAL journaling; keep the data folder on a local disk")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")
+            migrate(conn, MIGRATIONS, where)
+        except sqlite3.Error as e:
+            raise _translate(e, where, "open the admin database") from e
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "AdminDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _translate(e, str(self.path), action) from e
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _translate(e, str(self.path), action) from e
+            raise
+
+    def _one(self, sql: str, params=()) -> tuple | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    # -- settings --------------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM settings WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self._write(f"save setting {key}") as c:
+            if value is None:
+                c.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                c.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def secret_key(self) -> str:
+        """The key that signs session cookies: made once, kept so restarts do not log everyone out."""
+        with self._write("create the cookie signing key") as c:
+            row = c.execute("SELECT value FROM settings WHERE key = 'secret_key'").fetchone()
+            if row:
+                return row[0]
+            key = secrets.token_hex(32)
+            c.execute("INSERT INTO settings (key, value) VALUES ('secret_key', ?)", (key,))
+            return key
+
+    # -- administrators --------------------------------------------------------------------
+    def admin_count(self) -> int:
+        return self._one("SELECT count(*) FROM admins")[0]
+
+    def admin(self, admin_id: int) -> Admin | None:
+        row = self._one("SELECT id, username, password_changed_at FROM admins WHERE id = ?", (admin_id,))
+        return Admin(*row) if row else None
+
+    def create_admin(self, username: str, password: str, *, only_if_none: bool = False) -> Admin:
+        """Add an administrator. AdminExistsError if the name is taken (or, with only_if_none, any admin exists)."""
+        username, password = check_username(username), check_password(password)
+        pw_hash = generate_password_hash(password, method=PASSWORD_METHOD)
+        now = self.clock()
+        with self._write(f"create administrator {username!r}") as c:
+            if only_if_none and c.execute("SELECT count(*) FROM admins").fetchone()[0]:
+                raise AdminExistsError("an administrator already exists; log in instead")
+            if c.execute("SELECT 1 FROM admins WHERE username = ?", (username,)).fetchone():
+                raise AdminExistsError(f"an administrator named {username!r} already exists; use "
+                                       f"`facegate admin init --reset` to set a new password")
+            aid = c.execute("INSERT INTO admins (username, password_hash, created_at, password_changed_at) "
+                            "VALUES (?, ?, ?, ?)", (username, pw_hash, now, now)).lastrowid
+            c.execute("DELETE FROM settings WHERE key = 'setup_token'")
+        return Admin(aid, username, now)
+
+    def set_password(self, username: str, password: str) -> Admin:
+        """Replace an administrator's password and end all their sessions."""
+        password = check_password(password)
+        pw_hash = generate_password_hash(password, method=PASSWORD_METHOD)
+        now = self.clock()
+        with self._write(f"change the password of {username!r}") as c:
+            row = c.execute("SELECT id, username FROM admins WHERE username = ?", (username,)).fetchone()
+            if row is None:
+                raise AdminDBError(f"no administrator named {username!r}; run `facegate admin init` to create one")
+            c.execute("UPDATE admins SET password_hash = ?, password_changed_at = ? WHERE id = ?",
+                      (pw_hash, now, row[0]))
+            c.execute("DELETE FROM sessions WHERE admin_id = ?", (row[0],))
+        return Admin(row[0], row[1], now)
+
+    def authenticate(self, username: str, password: str) -> Admin | None:
+        """The administrator if the password is right, else None (same work either way: no user probing)."""
+        row = self._one("SELECT id, username, password_hash, password_changed_at FROM admins WHERE username = ?",
+                        ((username or "").strip(),))
+        stored = row[2] if row else self._dummy_hash()
+        ok = check_password_hash(stored, password or "")
+        return Admin(row[0], row[1], row[3]) if row and ok else None
+
+    def _dummy_hash(self) -> str:
+        h = self.setting("dummy_hash")
+        if h is None:
+            h = generate_password_hash(secrets.token_hex(16), method=PASSWORD_METHOD)
+            self.set_setting("dummy_hash", h)
+        return h
+
+    # -- setup token -----------------------------------------------------------------------
+    def new_setup_token(self) -> str:
+        """A fresh one-time token that lets the first administrator be created in the browser."""
+        token = secrets.token_urlsafe(18)
+        self.set_setting("setup_token", digest(token))
+        return token
+
+    def check_setup_token(self, token: str) -> bool:
+        stored = self.setting("setup_token")
+        return bool(stored and token) and secrets.compare_digest(stored, digest(token.strip()))
+
+    # -- sessions --------------------------------------------------------------------------
+    def create_session(self, admin_id: int) -> str:
+        """A new login session; returns its id (kept only in the signed cookie, hashed here)."""
+        sid = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._write("start a session") as c:
+            c.execute("INSERT INTO sessions (id_hash, admin_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
+                      (digest(sid), admin_id, now, now))
+        return sid
+
+    def session_admin(self, sid: str, idle_s: float, max_age_s: float) -> Admin | None:
+        """The administrator of a live session (touching it), or None if unknown, idle too long or too old."""
+        now = self.clock()
+        row = self._one("SELECT admin_id, created_at, last_seen_at FROM sessions WHERE id_hash = ?", (digest(sid),))
+        if row is None:
+            return None
+        if now - row[2] > idle_s or now - row[1] > max_age_s:
+            self.end_session(sid)
+            return None
+        if now - row[2] > 30:     # at most one write per half minute per session
+            with self._write("refresh the session") as c:
+                c.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now, digest(sid)))
+        return self.admin(row[0])
+
+    def end_session(self, sid: str) -> None:
+        with self._write("end the session") as c:
+            c.execute("DELETE FROM sessions WHERE id_hash = ?", (digest(sid),))
+
+    # -- API tokens ------------------------------------------------------------------------
+    def create_token(self, name: str, created_by: str | None) -> tuple[str, ApiToken]:
+        """A new API token: (the token, shown once; its listing). Only its SHA-256 is stored."""
+        name = (name or "").strip()
+        if not name or len(name) > 100:
+            raise AdminDBError("give the token a name of 1 to 100 characters (what uses it, e.g. 'door panel')")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._write("create an API token") as c:
+            tid = c.execute("INSERT INTO api_tokens (name, token_hash, hint, created_by, created_at) "
+                            "VALUES (?, ?, ?, ?, ?)", (name, digest(token), token[:8], created_by, now)).lastrowid
+        return token, ApiToken(tid, name, token[:8], created_by, now, None, None)
+
+    def tokens(self) -> list[ApiToken]:
+        rows = self.conn.execute("SELECT id, name, hint, created_by, created_at, last_used_at, revoked_at "
+                                 "FROM api_tokens ORDER BY id").fetchall()
+        return [ApiToken(*r) for r in rows]
+
+    def revoke_token(self, token_id: int) -> ApiToken:
+        """Revoke a token for good (kept in the list, marked revoked). AdminDBError if unknown."""
+        with self._write("revoke an API token") as c:
+            if c.execute("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
+                         (self.clock(), int(token_id))).rowcount == 0:
+                raise AdminDBError(f"no API token with id {token_id}; see the token list")
+            row = c.execute("SELECT id, name, hint, created_by, created_at, last_used_at, revoked_at "
+                            "FROM api_tokens WHERE id = ?", (int(token_id),)).fetchone()
+        return ApiToken(*row)
+
+    def token_for(self, token: str) -> ApiToken | None:
+        """The active token matching a presented Bearer token (recording its use), else None."""
+        row = self._one("SELECT id, name, hint, created_by, created_at, last_used_at, revoked_at FROM api_tokens "
+                        "WHERE token_hash = ? AND revoked_at IS NULL", (digest(token),))
+        if row is None:
+            return None
+        now = self.clock()
+        if row[5] is None or now - row[5] > 30:
+            with self._write("record API token use") as c:
+                c.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
+        return ApiToken(*row)
+
+    # -- failed logins ---------------------------------------------------------------------
+    def locked_for(self, keys: list[str]) -> float:
+        """Seconds until every key may try again (0 = not locked)."""
+        now = self.clock()
+        wait = 0.0
+        for k in keys:
+            row = self._one("SELECT locked_until FROM login_attempts WHERE key = ?", (k,))
+            if row and row[0] > now:
+                wait = max(wait, row[0] - now)
+        return wait
+
+    def record_failure(self, keys: list[str], max_failures: int, backoff_s: float, backoff_max_s: float,
+                       forget_s: float) -> float:
+        """Count a failed login against each key; returns the lock (seconds) now in force, 0 if none.
+
+        After `max_failures` failures a key is locked for `backoff_s`, doubling with every further
+        failure up to `backoff_max_s`; counters are forgotten `forget_s` after the last failure.
+        """
+        now = self.clock()
+        lock = 0.0
+        with self._write("record a failed login") as c:
+            for k in keys:
+                row = c.execute("SELECT failures, last_failure_at FROM login_attempts WHERE key = ?", (k,)).fetchone()
+                failures = 1 if row is None or now - row[1] > forget_s else row[0] + 1
+                until = 0.0
+                if failures >= max_failures:
+                    secs = min(backoff_max_s, backoff_s * 2 ** (failures - max_failures))
+                    until = now + secs
+                    lock = max(lock, secs)
+                c.execute("INSERT INTO login_attempts (key, failures, last_failure_at, locked_until) "
+                          "VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, "
+                          "last_failure_at = excluded.last_failure_at, locked_until = excluded.locked_until",
+                          (k, failures, now, until))
+        return lock
+
+    def clear_failures(self, keys: list[str]) -> None:
+        with self._write("reset failed logins") as c:
+            c.executemany("DELETE FROM login_attempts WHERE key = ?", [(k,) for k in keys])
+
+
+def admin_db_path(home: Path) -> Path:
+    """The admin database inside the data folder."""
+    return Path(home) / ADMIN_FILE

@@ -1,0 +1,65 @@
+"""Enroll a person from uploaded or webcam photos; every photo gets a verdict, only good ones become templates."""
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, jsonify, render_template, request
+
+from ..enrollment import EnrollOutcome, check_photos, enroll_checked
+from ..store import StoreError, normalize_name
+from .services import audit_action, sentence, services, store
+from .uploads import UploadError, read_photos
+
+bp = Blueprint("enroll", __name__)
+
+WEBCAM_SHOTS = 3
+
+
+def enroll_photos(name: str, photos: list[tuple[str, bytes]], keep_images: bool = True) -> EnrollOutcome:
+    """Check each (label, bytes) photo and store the good ones for `name` (shared by the page and the API).
+
+    Raises InvalidNameError before any model runs; StoreError if the write fails.
+    """
+    name = normalize_name(name)
+    s = services()
+    with s.inference():
+        results = check_photos(s.recognizer(), photos)
+    outcome = enroll_checked(store(), s.bundle, name, results, keep_images=keep_images)
+    if outcome.person is not None:
+        audit_action("enroll", outcome.person.name, kept=len(outcome.kept), refused=len(outcome.refused))
+    return outcome
+
+
+def data_uri(jpeg: bytes | None) -> str | None:
+    """A JPEG as a data: URI for an <img> (crops are shown once, not stored as files)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii") if jpeg else None
+
+
+@bp.route("/enroll", methods=["GET", "POST"])
+def page():
+    name = request.values.get("name", "")
+    keep = request.method == "GET" or request.form.get("keep_images") == "on"
+    if request.method == "GET":
+        return render_template("enroll.html", name=name, keep=keep, outcome=None, shots=WEBCAM_SHOTS)
+    try:
+        photos = read_photos()
+        outcome = enroll_photos(name, photos, keep)
+    except (UploadError, StoreError) as e:
+        return render_template("enroll.html", name=name, keep=keep, outcome=None, error=sentence(e),
+                               shots=WEBCAM_SHOTS), 400
+    status = 200 if outcome.person is not None else 422
+    return render_template("enroll.html", name=name, keep=keep, outcome=outcome, data_uri=data_uri,
+                           shots=WEBCAM_SHOTS), status
+
+
+@bp.route("/enroll/check", methods=["POST"])
+def check():
+    """One photo (the webcam's latest shot) checked without storing anything: JSON {ok, reason, crop}."""
+    try:
+        (label, data), = read_photos("photo", max_count=1)
+    except UploadError as e:
+        return jsonify(ok=False, reason=sentence(e)), 400
+    s = services()
+    with s.inference():
+        r, = check_photos(s.recognizer(), [(label, data)])
+    return jsonify(ok=r.ok, reason=r.reason, crop=data_uri(r.chip_jpeg) if r.ok else None)

@@ -1,0 +1,49 @@
+"""Test a photo: who does the door think is in it, with what score, against which threshold."""
+from __future__ import annotations
+
+import cv2
+from flask import Blueprint, render_template, request
+
+from ..enrollment import face_report
+from ..errors import ImageError
+from ..imageio import decode_image
+from .enroll import data_uri
+from .services import audit_action, gallery, sentence, services
+from .uploads import UploadError, read_photos
+
+bp = Blueprint("identify", __name__)
+
+
+def identify_photo(label: str, data: bytes) -> dict:
+    """Every face in one photo matched against the enrolled people (shared by the page and the API).
+
+    Returns {"file", "threshold", "metric", "faces": [face_report + "crop" (JPEG bytes)]}.
+    Raises ImageError when the upload is not a usable image.
+    """
+    image = decode_image(data, label)
+    s = services()
+    rec = s.recognizer(gallery())
+    with s.inference():
+        results = rec.analyze(image)
+    faces = []
+    for r in results:
+        f = face_report(r)
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(r.chip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        f["crop"] = jpg.tobytes() if ok else None
+        faces.append(f)
+    audit_action("identify", None, faces=len(faces),
+                 matches=[{"person": f["person"], "score": f["score"]} for f in faces])
+    return {"file": label, "threshold": rec.threshold, "metric": rec.metric, "faces": faces}
+
+
+@bp.route("/test", methods=["GET", "POST"])
+def page():
+    if request.method == "GET":
+        return render_template("test.html", result=None, threshold=services().recognizer().threshold)
+    try:
+        (label, data), = read_photos("photo", max_count=1)
+        result = identify_photo(label, data)
+    except (UploadError, ImageError) as e:
+        return render_template("test.html", result=None, error=sentence(e),
+                               threshold=services().recognizer().threshold), 400
+    return render_template("test.html", result=result, data_uri=data_uri, threshold=result["threshold"])

@@ -1,0 +1,72 @@
+"""People: list and search, one person's page with their kept face crops, rename, delete."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from ..store import StoreError
+from .services import audit_action, person_name, sentence, services, store
+
+bp = Blueprint("people", __name__)
+
+
+def _name_or_404(person_id: int) -> str:
+    name = person_name(person_id)
+    if name is None:
+        abort(404, description="No such person: they may have been deleted.")
+    return name
+
+
+@bp.route("/")
+def home():
+    return redirect(url_for("people.index"))
+
+
+@bp.route("/people")
+def index():
+    q = request.args.get("q", "").strip()
+    people = store().people()
+    if q:
+        people = [p for p in people if q.casefold() in p.name.casefold()]
+    b = services().bundle
+    stale = store().stale_templates(b.id)
+    return render_template("people.html", people=people, q=q, stale=stale)
+
+
+@bp.route("/people/<int:person_id>")
+def show(person_id: int):
+    person = store().person(_name_or_404(person_id))
+    stale = store().stale_templates(services().bundle.id).get(person.name, 0)
+    return render_template("person.html", person=person, stale=stale)
+
+
+@bp.route("/people/<int:person_id>/images/<int:index>.jpg")
+def image(person_id: int, index: int):
+    images = store().images(_name_or_404(person_id))
+    if not 0 <= index < len(images):
+        abort(404, description="No such image.")
+    return images[index], 200, {"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"}
+
+
+@bp.route("/people/<int:person_id>/rename", methods=["POST"])
+def rename(person_id: int):
+    old = _name_or_404(person_id)
+    try:
+        p = store().rename(old, request.form.get("name", ""))
+    except StoreError as e:
+        flash(sentence(e), "error")
+    else:
+        audit_action("rename", p.name, previous=old)
+        flash(f"Renamed {old} to {p.name}.")
+    return redirect(url_for("people.show", person_id=person_id))
+
+
+@bp.route("/people/<int:person_id>/delete", methods=["GET", "POST"])
+def delete(person_id: int):
+    """GET asks for confirmation; POST (with confirm=yes) deletes every template and image."""
+    name = _name_or_404(person_id)
+    if request.method == "GET" or request.form.get("confirm") != "yes":
+        return render_template("confirm_delete.html", person=store().person(name))
+    p = store().delete(name)
+    audit_action("delete", p.name, templates=p.templates, images=p.images)
+    flash(f"Deleted {p.name}: {p.templates} templates and {p.images} images removed.")
+    return redirect(url_for("people.index"))

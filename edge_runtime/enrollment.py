@@ -1,0 +1,73 @@
+"""Enrollment and identification steps shared by the CLI (`facegate enroll`/`identify`) and the admin page.
+
+One place decides how a bundle is opened with the config's detector settings, which photos
+become templates, and how a face's match is reported, so both front ends behave the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .config import Config
+from .recognizer import FaceResult, PhotoResult, Recognizer
+from .runner import finite
+from .store import Person, Store
+
+
+def open_bundle(cfg: Config, path: str | Path | None = None, threads: int = 2) -> Bundle:
+    """Load the bundle at `path` (None: the shipped one) with the config's embedder and detector settings."""
+    d = cfg.detector
+    return load_bundle(path, embedder=cfg.recognition.embedder, threads=threads,
+                       score_threshold=d.score_threshold, nms_threshold=d.nms_threshold, max_side=d.max_side)
+
+
+def check_photos(recognizer: Recognizer, photos: Sequence[tuple[str, bytes | str | Path]]) -> list[PhotoResult]:
+    """Run the enrollment check (exactly one usable face) on each (label, bytes or path) photo.
+
+    For a path the result's `source` is the path; for bytes it is the label.
+    """
+    return [recognizer.enrollment_photo(data, label) for label, data in photos]
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """What an enrollment did: the person after the write (None when no photo was usable) and each photo's result."""
+
+    person: Person | None
+    results: list[PhotoResult]
+
+    @property
+    def kept(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def refused(self) -> list[PhotoResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def enroll_checked(store: Store, bundle: Bundle, name: str, results: Sequence[PhotoResult],
+                   keep_images: bool = True) -> EnrollOutcome:
+    """Store the good photos of `results` as templates of `name` (one transaction); refused ones are dropped.
+
+    Returns an EnrollOutcome whose person is None (and nothing is written) when no photo was good.
+    """
+    good = [r for r in results if r.ok]
+    if not good:
+        return EnrollOutcome(None, list(results))
+    images = [r.chip_jpeg for r in good] if keep_images else None
+    person = store.enroll(name, np.stack([r.embedding for r in good]), bundle.id, bundle.embedder.contract.name,
+                          images=images)
+    return EnrollOutcome(person, list(results))
+
+
+def face_report(r: FaceResult) -> dict:
+    """One analysed face as plain JSON: box, person (name, 'unknown' or None if unusable), score, problems."""
+    return {"box": [round(float(v), 1) for v in r.face.box],
+            "person": (r.match.name or "unknown") if r.match else None,
+            "score": finite(r.match.score) if r.match else None,
+            "candidate": r.match.candidate if r.match else None,
+            "problems": list(r.problems)}
