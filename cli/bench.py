@@ -43,3 +43,81 @@ def cmd_bench_lfw(args) -> int:
     if args.plot:
         plot_roc(report, args.plot)
     return 0
+
+
+def _write(args, report: dict) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+def _face_photos() -> list[Path]:
+    lfw = data_dir() / "lfw"
+    photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+              lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
+    missing = [p for p in photos if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} not found; set FACEGATE_DATA")
+    return photos
+
+
+def cmd_bench_speed(args) -> int:
+    """Median latency per stage on a 640x480 frame, ours vs OpenCV Zoo's YuNet + SFace, 1 and 2 threads."""
+    from facegate.edge_runtime.peers import OpenCVZooPeer
+    from facegate.edge_runtime.speed import bench_stages
+
+    photos = _face_photos()
+    rows = {}
+    for threads in (1, 2):
+        args.threads = threads
+        det, embs, backend = models_for(args, args.embedder or ["sface"])
+        for name, emb in embs.items():
+            rows[f"facegate {name} ({'fp32' if args.fp32 else 'bundle'}), {threads} thr"] = \
+                bench_stages(det, emb, photos, threads=threads, repeats=args.repeats)
+        if not args.no_peer:
+            peer = OpenCVZooPeer(threads=threads)
+            rows[f"OpenCV Zoo YuNet+SFace int8bq, {threads} thr"] = \
+                bench_stages(peer, peer, photos, threads=threads, repeats=args.repeats)
+    print(f"{'pipeline':48s} " + " ".join(f"{s:>8s}" for s in ("decode", "detect", "align", "embed", "match", "total")))
+    for k, r in rows.items():
+        print(f"{k:48s} " + " ".join(f"{r['ms'][s]:8.2f}" for s in ("decode", "detect", "align", "embed", "match", "total")))
+    for threads in (1, 2):
+        ours = [r for k, r in rows.items() if k.startswith("facegate") and k.endswith(f"{threads} thr")]
+        peer = [r for k, r in rows.items() if k.startswith("OpenCV") and k.endswith(f"{threads} thr")]
+        if ours and peer:
+            ratio = peer[0]["ms"]["total"] / ours[0]["ms"]["total"]
+            print(f"{threads} thread(s): facegate is {ratio:.2f}x the speed of OpenCV Zoo (same run)")
+    peak = max(r["peak_rss_mb"] for r in rows.values())
+    print(f"peak RSS {peak:.0f} MB (whole benchmark process)")
+    _write(args, {"backend": backend, "rows": rows})
+    return 0
+
+
+def cmd_bench_wider(args) -> int:
+    """Detection AP (IoU 0.5) on the WIDER FACE val subset, ours vs YuNet."""
+    from facegate.edge_runtime.peers import OpenCVZooPeer
+    from facegate.edge_runtime.wider_eval import evaluate_wider
+
+    root = data_dir() / "widerface_val_subset"
+    det, _, backend = models_for(args, [])
+    report = {"backend": backend, "facegate": evaluate_wider(root, det, limit=args.limit)}
+    if not args.no_peer:
+        report["yunet"] = evaluate_wider(root, OpenCVZooPeer(threads=args.threads), limit=args.limit)
+    for k in ("facegate", "yunet"):
+        if k in report:
+            r = report[k]
+            print(f"{k:10s} AP@0.5 {r['ap'] * 100:6.2f}%  images {r['images']}  faces {r['faces']}  "
+                  f"{r['seconds']:.0f} s")
+    _write(args, report)
+    return 0
+
+
+def cmd_bench_identify(args) -> int:
+    """1:N search time against 1,000 / 10,000 / 100,000 enrolled templates."""
+    from facegate.edge_runtime.gallery import bench_search
+
+    report = bench_search(tuple(args.sizes), metric=args.metric)
+    print(f"{'templates':>10s} {'people':>8s} {'median ms':>10s} {'p90 ms':>8s}")
+    for r in report["rows"]:
+        print(f"{r['templates']:10d} {r['people']:8d} {r['median_ms']:10.3f} {r['p90_ms']:8.3f}")
+    _write(args, report)
+    return 0

@@ -170,6 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=None, help="pairs per fold and class (quick run)")
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_lfw"))
+
+    def backend_args(sp):
+        sp.add_argument("--fp32", action="store_true", help="PyTorch fp32 networks (needs facegate[train])")
+        sp.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped one)")
+        sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+        sp.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
+        sp.add_argument("--json", type=Path, help="write the report as JSON")
+        sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
+
+    b = bsub.add_parser("speed", help="median latency per stage on a 640x480 frame, 1 and 2 threads, vs OpenCV Zoo")
+    backend_args(b)
+    b.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"])
+    b.add_argument("--repeats", type=int, default=50)
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_speed"))
+    b = bsub.add_parser("wider", help="detection AP on the WIDER FACE val subset, vs YuNet")
+    backend_args(b)
+    b.add_argument("--limit", type=int, help="images (spread evenly; default all 236)")
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_wider"))
+    b = bsub.add_parser("identify", help="1:N search time against 1k/10k/100k templates")
+    b.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    b.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    b.add_argument("--json", type=Path)
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
     return p
 
 
