@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from facegate.calibration.prelu import prelu_to_conv_pair
 from facegate.calibration.quantize import quantize_model
 from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCalibrationReader,
                                          calibration_images)
@@ -16,6 +17,9 @@ from .cli import sample_images
 from .onnx_export import export_model
 
 DETECTOR = "retinaface_mnet025"
+# onnxruntime has no int8 PRelu: these models get PRelu rewritten as Conv + Relu(Conv) -> Add
+# (exact for slopes < 1) before quantisation, so every block stays int8 (calibration/prelu.py).
+PRELU_REWRITE = {"sface"}
 MIN_SPEEDUP = 1.5          # int8 must be at least this much faster (2 threads) to ship
 MAX_LFW_LOSS = 0.002       # ... and lose at most 0.2 LFW points
 MAX_AP_LOSS = 0.01         # ... or 1 AP point for the detector
@@ -45,6 +49,9 @@ def calibrate_all(fp32: dict[str, Path], work: Path, s: CalibrationSettings) -> 
             factory = lambda p=path: DetectorCalibrationReader(p, images)  # noqa: E731
         else:
             factory = lambda p=path: EmbedderCalibrationReader(p, images, fp32[DETECTOR])  # noqa: E731
+        if name in PRELU_REWRITE:
+            path = work / "fp32" / f"{name}.prelu-rewritten.onnx"
+            prelu_to_conv_pair(fp32[name], path)
         out[name] = quantize_model(path, work / "int8" / f"{name}.onnx", factory, method=s.method,
                                    activation_type=s.activation_type)
     return out
