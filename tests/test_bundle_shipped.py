@@ -1,0 +1,48 @@
+"""The int8 bundle shipped as package data: verified, accurate, and reproducible by build-bundle."""
+import json
+
+import pytest
+
+from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
+from facegate.edge_runtime.contract import DETECTOR, EMBEDDERS
+from facegate.edge_runtime.lfw_eval import evaluate_lfw
+
+
+def test_shipped_bundle_is_complete_and_verified():
+    root = default_bundle_dir()
+    m = read_manifest(root)
+    assert m.default_embedder == "sface" and set(m.embedders) == {"sface", "dlib_resnet"}
+    b = load_bundle()                                    # checks every sha256
+    assert b.detector.contract == DETECTOR
+    assert b.embedder.contract == EMBEDDERS["sface"]
+    for name, e in m.embedders.items():
+        assert e.target_far == 1e-3 and 0 <= e.achieved_far <= 1e-3
+    report = json.loads((root / "calibration_report.json").read_text())
+    assert set(report["decisions"]) == {"retinaface_mnet025", "sface", "dlib_resnet"}
+    assert m.raw["licences"]["sface"] == "Apache-2.0"
+
+
+def test_shipped_bundle_accuracy_on_lfw_subset(data_dir):
+    b = load_bundle()
+    r = evaluate_lfw(data_dir / "lfw", b.detector, {"sface": b.embedder}, progress=False, limit=15)
+    assert r["results"]["sface"]["accuracy"] >= 0.98
+    assert not r["no_face"]
+
+
+@pytest.mark.slow
+def test_rebuild_matches_shipped_contract_and_accuracy(data_dir, tmp_path):
+    pytest.importorskip("torch")
+    from facegate.export.bundle_build import CalibrationSettings, build_bundle
+
+    build_bundle(tmp_path / "bundle", tmp_path / "work", data_dir,
+                 CalibrationSettings(limit=24, lfw_limit=10, wider_limit=4))
+    shipped, rebuilt = read_manifest(default_bundle_dir()), read_manifest(tmp_path / "bundle")
+    assert rebuilt.raw["contracts"] == shipped.raw["contracts"]
+    assert set(rebuilt.embedders) == set(shipped.embedders)
+    for name in shipped.embedders:
+        accs = []
+        for root in (default_bundle_dir(), tmp_path / "bundle"):
+            b = load_bundle(root, embedder=name)
+            accs.append(evaluate_lfw(data_dir / "lfw", b.detector, {name: b.embedder}, progress=False,
+                                     limit=10)["results"][name]["accuracy"])
+        assert abs(accs[0] - accs[1]) <= 0.01, (name, accs)
