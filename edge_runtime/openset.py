@@ -103,7 +103,10 @@ def fnir_fpir(searches: Searches, threshold: float) -> tuple[float, float]:
     """(FNIR, FPIR) at one threshold."""
     best, top = best_candidates(searches.scores)
     m = searches.mated
-    right = searches.gallery_ids[top] == searches.probe_ids if len(searches.gallery_ids) else np.zeros(len(m), bool)
+    if len(searches.gallery_ids):
+        right = searches.gallery_ids[top] == searches.probe_ids
+    else:
+        right = np.zeros(len(m), bool)
     passed = np.isfinite(best) & (best >= threshold)        # a search without a face never passes
     hit = right & passed
     fnir = float(1 - hit[m].mean()) if m.any() else float("nan")

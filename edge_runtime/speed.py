@@ -61,8 +61,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int = 2, repeats: int = 30,
-                 gallery_size: int = 1000, warmup: int = 3) -> dict:
+def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int = 2,
+                 repeats: int = 30, gallery_size: int = 1000, warmup: int = 3) -> dict:
     """Median latency (ms) of each stage over `repeats` frames built from `image_paths` (cycled).
 
     Args:

@@ -94,7 +94,8 @@ def match_detections(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np
     return labels
 
 
-def average_precision(scores: np.ndarray, labels: np.ndarray, n_faces: int) -> tuple[float, np.ndarray, np.ndarray]:
+def average_precision(scores: np.ndarray, labels: np.ndarray,
+                      n_faces: int) -> tuple[float, np.ndarray, np.ndarray]:
     """AP from pooled detections.
 
     Args:

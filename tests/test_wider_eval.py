@@ -113,7 +113,8 @@ class GtDetector:
 
 def test_evaluate_wider_end_to_end(tmp_path):
     (tmp_path / "wider_face_val_bbx_gt.txt").write_text(GT_TEXT)
-    for rel, (h, w) in {"1--Event/a.jpg": (200, 180), "1--Event/b.jpg": (64, 64), "2--Other/c.jpg": (50, 40)}.items():
+    sizes = {"1--Event/a.jpg": (200, 180), "1--Event/b.jpg": (64, 64), "2--Other/c.jpg": (50, 40)}
+    for rel, (h, w) in sizes.items():
         (tmp_path / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "images" / rel), np.full((h, w, 3), 128, np.uint8))
     det = GtDetector({(200, 180): [((10, 10, 50, 50), 0.9), ((100, 100, 160, 170), 0.95)],   # 2nd on ignore box
