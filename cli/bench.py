@@ -186,3 +186,40 @@ def cmd_bench_pipeline(args) -> int:
           f"peak RSS {report['peak_rss_mb']:.0f} MB")
     _write(args, report)
     return 0
+
+
+def cmd_bench_openset(args) -> int:
+    """Open-set 1:N on LFW: one photo enrolled per person with several, their other photos as mated
+    probes, never-enrolled people as impostors; FNIR at FPIR 1% and 0.1%, fusion, and the peer."""
+    from facegate.edge_runtime.lfw_eval import embed_images
+    from facegate.edge_runtime.openset import (build_searches, evaluate_openset, fusion_report,
+                                               openset_relpaths)
+    from facegate.edge_runtime.peers import OpenCVZooPeer
+
+    lfw = data_dir() / "lfw"
+    enrol, mated, nonmated = openset_relpaths(lfw)
+    names = args.embedder or ["sface", "dlib_resnet"]
+    det, embs, backend = models_for(args, names)
+    rel = sorted(set(enrol) | set(mated) | set(nonmated))
+    out = embed_images(lfw, rel, det, embs)
+    report = {"backend": backend, "results": {}}
+    searches = {}
+    for n, e in embs.items():
+        searches[n] = build_searches(out["embeddings"][n], enrol, mated, nonmated, e.contract.metric)
+        report["results"][n] = evaluate_openset(searches[n])
+    if len(searches) == 2:
+        a, b = (searches[n] for n in names)
+        report["fusion"] = fusion_report(a, b)
+    if not args.no_peer:
+        peer = OpenCVZooPeer(threads=args.threads)
+        pe = embed_images(lfw, rel, peer, {"peer": peer})
+        report["results"]["opencv_zoo_peer"] = evaluate_openset(
+            build_searches(pe["embeddings"]["peer"], enrol, mated, nonmated, "cosine"))
+    print(f"open-set 1:N on LFW ({backend})")
+    print(f"{'embedder':18s} {'rank-1':>8s} {'FNIR@FPIR1%':>12s} {'FNIR@FPIR0.1%':>14s}")
+    for n, r in report["results"].items():
+        f = r["at_fpir"]
+        print(f"{n:18s} {r['rank1'] * 100:7.2f}% {f['0.01']['fnir'] * 100:11.2f}% "
+              f"{f['0.001']['fnir'] * 100:13.2f}%")
+    _write(args, report)
+    return 0
