@@ -28,6 +28,8 @@ from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_d
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from facegate.export.metadata import add_metadata
+
 from .reader import chunk_feeds, drain
 
 METHODS = {"MinMax": CalibrationMethod.MinMax, "Entropy": CalibrationMethod.Entropy,
@@ -150,13 +152,7 @@ def copy_metadata(src: str | Path, dst: str | Path, extra: dict[str, str] | None
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props
             if p.key.startswith("facegate.")}
     meta.update(extra or {})
-    model = onnx.load(str(dst))
-    keep = [p for p in model.metadata_props if p.key not in meta]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(dst))
+    add_metadata(Path(dst), meta)
 
 
 def quantization_info(path: str | Path) -> dict | None:

@@ -16,6 +16,8 @@ from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.onnx_models import open_session, session_run
 from facegate.edge_runtime.pipeline import FaceDetector, FaceEmbedder
 from facegate.models.backend import torch_run
+
+from .metadata import add_metadata
 from facegate.models.registry import build, get_spec
 
 OPSET = 17
@@ -41,17 +43,6 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, outputs:
         torch.onnx.export(module, (example,), str(path), input_names=["input"], output_names=outputs,
                           dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=True,
                           dynamo=False)
-
-
-def add_metadata(path: Path, meta: dict[str, str]) -> None:
-    """Write key/value pairs into the ONNX file's metadata_props (replacing same keys)."""
-    model = onnx.load(str(path))
-    keep = [p for p in model.metadata_props if p.key not in meta]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
 
 
 def export_model(name: str, out: Path, sample_images: list[Path], weights: Path | None = None) -> ExportReport:

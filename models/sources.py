@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+
+from facegate.edge_runtime.bundle import sha256_file
 
 
 class WeightsNotInstalled(RuntimeError):
@@ -45,14 +46,6 @@ class WeightSource:
         return {"model": self.name, "package": self.package, "version": self.version(),
                 "file": self.relpath, "sha256": sha256_file(p), "licence": self.licence,
                 "upstream": self.upstream}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 RETINAFACE = WeightSource(
