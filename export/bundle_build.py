@@ -70,8 +70,7 @@ def choose_precision(name: str, e: dict) -> tuple[str, str]:
         return "int8", f"int8: {speed:.2f}x faster at 2 threads, {what}"
     if not ok:
         return "fp32", f"fp32: int8 loses accuracy ({what})"
-    return "fp32", (f"fp32: int8 is only {speed:.2f}x faster at 2 threads (< {MIN_SPEEDUP}x), {what}; "
-                    "onnxruntime has no int8 PRelu, so each block round-trips to float")
+    return "fp32", f"fp32: int8 is only {speed:.2f}x faster at 2 threads (< {MIN_SPEEDUP}x), {what}"
 
 
 def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,

@@ -46,3 +46,18 @@ def test_rebuild_matches_shipped_contract_and_accuracy(data_dir, tmp_path):
             accs.append(evaluate_lfw(data_dir / "lfw", b.detector, {name: b.embedder}, progress=False,
                                      limit=10)["results"][name]["accuracy"])
         assert abs(accs[0] - accs[1]) <= 0.01, (name, accs)
+
+
+def test_main_job_on_the_shipped_bundle(data_dir, tmp_path):
+    """The README's main job: enroll from the still, run on the clip with the default bundle."""
+    from facegate.main import main
+
+    clips = data_dir / "videos/face_recognition"
+    home, events = tmp_path / "home", tmp_path / "events.jsonl"
+    assert main(["enroll", "--home", str(home), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    assert main(["run", "--home", str(home), "--source", str(clips / "short_hamilton_clip.mp4"),
+                 "--events", str(events)]) == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    opens = [r for r in rows if r["decision"] == "open"]
+    assert opens and {r["person"] for r in opens} == {"Lin-Manuel Miranda"}
