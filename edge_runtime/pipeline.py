@@ -14,8 +14,15 @@ from .align import align_face
 from .contract import DetectorContract, EmbedderContract
 from .detection import postprocess, resize_for_detector
 from .face import Face
-from .imageio import to_color_order
 from .preprocess import to_model_input
+
+def _rgb_order(values, colour_order: str):
+    """Per-channel constants given in the model's colour order, re-ordered to match RGB input."""
+    if colour_order not in ("RGB", "BGR"):
+        raise ValueError(f"unknown colour order {colour_order!r}; expected 'RGB' or 'BGR'")
+    v = tuple(values)
+    return v[::-1] if colour_order == "BGR" and len(v) == 3 else v
+
 
 RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 
@@ -35,7 +42,8 @@ class FaceDetector:
         """RGB uint8 (H, W, 3) -> (float32 (1, 3, h, w) network input, resize scale)."""
         small, scale = resize_for_detector(image_rgb, self.max_side)
         c = self.contract
-        return to_model_input(to_color_order(small, c.colour_order), c.mean, c.std, c.layout), scale
+        return to_model_input(small, _rgb_order(c.mean, c.colour_order), _rgb_order(c.std, c.colour_order),
+                              c.layout, swap_rb=c.colour_order == "BGR"), scale
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 (H, W, 3) image, highest score first."""
@@ -60,7 +68,8 @@ class FaceEmbedder:
     def prepare(self, chips_rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB (N, S, S, 3) chips -> float32 network input."""
         c = self.contract
-        return to_model_input(to_color_order(chips_rgb, c.colour_order), c.mean, c.std, c.layout)
+        return to_model_input(chips_rgb, _rgb_order(c.mean, c.colour_order), _rgb_order(c.std, c.colour_order),
+                              c.layout, swap_rb=c.colour_order == "BGR")
 
     def embed(self, chips_rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB (N, S, S, 3) or (S, S, 3) chips -> float32 (N, D) raw embeddings."""

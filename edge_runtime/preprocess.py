@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW") -> np.ndarray:
+def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW", swap_rb: bool = False) -> np.ndarray:
     """Turn uint8 images into a normalised float32 batch.
 
     Args:
@@ -15,6 +15,7 @@ def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW") -> np.nd
         mean: per-channel mean (3 floats) or one float, in the images' colour order.
         std: per-channel divisor (3 floats) or one float.
         layout: "NCHW" (default) or "NHWC".
+        swap_rb: reverse the channel order on the way (RGB images into a BGR model), with no copy.
 
     Returns:
         float32 array (N, 3, H, W) for NCHW or (N, H, W, 3) for NHWC, equal to (x - mean) / std.
@@ -30,11 +31,17 @@ def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW") -> np.nd
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) images, got shape {images.shape}")
-    mean = np.asarray(mean, np.float32).reshape(-1)
-    std = np.asarray(std, np.float32).reshape(-1)
-    x = (images.astype(np.float32) - mean) / std
-    if layout == "NCHW":
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    mean = np.broadcast_to(np.asarray(mean, np.float32).reshape(-1), (3,))
+    std = np.broadcast_to(np.asarray(std, np.float32).reshape(-1), (3,))
+    order = (2, 1, 0) if swap_rb else (0, 1, 2)
     if layout == "NHWC":
-        return np.ascontiguousarray(x)
-    raise ValueError(f"unknown layout {layout!r}; expected 'NCHW' or 'NHWC'")
+        return np.ascontiguousarray((images[..., order].astype(np.float32) - mean[list(order)]) / std[list(order)])
+    if layout != "NCHW":
+        raise ValueError(f"unknown layout {layout!r}; expected 'NCHW' or 'NHWC'")
+    # one channel plane at a time: no float copy of the whole HWC image and no transpose
+    n, h, w, _ = images.shape
+    x = np.empty((n, 3, h, w), np.float32)
+    for dst, src in enumerate(order):
+        np.subtract(images[..., src], mean[src], out=x[:, dst], dtype=np.float32)
+        np.divide(x[:, dst], std[src], out=x[:, dst])
+    return x
