@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-keep-images", dest="keep_images", action="store_false",
                    help="store only templates, not the aligned face crops")
     common(e)
-    e.set_defaults(func=_lazy("facegate.runtime:cmd_enroll"))
+    e.set_defaults(func=_lazy("facegate.runtime:cmd_enroll"), share_pool=True)
 
     pe = sub.add_parser("people", help="list, show, rename or delete enrolled people")
     psub = pe.add_subparsers(dest="people_command", required=True, metavar="ACTION")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("images", nargs="+", type=Path)
     i.add_argument("--json", action="store_true")
     common(i)
-    i.set_defaults(func=_lazy("facegate.runtime:cmd_identify"))
+    i.set_defaults(func=_lazy("facegate.runtime:cmd_identify"), share_pool=True)
 
     r = sub.add_parser("run", help="watch a camera or video and open the door for enrolled people")
     r.add_argument("--source", help="camera index, video file, rtsp/http URL or GStreamer pipeline "
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--show", action="store_true", help="show frames with boxes and names")
     r.add_argument("--record", help="write the annotated frames to this video file (.avi)")
     common(r)
-    r.set_defaults(func=_lazy("facegate.runtime:cmd_run"))
+    r.set_defaults(func=_lazy("facegate.runtime:cmd_run"), share_pool=True)
 
     c = sub.add_parser("config", help="show or write the configuration file")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(x, bundle=False)
     for x in [*asub.choices.values(), *tsub.choices.values()]:
         x.set_defaults(func=_lazy("facegate.edge_runtime.admin.cli:cmd_admin"))
+    asub.choices["serve"].set_defaults(share_pool=True)
 
     models = sub.add_parser("models", help="pretrained PyTorch networks (needs facegate[train])")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("pipeline", help="door loop on a 640x480 video: fps, decision latency, peak RSS")
     backend_args(b)
     b.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"])
-    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_pipeline"))
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_pipeline"), share_pool=True)
     b = bsub.add_parser("openset", help="open-set 1:N on LFW: FNIR at FPIR 1% and 0.1%, fusion, vs OpenCV Zoo")
     backend_args(b)
     b.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"])
@@ -205,8 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. argv None (the console script, `python -m facegate`) means this process is
+    the command: the model-running device commands then put their models on one shared onnxruntime
+    thread pool (onnx_models.share_thread_pool), which can only be done once per process. Callers
+    passing argv (tests, scripts) keep a pool per model: same numbers, slower on 2 cores."""
     args = build_parser().parse_args(argv)
     try:
+        if argv is None and getattr(args, "share_pool", False):
+            from facegate.edge_runtime.onnx_models import share_thread_pool
+            share_thread_pool(args.threads)
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] in TRAIN_MODULES:
