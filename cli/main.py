@@ -151,10 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="int8 models + fp32-vs-int8 report (needs facegate[train])")
     calib_args(c)
+    c.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"],
+                   help="embedder to calibrate and report (repeat for several; default both)")
     c.add_argument("--out", type=Path, default=Path("build/report"), help="report folder")
     c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_calibrate"))
     c = sub.add_parser("build-bundle", help="import -> export -> calibrate -> bundle (needs facegate[train])")
     calib_args(c)
+    c.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"],
+                   help="embedder(s) the bundle carries, the first one its default (repeat for several; "
+                        "default sface, the one with the lowest open-set miss rate; dlib_resnet builds the "
+                        "alternative bundle)")
     c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
     c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_build_bundle"))
 
@@ -177,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped one)")
         sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
         sp.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
+        sp.add_argument("--max-side", type=int,
+                        help="longer side (px) the detector looks at; larger frames are shrunk (default 640; "
+                             "bench pipeline: [detector] live_max_side, 320)")
         sp.add_argument("--json", type=Path, help="write the report as JSON")
         sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
 
@@ -188,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("wider", help="detection AP on the WIDER FACE val subset, vs YuNet")
     backend_args(b)
     b.add_argument("--limit", type=int, help="images (spread evenly; default all 236)")
+    b.add_argument("--min-face", type=float, default=0.0,
+                   help="count only faces at least this many px (shorter side, original image), as the door's "
+                        "quality gate does: smaller boxes become ignore regions, smaller detections are dropped")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_wider"))
     b = bsub.add_parser("pipeline", help="door loop on a 640x480 video: fps, decision latency, peak RSS")
     backend_args(b)

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .detection import resize_for_detector
 from .errors import FacegateError
 from .face import Face
 
@@ -81,7 +82,7 @@ class OpenCVZooPeer:
     """
 
     def __init__(self, threads: int = 2, score_threshold: float = 0.6, nms_threshold: float = 0.3,
-                 top_k: int = 5000):
+                 top_k: int = 5000, max_side: int | None = None):
         if (not hasattr(cv2, "FaceDetectorYN") or not hasattr(cv2, "FaceRecognizerSF")
                 or int(cv2.__version__.split(".")[0]) >= 5):       # OpenCV 5 refuses the int8bq files
             raise PeerUnavailable(f"OpenCV {cv2.__version__} cannot run the peer (needs FaceDetectorYN, "
@@ -95,6 +96,7 @@ class OpenCVZooPeer:
                                                    float(nms_threshold), int(top_k))
         self._recognizer = cv2.FaceRecognizerSF.create(str(sface), "")
         self._size = (320, 320)
+        self.max_side = max_side          # like FaceDetector.max_side; None = full resolution
 
     @property
     def score_threshold(self) -> float:
@@ -107,15 +109,22 @@ class OpenCVZooPeer:
         self._detector.setScoreThreshold(float(value))
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 (H, W, 3) image at full resolution, highest score first."""
+        """All faces in an RGB uint8 (H, W, 3) image (shrunk to max_side first, if set), highest score
+        first, in the image's own pixels."""
         cv2.setNumThreads(self.threads)
+        scale = 1.0
+        if self.max_side is not None:
+            image_rgb, scale = resize_for_detector(image_rgb, self.max_side)
         bgr = np.ascontiguousarray(image_rgb[..., ::-1])
         size = (bgr.shape[1], bgr.shape[0])
         if size != self._size:
             self._detector.setInputSize(size)
             self._size = size
         _, rows = self._detector.detect(bgr)
-        return rows_to_faces(rows)
+        faces = rows_to_faces(rows)
+        if scale == 1.0:
+            return faces
+        return [Face(box=f.box / scale, landmarks=f.landmarks / scale, score=f.score) for f in faces]
 
     def align(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
         """uint8 RGB (112, 112, 3) chip cut by OpenCV's alignCrop from the face's 5 landmarks."""

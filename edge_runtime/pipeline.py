@@ -38,16 +38,18 @@ class FaceDetector:
         self.nms_threshold = nms_threshold       # IoU above which overlapping boxes are merged
         self.max_side = max_side                 # larger frames are shrunk to this before detection
 
-    def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """RGB uint8 (H, W, 3) -> (float32 (1, 3, h, w) network input, resize scale)."""
-        small, scale = resize_for_detector(image_rgb, self.max_side)
+    def prepare(self, image_rgb: np.ndarray, max_side: int | None = None) -> tuple[np.ndarray, float]:
+        """RGB uint8 (H, W, 3) -> (float32 (1, 3, h, w) network input, resize scale).
+        max_side: overrides self.max_side for this call."""
+        small, scale = resize_for_detector(image_rgb, max_side or self.max_side)
         c = self.contract
         return to_model_input(small, _rgb_order(c.mean, c.colour_order), _rgb_order(c.std, c.colour_order),
                               c.layout, swap_rb=c.colour_order == "BGR"), scale
 
-    def detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 (H, W, 3) image, highest score first."""
-        x, scale = self.prepare(image_rgb)
+    def detect(self, image_rgb: np.ndarray, max_side: int | None = None) -> list[Face]:
+        """All faces in an RGB uint8 (H, W, 3) image, highest score first, in the image's pixels.
+        max_side: overrides self.max_side for this call (live frames use a smaller one)."""
+        x, scale = self.prepare(image_rgb, max_side)
         loc, conf, landms = self.run(x)
         return postprocess(loc[0], conf[0], landms[0], x.shape[2], x.shape[3], self.score_threshold,
                            self.nms_threshold, scale, self.contract.priors)

@@ -60,9 +60,12 @@ class Recognizer:
         self.threshold = float(t) if t is not None else bundle.threshold
         self.gallery = gallery if gallery is not None else Gallery.empty(c.metric)
 
-    def analyze(self, image_rgb: np.ndarray) -> list[FaceResult]:
-        """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch)."""
-        faces = self.bundle.detector.detect(image_rgb)
+    def analyze(self, image_rgb: np.ndarray, live: bool = False) -> list[FaceResult]:
+        """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch).
+        live: a camera frame: the detector looks at a copy shrunk to [detector] live_max_side
+        (photos use max_side); alignment always cuts from the full image."""
+        d = self.config.detector
+        faces = self.bundle.detector.detect(image_rgb, d.live_max_side if live else d.max_side)
         emb = self.bundle.embedder
         results = []
         for f in faces:

@@ -85,7 +85,7 @@ class Runner:
             self.refresh_gallery()
             self._last_refresh = ts
         t0 = time.perf_counter()
-        results = self.recognizer.analyze(frame_rgb)
+        results = self.recognizer.analyze(frame_rgb, live=True)
         ms = (time.perf_counter() - t0) * 1000
         cand = door_candidate(results)
         decision = self.decider.update(ts, cand.match if cand else None)

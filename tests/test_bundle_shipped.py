@@ -61,3 +61,14 @@ def test_main_job_on_the_shipped_bundle(data_dir, tmp_path):
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     opens = [r for r in rows if r["decision"] == "open"]
     assert opens and {r["person"] for r in opens} == {"Lin-Manuel Miranda"}
+
+
+def test_bench_wider_on_the_shipped_bundle(data_dir, tmp_path):
+    from facegate.main import main
+
+    out = tmp_path / "wider.json"
+    assert main(["bench", "wider", "--limit", "4", "--no-peer", "--min-face", "40", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["backend"].startswith("bundle") and r["min_face"] == 40 and r["max_side"] == 640
+    assert r["facegate"]["images"] == 4 and r["facegate"]["faces"] > 0
+    assert 0.5 < r["facegate"]["ap"] <= 1.0

@@ -70,3 +70,41 @@ def test_resize_for_detector_never_enlarges():
 
 def test_prior_config_is_hashable_for_cache():
     assert prior_boxes(32, 32, PriorConfig()) is prior_boxes(32, 32, PriorConfig())
+
+
+def test_live_frames_use_live_max_side_and_photos_max_side():
+    from types import SimpleNamespace
+
+    from facegate.edge_runtime.config import Config
+    from facegate.edge_runtime.recognizer import Recognizer
+
+    seen = []
+    detector = SimpleNamespace(detect=lambda img, max_side=None: seen.append((img.shape, max_side)) or [])
+    bundle = SimpleNamespace(detector=detector, threshold=0.35,
+                             embedder=SimpleNamespace(contract=SimpleNamespace(metric="cosine")))
+    cfg = Config.from_dict({"detector": {"max_side": 800, "live_max_side": 256}})
+    rec = Recognizer(bundle, cfg)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    assert rec.analyze(frame, live=True) == [] and rec.analyze(frame) == []
+    assert seen == [((480, 640, 3), 256), ((480, 640, 3), 800)]
+
+
+def test_detector_max_side_override_is_per_call():
+    from facegate.edge_runtime.pipeline import FaceDetector
+
+    class Model:
+        shapes = []
+
+        def __call__(self, x):
+            self.shapes.append(x.shape)
+            pri = prior_boxes(x.shape[2], x.shape[3])
+            conf = np.zeros((1, len(pri), 2), np.float32)
+            conf[0, :, 0] = 1.0
+            return np.zeros((1, len(pri), 4), np.float32), conf, np.zeros((1, len(pri), 10), np.float32)
+    from facegate.edge_runtime.contract import DETECTOR
+    m = Model()
+    det = FaceDetector(m, DETECTOR, max_side=640)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    det.detect(frame)
+    det.detect(frame, max_side=320)
+    assert m.shapes == [(1, 3, 480, 640), (1, 3, 240, 320)] and det.max_side == 640

@@ -125,3 +125,20 @@ def test_evaluate_wider_end_to_end(tmp_path):
     assert r["ap"] == pytest.approx(1.0)                         # the FP scores below every TP
     assert r["per_event"]["1--Event"]["faces"] == 1 and r["per_event"]["2--Other"]["ap"] == pytest.approx(1.0)
     assert det.seen_thresholds == [0.02] * 3 and det.score_threshold == 0.5   # lowered, then restored
+
+
+def test_min_face_ignores_small_truth_and_drops_small_detections(tmp_path):
+    (tmp_path / "wider_face_val_bbx_gt.txt").write_text(GT_TEXT)
+    sizes = {"1--Event/a.jpg": (200, 180), "1--Event/b.jpg": (64, 64), "2--Other/c.jpg": (50, 40)}
+    for rel, (h, w) in sizes.items():
+        (tmp_path / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "images" / rel), np.full((h, w, 3), 128, np.uint8))
+    det = GtDetector({(200, 180): [((10, 10, 50, 50), 0.9), ((100, 100, 160, 170), 0.95)],
+                      (64, 64): [((1, 1, 30, 30), 0.99)],                      # small FP, ranked first
+                      (50, 40): []})                                           # the 20x30 face is missed
+    plain = evaluate_wider(tmp_path, det)
+    assert plain["faces"] == 2 and plain["ap"] < 0.5
+    r = evaluate_wider(tmp_path, det, min_face=35)
+    # the 20x30 face of c.jpg becomes an ignore region and the 29-px false positive is dropped:
+    # the one face of at least 35 px (40x40) is found with nothing ranked above it
+    assert (r["faces"], r["detections"], r["ap"]) == (1, 2, pytest.approx(1.0))
