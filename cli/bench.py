@@ -8,15 +8,20 @@ from pathlib import Path
 from facegate.main import data_dir
 
 
-def models_for(args, embedders: list[str]):
-    """(detector, {name: embedder}, description) for --fp32 (PyTorch) or --bundle DIR (default: shipped)."""
+def models_for(args, embedders: list[str] | None):
+    """(detector, {name: embedder}, description) for --fp32 (PyTorch) or --bundle DIR (default: shipped).
+
+    embedders: names to load; None = every embedder the bundle carries (--fp32: all known ones);
+    [] = the detector alone."""
     kw = {"score_threshold": args.score_threshold, "max_side": getattr(args, "max_side", None) or 640}
     if args.fp32:
         from facegate.models.backend import torch_detector, torch_embedder
-        return torch_detector(**kw), {n: torch_embedder(n) for n in embedders}, "pytorch-fp32"
-    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle
+        names = ["sface", "dlib_resnet"] if embedders is None else embedders
+        return torch_detector(**kw), {n: torch_embedder(n) for n in names}, "pytorch-fp32"
+    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
     root = args.bundle or default_bundle_dir()
-    loaded = {n: load_bundle(root, embedder=n, threads=args.threads, **kw) for n in embedders}
+    names = list(read_manifest(Path(root)).embedders) if embedders is None else embedders
+    loaded = {n: load_bundle(root, embedder=n, threads=args.threads, **kw) for n in names}
     first = next(iter(loaded.values())) if loaded else load_bundle(root, threads=args.threads, **kw)
     return first.detector, {n: b.embedder for n, b in loaded.items()}, f"bundle {root} ({first.manifest.id})"
 
@@ -28,8 +33,7 @@ def cmd_bench_lfw(args) -> int:
     if not (lfw / "pairs.txt").is_file():
         print(f"facegate bench lfw: no LFW at {lfw}; set FACEGATE_DATA", file=sys.stderr)
         return 2
-    names = args.embedder or ["dlib_resnet", "sface"]
-    detector, embedders, backend = models_for(args, names)
+    detector, embedders, backend = models_for(args, args.embedder)
     report = evaluate_lfw(lfw, detector, embedders, limit=args.limit)
     report["backend"] = backend
     print(f"LFW 10-fold ({backend}): {report['pairs']} pairs, {report['images']} images, "
@@ -141,6 +145,10 @@ def cmd_bench_wider(args) -> int:
             r = report[k]
             print(f"{k:10s} AP@0.5 {r['ap'] * 100:6.2f}%  images {r['images']}  faces {r['faces']}  "
                   f"{r['seconds']:.0f} s")
+    for fold, r in report.get("fusion", {}).items():
+        fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
+        print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "
+              f"FNIR@FPIR1% {names[0]} {fn('a'):.2f}%, {names[1]} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
     _write(args, report)
     return 0
 
@@ -240,8 +248,8 @@ def cmd_bench_openset(args) -> int:
 
     lfw = data_dir() / "lfw"
     enrol, mated, nonmated = openset_relpaths(lfw)
-    names = args.embedder or ["sface", "dlib_resnet"]
-    det, embs, backend = models_for(args, names)
+    det, embs, backend = models_for(args, args.embedder)
+    names = list(embs)
     rel = sorted(set(enrol) | set(mated) | set(nonmated))
     out = embed_images(lfw, rel, det, embs)
     report = {"backend": backend, "results": {}}
@@ -252,6 +260,7 @@ def cmd_bench_openset(args) -> int:
     if len(searches) == 2:
         a, b = (searches[n] for n in names)
         report["fusion"] = fusion_report(a, b)
+        report["fusion_embedders"] = {"a": names[0], "b": names[1]}
     if not args.no_peer:
         peer = OpenCVZooPeer(threads=args.threads)
         pe = embed_images(lfw, rel, peer, {"peer": peer})

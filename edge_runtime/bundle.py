@@ -135,7 +135,8 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
     m = read_manifest(root)
     name = embedder or m.default_embedder
     if name not in m.embedders:
-        raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.embedders)}")
+        raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.embedders)} "
+                          f"(build one that has: facegate build-bundle --embedder {name} --out DIR, then --bundle DIR)")
     entry = m.embedders[name]
     det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
     emb = onnx_embedder(verify_file(root, entry.file, entry.sha256), threads)

@@ -11,14 +11,16 @@ from facegate.edge_runtime.lfw_eval import evaluate_lfw
 def test_shipped_bundle_is_complete_and_verified():
     root = default_bundle_dir()
     m = read_manifest(root)
-    assert m.default_embedder == "sface" and set(m.embedders) == {"sface", "dlib_resnet"}
+    assert m.default_embedder == "sface" and set(m.embedders) == {"sface"}   # dlib: build-bundle --embedder
     b = load_bundle()                                    # checks every sha256
     assert b.detector.contract == DETECTOR
     assert b.embedder.contract == EMBEDDERS["sface"]
     for name, e in m.embedders.items():
         assert e.target_far == 1e-3 and 0 <= e.achieved_far <= 1e-3
     report = json.loads((root / "calibration_report.json").read_text())
-    assert set(report["decisions"]) == {"retinaface_mnet025", "sface", "dlib_resnet"}
+    assert set(report["decisions"]) == {"retinaface_mnet025", "sface"}
+    assert m.embedders["sface"].precision == "int8" and 0.3 < m.embedders["sface"].threshold < 0.4
+    assert report["models"]["sface"]["int8"]["lfw_accuracy"] >= 0.994
     assert m.raw["licences"]["sface"] == "Apache-2.0"
 
 
