@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     for x in psub.choices.values():
         common(x, bundle=False)
         x.set_defaults(func=_lazy("facegate.runtime:cmd_people"))
+    x = psub.add_parser("reembed", help="re-embed the kept face crops of templates made by another model bundle")
+    common(x)
+    x.set_defaults(func=_lazy("facegate.runtime:cmd_reembed"), share_pool=True)
 
     i = sub.add_parser("identify", help="who is in these photos")
     i.add_argument("images", nargs="+", type=Path)

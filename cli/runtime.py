@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 
-def context(args, need_bundle: bool = True):
+def context(args, need_bundle: bool = True, warn_stale: bool = True):
     """(home, config, store, bundle) from --home/FACEGATE_HOME, --config, --bundle."""
     from facegate.edge_runtime.config import load_config
     from facegate.edge_runtime.enrollment import open_bundle
@@ -21,10 +21,11 @@ def context(args, need_bundle: bool = True):
     bundle = None
     if need_bundle:
         bundle = open_bundle(cfg, args.bundle, args.threads)
-        stale = store.stale_templates(bundle.id)
+        stale = store.stale_templates(bundle.id) if warn_stale else {}
         if stale:
             print(f"facegate: {len(stale)} people have templates from another model bundle and cannot be "
-                  f"matched: {', '.join(sorted(stale))}; re-enroll them", file=sys.stderr)
+                  f"matched: {', '.join(sorted(stale))}; run `facegate people reembed` (uses the kept face "
+                  f"crops) or re-enroll them", file=sys.stderr)
     return home, cfg, store, bundle
 
 
@@ -69,6 +70,22 @@ def cmd_people(args) -> int:
         p = store.rename(args.name, args.new_name)
         print(f"renamed {args.name} -> {p.name}")
     return 0
+
+
+def cmd_reembed(args) -> int:
+    """Templates of another bundle -> this bundle's, from the kept aligned crops; names those left."""
+    from facegate.edge_runtime.enrollment import reembed_kept
+
+    _, _, store, bundle = context(args, warn_stale=False)
+    out = reembed_kept(store, bundle)
+    for name, n in sorted(out.done.items()):
+        print(f"{name}: {n} templates re-embedded with {bundle.id}")
+    for name, n in sorted(out.left.items()):
+        print(f"{name}: {n} templates left (no kept face crop, or made by another embedder): re-enroll",
+              file=sys.stderr)
+    if not out.done and not out.left:
+        print(f"every template already belongs to {bundle.id}")
+    return 1 if out.left else 0
 
 
 def cmd_identify(args) -> int:

@@ -64,6 +64,43 @@ def enroll_checked(store: Store, bundle: Bundle, name: str, results: Sequence[Ph
     return EnrollOutcome(person, list(results))
 
 
+@dataclass(frozen=True)
+class ReembedOutcome:
+    """What re-embedding did: templates replaced per person, and stale templates left per person
+    (no kept crop, or a crop made for another embedder: those people must re-enroll)."""
+
+    done: dict[str, int]
+    left: dict[str, int]
+
+
+def reembed_kept(store: Store, bundle: Bundle) -> ReembedOutcome:
+    """Re-embed, with `bundle`'s embedder, the kept aligned crops of templates made by another bundle.
+
+    A crop is reused only when its template came from the same embedder (same alignment template,
+    so the crop is exactly what this embedder expects) and has the embedder's input size; the
+    whole swap is one transaction (Store.replace_templates).
+    """
+    from .imageio import decode_image
+
+    c = bundle.embedder.contract
+    new, done, chips, ids = {}, {}, [], []
+    for tid, name, embedder, jpeg in store.kept_crops(bundle.id):
+        if embedder != c.name:
+            continue
+        chip = decode_image(jpeg, f"kept crop of {name}")
+        if chip.shape != (c.input_size, c.input_size, 3):
+            continue
+        chips.append(chip)
+        ids.append((tid, name))
+    for k in range(0, len(chips), 32):
+        vecs = bundle.embedder.embed(np.stack(chips[k:k + 32]))
+        for (tid, name), v in zip(ids[k:k + 32], vecs):
+            new[tid] = v
+            done[name] = done.get(name, 0) + 1
+    store.replace_templates(bundle.id, c.name, new)
+    return ReembedOutcome(done, store.stale_templates(bundle.id))
+
+
 def face_report(r: FaceResult) -> dict:
     """One analysed face as plain JSON: box, person (name, 'unknown' or None if unusable), score, problems."""
     return {"box": [round(float(v), 1) for v in r.face.box],

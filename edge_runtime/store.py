@@ -478,6 +478,55 @@ class Store:
                           "WHERE t.bundle_id != ? GROUP BY p.id ORDER BY p.name", (bundle_id,))
         return {name: count for name, count in rows}
 
+    def kept_crops(self, bundle_id: str) -> list[tuple[int, str, str, bytes]]:
+        """(template id, person name, embedder, JPEG crop) of every template made with another
+        bundle whose aligned face crop was kept, oldest first; the candidates for re-embedding."""
+        rows = self._read("SELECT t.id, p.name, t.embedder, i.jpeg FROM templates t "
+                          "JOIN people p ON p.id = t.person_id JOIN images i ON i.template_id = t.id "
+                          "WHERE t.bundle_id != ? ORDER BY t.id", (bundle_id,))
+        return [(int(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
+
+    def replace_templates(self, bundle_id: str, embedder: str, new: dict[int, np.ndarray]) -> int:
+        """Swap old templates for re-embedded ones in one transaction.
+
+        Args:
+            new: {old template id: float32 (D,) embedding of its kept crop by `bundle_id`'s embedder}.
+        Each old row is replaced by a row of `bundle_id` (its image relinked, its quality kept) and
+        deleted; one 'reembed' audit row per person. Returns the number of templates replaced.
+        """
+        if not new:
+            return 0
+        vecs = {int(k): np.ascontiguousarray(np.asarray(v).reshape(-1), dtype="<f4") for k, v in new.items()}
+        for v in vecs.values():
+            if v.size < 1 or not np.all(np.isfinite(v)):
+                raise InvalidTemplateError("re-embedded template is empty or holds NaN/infinite values")
+        dims = {v.size for v in vecs.values()}
+        if len(dims) != 1:
+            raise InvalidTemplateError(f"re-embedded templates have several sizes {sorted(dims)}")
+        dim = dims.pop()
+        with self._write("re-embed templates") as conn:
+            row = conn.execute("SELECT dim FROM templates WHERE bundle_id = ? LIMIT 1", (bundle_id,)).fetchone()
+            if row is not None and row[0] != dim:
+                raise InvalidTemplateError(f"bundle {bundle_id!r} has {row[0]}-dimensional templates but the "
+                                           f"re-embedded ones have {dim}")
+            now, per_person = self._clock(), {}
+            for old, v in vecs.items():
+                found = conn.execute("SELECT t.person_id, t.quality, p.name FROM templates t JOIN people p "
+                                     "ON p.id = t.person_id WHERE t.id = ?", (old,)).fetchone()
+                if found is None:
+                    raise InvalidTemplateError(f"template {old} no longer exists (deleted meanwhile?); nothing changed")
+                pid, quality, name = found
+                tid = conn.execute(
+                    "INSERT INTO templates (person_id, embedding, dim, embedder, bundle_id, quality, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, v.tobytes(), dim, embedder, bundle_id, quality, now)).lastrowid
+                conn.execute("UPDATE images SET template_id = ? WHERE template_id = ?", (tid, old))
+                conn.execute("DELETE FROM templates WHERE id = ?", (old,))
+                per_person[name] = per_person.get(name, 0) + 1
+            for name, n in per_person.items():
+                self._append_audit(conn, "reembed", name, {"templates": n, "bundle_id": bundle_id,
+                                                           "embedder": embedder})
+        return len(vecs)
+
     def images(self, name: str) -> list[bytes]:
         """A person's stored JPEG images, oldest first."""
         name = normalize_name(name)

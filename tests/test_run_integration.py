@@ -75,3 +75,25 @@ def test_identify_names_the_person(home, fp32_bundle, data_dir, capsys):
     center = lambda item: min(item["faces"], key=lambda f: abs((f["box"][0] + f["box"][2]) / 2 - 125))  # noqa: E731
     assert center(out[0])["person"] == "Colin Powell" and center(out[0])["score"] > 0.363
     assert center(out[1])["person"] == "unknown"
+
+
+def test_reembed_moves_templates_to_a_new_bundle(home, fp32_bundle, data_dir, capsys):
+    from facegate.edge_runtime.bundle import default_bundle_dir
+
+    lfw = data_dir / "lfw/Colin_Powell"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Colin Powell",
+                 str(lfw / "Colin_Powell_0001.jpg"), str(lfw / "Colin_Powell_0003.jpg")]) == 0
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "No Crops",
+                 "--no-keep-images", str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
+    capsys.readouterr()
+    shipped = str(default_bundle_dir())
+    probe = str(lfw / "Colin_Powell_0002.jpg")
+    assert main(["identify", "--home", str(home), "--bundle", shipped, "--json", probe]) == 0
+    out = capsys.readouterr()
+    assert "people reembed" in out.err and json.loads(out.out)[0]["faces"][0]["person"] == "unknown"
+    assert main(["people", "reembed", "--home", str(home), "--bundle", shipped]) == 1   # one person left
+    out = capsys.readouterr()
+    assert "Colin Powell: 2 templates re-embedded" in out.out and "No Crops: 1 templates left" in out.err
+    assert main(["identify", "--home", str(home), "--bundle", shipped, "--json", probe]) == 0
+    faces = json.loads(capsys.readouterr().out)[0]["faces"]
+    assert faces[0]["person"] == "Colin Powell" and faces[0]["score"] > 0.5

@@ -399,3 +399,25 @@ def test_closed_store_says_so(db):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.people()
+
+
+def test_replace_templates_swaps_rows_keeps_images_and_audits(db):
+    import cv2
+    ok, jpg = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))
+    with Store(db) as s:
+        s.enroll("Alice", _emb(2, 4, 1), "old", "sface", images=[jpg.tobytes()] * 2)
+        s.enroll("Bob", _emb(1, 4, 2), "old", "sface")                        # no crop kept
+        crops = s.kept_crops("new")
+        assert [(c[1], c[2]) for c in crops] == [("Alice", "sface")] * 2
+        assert s.replace_templates("new", "sface", {crops[0][0]: np.ones(4, np.float32)}) == 1
+        assert s.templates("new").names == ("Alice",)
+        np.testing.assert_array_equal(s.templates("new").matrix, np.ones((1, 4), np.float32))
+        assert s.stale_templates("new") == {"Alice": 1, "Bob": 1}
+        assert len(s.images("Alice")) == 2                                   # images kept, relinked
+        assert [c[0] for c in s.kept_crops("new")] == [crops[1][0]]
+        assert s.audit(event="reembed")[0].person_name == "Alice"
+        with pytest.raises(InvalidTemplateError, match="no longer exists"):   # one transaction: all or nothing
+            s.replace_templates("new", "sface", {crops[1][0]: np.ones(4), 999: np.ones(4)})
+        assert s.stale_templates("new") == {"Alice": 1, "Bob": 1}
+        with pytest.raises(InvalidTemplateError, match="NaN"):
+            s.replace_templates("new", "sface", {crops[1][0]: np.full(4, np.nan)})
