@@ -145,10 +145,6 @@ def cmd_bench_wider(args) -> int:
             r = report[k]
             print(f"{k:10s} AP@0.5 {r['ap'] * 100:6.2f}%  images {r['images']}  faces {r['faces']}  "
                   f"{r['seconds']:.0f} s")
-    for fold, r in report.get("fusion", {}).items():
-        fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
-        print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "
-              f"FNIR@FPIR1% {names[0]} {fn('a'):.2f}%, {names[1]} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
     _write(args, report)
     return 0
 
@@ -272,5 +268,9 @@ def cmd_bench_openset(args) -> int:
         f = r["at_fpir"]
         print(f"{n:18s} {r['rank1'] * 100:7.2f}% {f['0.01']['fnir'] * 100:11.2f}% "
               f"{f['0.001']['fnir'] * 100:13.2f}%")
+    for fold, r in report.get("fusion", {}).items():
+        fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
+        print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "
+              f"FNIR@FPIR1% {names[0]} {fn('a'):.2f}%, {names[1]} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
     _write(args, report)
     return 0
