@@ -581,3 +581,22 @@ def test_cli_admin_init_and_tokens(tmp_path, monkeypatch, capsys):
     import os
     import stat
     assert stat.S_IMODE(os.stat(tmp_path / "home" / "admin.db").st_mode) == 0o600
+
+
+def test_reembed_button_moves_stale_templates_to_the_current_bundle(admin, app, powell, data_dir):
+    enroll(admin, "Colin Powell", photo(powell[0]), photo(powell[1]))
+    enroll(admin, "Aaron Eckhart", photo(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"), keep=False)
+    svc = app.extensions[EXTENSION]
+    db = sqlite3.connect(svc.store_path)
+    with db:
+        db.execute("UPDATE templates SET bundle_id = 'an-older-bundle:sface'")   # as after a bundle update
+    page = admin.get("/people").get_data(as_text=True)
+    assert "Re-embed from kept face crops" in page and "Aaron Eckhart, Colin Powell" in page
+    r = admin.post("/people/reembed", data={"csrf_token": csrf(admin, "/people")}, follow_redirects=True)
+    text = r.get_data(as_text=True)
+    assert "Re-embedded 2 templates of Colin Powell" in text and "Still to re-enroll" in text
+    with Store(svc.store_path) as s:
+        assert s.stale_templates(svc.bundle.id) == {"Aaron Eckhart": 1}
+        assert s.templates(svc.bundle.id).names == ("Colin Powell", "Colin Powell")
+        assert len(s.images("Colin Powell")) == 2
+    assert admin.post("/people/reembed", data={}).status_code == 400                     # CSRF

@@ -32,6 +32,25 @@ def index():
     return render_template("people.html", people=people, q=q, stale=stale)
 
 
+@bp.route("/people/reembed", methods=["POST"])
+def reembed():
+    """Move templates made by another model bundle to the current one from the kept face crops."""
+    from ..enrollment import reembed_kept
+
+    s = services()
+    with s.inference():
+        out = reembed_kept(store(), s.bundle)
+    if out.done:
+        flash(f"Re-embedded {sum(out.done.values())} templates of {', '.join(sorted(out.done))} "
+              f"with the current model bundle.")
+    if out.left:
+        flash(f"Still to re-enroll (no kept face crop, or made by another embedder): "
+              f"{', '.join(sorted(out.left))}.", "error")
+    if not out.done and not out.left:
+        flash("Every template already belongs to the current model bundle.")
+    return redirect(url_for("people.index"))
+
+
 @bp.route("/people/<int:person_id>")
 def show(person_id: int):
     person = store().person(_name_or_404(person_id))
