@@ -13,7 +13,7 @@ def models_for(args, embedders: list[str] | None):
 
     embedders: names to load; None = every embedder the bundle carries (--fp32: all known ones);
     [] = the detector alone."""
-    kw = {"score_threshold": args.score_threshold, "max_side": getattr(args, "max_side", None) or 640}
+    kw = {"score_threshold": args.score_threshold, "max_side": getattr(args, "max_side", 640)}
     if args.fp32:
         from facegate.models.backend import torch_detector, torch_embedder
         names = ["sface", "dlib_resnet"] if embedders is None else embedders
@@ -67,10 +67,10 @@ def _face_photos() -> list[Path]:
 def _fresh_process(fn, *args):
     """fn(*args) in a new interpreter (spawned), so each measurement gets its own onnxruntime thread
     pool and its own peak RSS; returns fn's result."""
+    import argparse
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import argparse
     plain = [argparse.Namespace(**{k: v for k, v in vars(a).items() if not callable(v)})
              if isinstance(a, argparse.Namespace) else a for a in args]  # drop the CLI handler
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -98,7 +98,6 @@ def _speed_peer(args, threads: int, photos: list[Path]) -> dict:
 def cmd_bench_speed(args) -> int:
     """Median latency per stage on a 640x480 frame, ours vs OpenCV Zoo's YuNet + SFace, 1 and 2 threads.
     Every row runs in its own fresh process (own thread pools, own peak RSS)."""
-    args.max_side = args.max_side or 640
     photos = _face_photos()
     rows, backend = {}, None
     for threads in (1, 2):
@@ -133,7 +132,6 @@ def cmd_bench_wider(args) -> int:
     from facegate.edge_runtime.wider_eval import evaluate_wider
 
     root = data_dir() / "widerface_val_subset"
-    args.max_side = args.max_side or 640
     det, _, backend = models_for(args, [])
     report = {"backend": backend, "max_side": args.max_side, "min_face": args.min_face,
               "facegate": evaluate_wider(root, det, limit=args.limit, min_face=args.min_face)}

@@ -181,14 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_lfw"))
 
-    def backend_args(sp):
+    def backend_args(sp, max_side: int | None = 640):
         sp.add_argument("--fp32", action="store_true", help="PyTorch fp32 networks (needs facegate[train])")
         sp.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped one)")
         sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
         sp.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
-        sp.add_argument("--max-side", type=int,
-                        help="longer side (px) the detector looks at; larger frames are shrunk (default 640; "
-                             "bench pipeline: [detector] live_max_side, 320)")
+        sp.add_argument("--max-side", type=int, default=max_side,
+                        help="longer side (px) the detector looks at; larger frames are shrunk (default "
+                             f"{max_side or 'the config: [detector] live_max_side'})")
         sp.add_argument("--json", type=Path, help="write the report as JSON")
         sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
 
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "quality gate does: smaller boxes become ignore regions, smaller detections are dropped")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_wider"))
     b = bsub.add_parser("pipeline", help="door loop on a 640x480 video: fps, decision latency, peak RSS")
-    backend_args(b)
+    backend_args(b, max_side=None)
     b.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"])
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_pipeline"), share_pool=True)
     b = bsub.add_parser("openset", help="open-set 1:N on LFW: FNIR at FPIR 1% and 0.1%, fusion, vs OpenCV Zoo")

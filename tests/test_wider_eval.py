@@ -111,12 +111,17 @@ class GtDetector:
         return [Face(box=b, landmarks=np.zeros((5, 2)), score=s) for b, s in self.answers[image_rgb.shape[:2]]]
 
 
-def test_evaluate_wider_end_to_end(tmp_path):
-    (tmp_path / "wider_face_val_bbx_gt.txt").write_text(GT_TEXT)
+def _wider_folder(root):
+    """GT_TEXT and three grey images whose sizes (h, w) tell GtDetector which image it sees."""
+    (root / "wider_face_val_bbx_gt.txt").write_text(GT_TEXT)
     sizes = {"1--Event/a.jpg": (200, 180), "1--Event/b.jpg": (64, 64), "2--Other/c.jpg": (50, 40)}
     for rel, (h, w) in sizes.items():
-        (tmp_path / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "images" / rel), np.full((h, w, 3), 128, np.uint8))
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / rel), np.full((h, w, 3), 128, np.uint8))
+
+
+def test_evaluate_wider_end_to_end(tmp_path):
+    _wider_folder(tmp_path)
     det = GtDetector({(200, 180): [((10, 10, 50, 50), 0.9), ((100, 100, 160, 170), 0.95)],   # 2nd on ignore box
                       (64, 64): [((1, 1, 30, 30), 0.5)],                                       # false positive
                       (50, 40): [((5, 6, 25, 36), 0.7)]})
@@ -128,11 +133,7 @@ def test_evaluate_wider_end_to_end(tmp_path):
 
 
 def test_min_face_ignores_small_truth_and_drops_small_detections(tmp_path):
-    (tmp_path / "wider_face_val_bbx_gt.txt").write_text(GT_TEXT)
-    sizes = {"1--Event/a.jpg": (200, 180), "1--Event/b.jpg": (64, 64), "2--Other/c.jpg": (50, 40)}
-    for rel, (h, w) in sizes.items():
-        (tmp_path / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "images" / rel), np.full((h, w, 3), 128, np.uint8))
+    _wider_folder(tmp_path)
     det = GtDetector({(200, 180): [((10, 10, 50, 50), 0.9), ((100, 100, 160, 170), 0.95)],
                       (64, 64): [((1, 1, 30, 30), 0.99)],                      # small FP, ranked first
                       (50, 40): []})                                           # the 20x30 face is missed

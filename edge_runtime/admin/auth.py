@@ -54,6 +54,12 @@ def _audit(event: str, **details) -> None:
     store().log(event, None, ip=request.remote_addr, **details)
 
 
+def _throttled(e: LoginThrottled, what: str, headers: dict) -> tuple[str, int]:
+    """(message, 429) for a throttled form; sets the Retry-After header."""
+    headers["Retry-After"] = str(e.retry_after)
+    return f"Too many {what}. Try again in {e.retry_after} seconds.", 429
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if admin_db().admin_count() == 0:
@@ -81,8 +87,7 @@ def login():
                 _audit("admin_login", username=admin.username)
                 return redirect(safe_next(request.args.get("next"), url_for("people.index")))
         except LoginThrottled as e:
-            error, status = f"Too many failed logins. Try again in {e.retry_after} seconds.", 429
-            headers["Retry-After"] = str(e.retry_after)
+            error, status = _throttled(e, "failed logins", headers)
     return render_template("login.html", error=error, username=username), status, headers
 
 
@@ -113,8 +118,7 @@ def setup():
                 flash(f"Administrator {admin.username} created; you are logged in.")
                 return redirect(url_for("people.index"))
         except LoginThrottled as e:
-            error, status = f"Too many wrong setup tokens. Try again in {e.retry_after} seconds.", 429
-            headers["Retry-After"] = str(e.retry_after)
+            error, status = _throttled(e, "wrong setup tokens", headers)
         except AdminDBError as e:
             error, status = sentence(e), 400
     return render_template("setup.html", error=error, username=username), status, headers
@@ -154,8 +158,7 @@ def password():
                 flash("Password changed. Other sessions were logged out.")
                 return redirect(url_for("people.index"))
         except LoginThrottled as e:
-            error, status = f"Too many wrong passwords. Try again in {e.retry_after} seconds.", 429
-            headers["Retry-After"] = str(e.retry_after)
+            error, status = _throttled(e, "wrong passwords", headers)
         except AdminDBError as e:
             error, status = sentence(e), 400
     return render_template("password.html", error=error), status, headers
