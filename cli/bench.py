@@ -184,7 +184,7 @@ def cmd_bench_pipeline(args) -> int:
     enrolled = rec.enrollment_photo(photo)
     if not enrolled.ok:
         raise RuntimeError(f"cannot enroll {photo}: {enrolled.reason}")
-    rec.gallery = Gallery((name,), (1,), enrolled.embedding[None], bundle.embedder.contract.metric)
+    rec.gallery = Gallery((name,), (1,), enrolled.embedding[None], bundle.metric)
     decider = DoorDecider.from_config(cfg.decision)
     cap = cv2.VideoCapture(str(video))
     fps_src = cap.get(cv2.CAP_PROP_FPS) or 25.0

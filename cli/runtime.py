@@ -95,7 +95,7 @@ def cmd_identify(args) -> int:
     from facegate.edge_runtime.recognizer import Recognizer
 
     _, cfg, store, bundle = context(args)
-    rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.embedder.contract.metric))
+    rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.metric))
     out, failed = [], 0
     for p in args.images:
         try:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .contract import from_metadata
 from .errors import FacegateError
+from .fusion import FusionError, ScoreFusion
 from .onnx_models import onnx_detector, onnx_embedder
-from .pipeline import FaceDetector, FaceEmbedder
+from .pipeline import FaceDetector, FaceEmbedder, FusedEmbedder
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -37,6 +38,21 @@ class EmbedderEntry:
 
 
 @dataclass(frozen=True)
+class FusionEntry:
+    """The bundle's score fusion of several of its embedders (bundle.json "fusion")."""
+
+    fusion: ScoreFusion
+    precision: str            # the parts' precisions, e.g. "int8+int8"
+    threshold: float          # fused score at or above which two faces are the same person
+    target_far: float
+    achieved_far: float
+
+    @property
+    def name(self) -> str:
+        return self.fusion.name
+
+
+@dataclass(frozen=True)
 class Manifest:
     id: str
     detector_file: str
@@ -45,6 +61,12 @@ class Manifest:
     embedders: dict[str, EmbedderEntry]
     default_embedder: str
     raw: dict
+    fusion: FusionEntry | None = None
+
+    @property
+    def choices(self) -> list[str]:
+        """Every name `load_bundle(embedder=...)` accepts: the embedders, then the fusion if any."""
+        return [*self.embedders, *([self.fusion.name] if self.fusion else [])]
 
 
 @dataclass
@@ -54,8 +76,8 @@ class Bundle:
     path: Path
     manifest: Manifest
     detector: FaceDetector
-    embedder: FaceEmbedder
-    embedder_entry: EmbedderEntry
+    embedder: FaceEmbedder | FusedEmbedder
+    embedder_entry: EmbedderEntry | FusionEntry
 
     @property
     def id(self) -> str:
@@ -65,6 +87,11 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return self.embedder_entry.threshold
+
+    @property
+    def metric(self) -> str | ScoreFusion:
+        """How this bundle's templates are compared (Gallery / matching.similarity metric)."""
+        return self.embedder.metric
 
 
 def default_bundle_dir() -> Path:
@@ -101,11 +128,21 @@ def read_manifest(path: Path) -> Manifest:
         embs = {n: EmbedderEntry(n, e["file"], e["sha256"], e["precision"], float(e["threshold"]),
                                  float(e["target_far"]), float(e["achieved_far"]))
                 for n, e in raw["embedders"].items()}
+        fu = raw.get("fusion")
+        fusion = None if fu is None else FusionEntry(ScoreFusion.from_json(fu), str(fu["precision"]),
+                                                     float(fu["threshold"]), float(fu["target_far"]),
+                                                     float(fu["achieved_far"]))
         m = Manifest(raw["id"], det["file"], det["sha256"], det["precision"], embs,
-                     raw["default_embedder"], raw)
+                     raw["default_embedder"], raw, fusion)
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{f} is incomplete: missing or bad field {e}") from None
-    if m.default_embedder not in m.embedders:
+    except FusionError as e:
+        raise BundleError(f"{f}: {e}") from None
+    if fusion is not None:
+        missing = [p for p in fusion.fusion.parts if p not in embs]
+        if missing:
+            raise BundleError(f"{f}: fusion {fusion.name} needs embedder(s) {', '.join(missing)}, not in the bundle")
+    if m.default_embedder not in m.choices:
         raise BundleError(f"{f}: default embedder {m.default_embedder!r} is not in the bundle")
     return m
 
@@ -127,20 +164,30 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
     """Verify and open a bundle (default: the shipped one).
 
     Args:
-        embedder: which embedder of the bundle to use (default: the bundle's default).
+        embedder: which embedder of the bundle to use (default: the bundle's default); the
+            fusion's name (e.g. "sface+dlib_resnet") opens its parts as one FusedEmbedder.
         threads: onnxruntime intra-op threads per model.
         detector_kwargs: FaceDetector settings (score_threshold, nms_threshold, max_side).
     """
     root = Path(path) if path is not None else default_bundle_dir()
     m = read_manifest(root)
     name = embedder or m.default_embedder
-    if name not in m.embedders:
-        raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.embedders)} "
+    if name not in m.choices:
+        raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.choices)} "
                           f"(build one that has: facegate build-bundle --embedder {name} --out DIR, then --bundle DIR)")
-    entry = m.embedders[name]
     det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
-    emb = onnx_embedder(verify_file(root, entry.file, entry.sha256), threads)
-    return Bundle(root, m, det, emb, entry)
+
+    def part(n: str) -> FaceEmbedder:
+        e = m.embedders[n]
+        return onnx_embedder(verify_file(root, e.file, e.sha256), threads)
+
+    if m.fusion is not None and name == m.fusion.name:
+        try:
+            emb = FusedEmbedder([part(n) for n in m.fusion.fusion.parts], m.fusion.fusion)
+        except ValueError as e:
+            raise BundleError(f"bundle {root}: {e}") from None
+        return Bundle(root, m, det, emb, m.fusion)
+    return Bundle(root, m, det, part(name), m.embedders[name])
 
 
 def manifest_contracts(path: Path) -> dict:

@@ -59,7 +59,7 @@ def enroll_checked(store: Store, bundle: Bundle, name: str, results: Sequence[Ph
     if not good:
         return EnrollOutcome(None, list(results))
     images = [r.chip_jpeg for r in good] if keep_images else None
-    person = store.enroll(name, np.stack([r.embedding for r in good]), bundle.id, bundle.embedder.contract.name,
+    person = store.enroll(name, np.stack([r.embedding for r in good]), bundle.id, bundle.embedder.name,
                           images=images)
     return EnrollOutcome(person, list(results))
 
@@ -76,28 +76,28 @@ class ReembedOutcome:
 def reembed_kept(store: Store, bundle: Bundle) -> ReembedOutcome:
     """Re-embed, with `bundle`'s embedder, the kept aligned crops of templates made by another bundle.
 
-    A crop is reused only when its template came from the same embedder (same alignment template,
-    so the crop is exactly what this embedder expects) and has the embedder's input size; the
-    whole swap is one transaction (Store.replace_templates).
+    A crop is reused only when its template came from the same embedder (same alignment templates,
+    so the crop is exactly what this embedder expects: for a fused embedder, one chip per part) and
+    has the embedder's crop size; the whole swap is one transaction (Store.replace_templates).
     """
     from .imageio import decode_image
 
-    c = bundle.embedder.contract
-    new, done, chips, ids = {}, {}, [], []
+    emb = bundle.embedder
+    new, done, sets, ids = {}, {}, [], []
     for tid, name, embedder, jpeg in store.kept_crops(bundle.id):
-        if embedder != c.name:
+        if embedder != emb.name:
             continue
-        chip = decode_image(jpeg, f"kept crop of {name}")
-        if chip.shape != (c.input_size, c.input_size, 3):
+        chips = emb.chips_from_crop(decode_image(jpeg, f"kept crop of {name}"))
+        if chips is None:
             continue
-        chips.append(chip)
+        sets.append(chips)
         ids.append((tid, name))
-    for k in range(0, len(chips), 32):
-        vecs = bundle.embedder.embed(np.stack(chips[k:k + 32]))
+    for k in range(0, len(sets), 32):
+        vecs = emb.embed_sets(sets[k:k + 32])
         for (tid, name), v in zip(ids[k:k + 32], vecs):
             new[tid] = v
             done[name] = done.get(name, 0) + 1
-    store.replace_templates(bundle.id, c.name, new)
+    store.replace_templates(bundle.id, emb.name, new)
     return ReembedOutcome(done, store.stale_templates(bundle.id))
 
 

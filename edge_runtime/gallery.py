@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .fusion import ScoreFusion
 from .matching import l2_normalize
 
 METRICS = ("cosine", "euclidean")
@@ -39,7 +40,8 @@ class Gallery:
         names: one person name per template, len T.
         person_ids: one person id per template, len T (same id -> same name).
         matrix: float32 (T, D) embeddings, all from one embedder.
-        metric: "cosine" or "euclidean".
+        metric: "cosine", "euclidean", or a ScoreFusion for fused embeddings (each part compared
+            with its own metric, the z-normalised scores summed with the fusion's weights).
     The search-ready forms (normalised or squared norms, rows grouped by person) are computed
     once at construction.
     """
@@ -47,12 +49,12 @@ class Gallery:
     names: tuple[str, ...]
     person_ids: tuple[int, ...]
     matrix: np.ndarray
-    metric: str = "cosine"
+    metric: str | ScoreFusion = "cosine"
     _prep: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; expected one of {METRICS}")
+        if not isinstance(self.metric, ScoreFusion) and self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; expected one of {METRICS} or a ScoreFusion")
         names = tuple(str(n) for n in self.names)
         pids = tuple(int(p) for p in self.person_ids)
         m = np.asarray(self.matrix, np.float32)
@@ -63,6 +65,9 @@ class Gallery:
                              f"matrix {m.shape}, {len(names)} names, {len(pids)} person ids")
         if not np.all(np.isfinite(m)):
             raise ValueError("gallery matrix holds NaN or infinite values; re-enroll the affected people")
+        if isinstance(self.metric, ScoreFusion) and m.shape[1] not in (0, self.metric.embedding_size):
+            raise ValueError(f"fused templates of {self.metric.name} have {self.metric.embedding_size} values; "
+                             f"this matrix has {m.shape[1]}")
         m = np.ascontiguousarray(m)
         m.setflags(write=False)
         object.__setattr__(self, "names", names)
@@ -84,7 +89,7 @@ class Gallery:
         self._prepared(self.metric)
 
     @classmethod
-    def empty(cls, metric: str = "cosine", dim: int = 0) -> "Gallery":
+    def empty(cls, metric: str | ScoreFusion = "cosine", dim: int = 0) -> "Gallery":
         """A gallery with nobody enrolled."""
         return cls((), (), np.zeros((0, dim), np.float32), metric)
 
@@ -100,12 +105,19 @@ class Gallery:
         """Distinct names, ordered by person id."""
         return self._prep["group_names"]
 
-    def _prepared(self, metric: str) -> np.ndarray:
-        """The grouped matrix in the form `metric` needs, computed once and kept."""
-        key = "m_" + metric
+    def _prepared(self, metric: str | ScoreFusion) -> np.ndarray | list:
+        """The grouped matrix in the form `metric` needs, computed once and kept (for a fusion: one
+        (metric, prepared slice, squared norms or None) per part)."""
+        key = "m_" + (metric.name if isinstance(metric, ScoreFusion) else metric)
         if key not in self._prep:
             g = self.matrix[self._prep["order"]]
-            if metric == "cosine":
+            if isinstance(metric, ScoreFusion):
+                prepared = []                    # an empty gallery is never searched
+                for m, part in zip(metric.metrics, metric.split(g) if len(g) else []):
+                    part = np.ascontiguousarray(part)
+                    prepared.append((m, np.ascontiguousarray(l2_normalize(part)), None) if m == "cosine"
+                                    else (m, part, np.einsum("ij,ij->i", part, part)))
+            elif metric == "cosine":
                 prepared = np.ascontiguousarray(l2_normalize(g))
             elif metric == "euclidean":
                 self._prep["sq_" + metric] = np.einsum("ij,ij->i", g, g)
@@ -115,7 +127,7 @@ class Gallery:
             self._prep[key] = prepared
         return self._prep[key]
 
-    def person_scores(self, probes: np.ndarray, metric: str | None = None) -> np.ndarray:
+    def person_scores(self, probes: np.ndarray, metric: str | ScoreFusion | None = None) -> np.ndarray:
         """Best template score per person.
 
         Args:
@@ -135,6 +147,15 @@ class Gallery:
                              f"they come from different embedders; re-enroll with the current model")
         g = self._prepared(metric)
         starts = self._prep["starts"]
+        if isinstance(metric, ScoreFusion):
+            parts = []
+            for (m, gp, sq), pp in zip(g, metric.split(p)):
+                if m == "cosine":
+                    parts.append(l2_normalize(pp) @ gp.T)
+                else:
+                    d2 = sq[None, :] - 2.0 * (pp @ gp.T) + np.einsum("ij,ij->i", pp, pp)[:, None]
+                    parts.append(-np.sqrt(np.maximum(d2, 0.0)))
+            return np.maximum.reduceat(metric.combine(parts), starts, axis=1)
         if metric == "cosine":
             s = l2_normalize(p) @ g.T
             return np.maximum.reduceat(s, starts, axis=1)
@@ -143,7 +164,7 @@ class Gallery:
         best = np.minimum.reduceat(d2, starts, axis=1) + np.einsum("ij,ij->i", p, p)[:, None]
         return -np.sqrt(np.maximum(best, 0.0))
 
-    def nearest(self, probes: np.ndarray, metric: str | None = None,
+    def nearest(self, probes: np.ndarray, metric: str | ScoreFusion | None = None,
                 threshold: float | None = None) -> list[Match]:
         """The best person for each probe.
 

@@ -29,8 +29,8 @@ def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,
 
     def flush(name):
         if pending[name]:
-            keys, chips = zip(*pending[name])
-            for k, e in zip(keys, embedders[name].embed(np.stack(chips))):
+            keys, chip_sets = zip(*pending[name])
+            for k, e in zip(keys, embedders[name].embed_sets(list(chip_sets))):
                 out[name][k] = e
             pending[name].clear()
 
@@ -41,7 +41,7 @@ def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,
             no_face.append(rel)
             continue
         for name, emb in embedders.items():
-            pending[name].append((rel, emb.align(img, face)))
+            pending[name].append((rel, emb.align_all(img, face)))
             if len(pending[name]) >= batch:
                 flush(name)
     for name in embedders:
@@ -76,9 +76,9 @@ def evaluate_lfw(lfw_dir: Path, detector: FaceDetector, embedders: dict[str, Fac
         if ok:
             a = np.stack([table[pairs[i].a] for i in ok])
             b = np.stack([table[pairs[i].b] for i in ok])
-            scores[ok] = pair_similarity(a, b, e.contract.metric)
+            scores[ok] = pair_similarity(a, b, e.metric)
         acc = ten_fold_accuracy(scores, same, folds)
-        r = {"metric": e.contract.metric, "accuracy": acc["accuracy"], "std": acc["std"],
+        r = {"metric": e.metric if isinstance(e.metric, str) else e.metric.to_json(), "accuracy": acc["accuracy"], "std": acc["std"],
              "fold_accuracies": acc["fold_accuracies"], "thresholds": acc["thresholds"],
              "pairs_without_face": int(np.sum(~np.isfinite(scores)))}
         for far in (1e-3, 1e-2):

@@ -17,6 +17,7 @@ import numpy as np
 from .detection import resize_for_detector
 from .errors import FacegateError
 from .face import Face
+from .pipeline import SingleEmbedderMethods
 
 YUNET_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_FILE = "models/face_recognition_sface_2021dec_int8bq.onnx"
@@ -73,7 +74,7 @@ def face_to_row(face: Face) -> np.ndarray:
                           ).astype(np.float32)[None]
 
 
-class OpenCVZooPeer:
+class OpenCVZooPeer(SingleEmbedderMethods):
     """YuNet + SFace via OpenCV, shaped like FaceDetector and FaceEmbedder at once.
 
     detect(image_rgb) -> list[Face]; align(image_rgb, face) -> uint8 RGB (112, 112, 3) chip;

@@ -14,7 +14,9 @@ from .align import align_face
 from .contract import DetectorContract, EmbedderContract
 from .detection import postprocess, resize_for_detector
 from .face import Face
+from .fusion import ScoreFusion
 from .preprocess import to_model_input
+
 
 def _rgb_order(values, colour_order: str):
     """Per-channel constants given in the model's colour order, re-ordered to match RGB input."""
@@ -55,7 +57,42 @@ class FaceDetector:
                            self.nms_threshold, scale, self.contract.priors)
 
 
-class FaceEmbedder:
+class SingleEmbedderMethods:
+    """What the recognizer, enrollment and benchmarks call on any embedder, for one that cuts one chip
+    per face. Needs `contract` (name, metric, embedding_size, input_size), `align` and `embed`;
+    FusedEmbedder has the same methods for several."""
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def metric(self) -> str:
+        return self.contract.metric
+
+    @property
+    def embedding_size(self) -> int:
+        return self.contract.embedding_size
+
+    def align_all(self, image_rgb: np.ndarray, face: Face) -> tuple[np.ndarray, ...]:
+        """The chips this embedder needs for one face: here one, uint8 RGB (S, S, 3)."""
+        return (self.align(image_rgb, face),)
+
+    def embed_sets(self, chip_sets: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+        """One `align_all` result per face -> float32 (N, D) raw embeddings, one batch."""
+        return self.embed(np.stack([c[0] for c in chip_sets]))
+
+    def kept_crop(self, chips: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The image kept with a template (re-embedding source, admin thumbnail): the chip itself."""
+        return chips[0]
+
+    def chips_from_crop(self, crop: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """`align_all`'s chips back from a kept crop, or None when the crop is not of this embedder's size."""
+        s = self.contract.input_size
+        return (crop,) if crop.shape == (s, s, 3) else None
+
+
+class FaceEmbedder(SingleEmbedderMethods):
     """align(image, face) -> chip; embed(chips) -> vectors. `run` maps float32 (N, 3, S, S) to (N, D)."""
 
     def __init__(self, run: RunFn, contract: EmbedderContract):
@@ -84,3 +121,67 @@ class FaceEmbedder:
             return []
         chips = np.stack([self.align(image_rgb, f) for f in faces])
         return [f.with_embedding(e) for f, e in zip(faces, self.embed(chips))]
+
+
+class FusedEmbedder:
+    """Several embedders on one face; the embedding is their raw embeddings side by side and the
+    metric is the ScoreFusion that compares them (facegate.edge_runtime.fusion).
+
+    Each part aligns the face to its own template; the first part's chip is the one the quality gate
+    looks at. The kept crop is the parts' chips side by side on one strip (height = largest chip),
+    so a kept crop can be re-embedded by every part.
+    """
+
+    def __init__(self, parts: list[FaceEmbedder], fusion: ScoreFusion):
+        names = tuple(p.name for p in parts)
+        if names != fusion.parts:
+            raise ValueError(f"fusion {fusion.name} needs embedders {fusion.parts}; got {names}")
+        for p, m, d in zip(parts, fusion.metrics, fusion.dims):
+            if (p.metric, p.embedding_size) != (m, d):
+                raise ValueError(f"fusion {fusion.name} expects {p.name} to give {d} values compared by {m}; "
+                                 f"the model gives {p.embedding_size} compared by {p.metric}")
+        self.parts = list(parts)
+        self.fusion = fusion
+
+    @property
+    def name(self) -> str:
+        return self.fusion.name
+
+    @property
+    def metric(self) -> ScoreFusion:
+        return self.fusion
+
+    @property
+    def embedding_size(self) -> int:
+        return self.fusion.embedding_size
+
+    def align(self, image_rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The first part's chip, uint8 RGB (S, S, 3) (what the quality gate and previews look at)."""
+        return self.parts[0].align(image_rgb, face)
+
+    def align_all(self, image_rgb: np.ndarray, face: Face) -> tuple[np.ndarray, ...]:
+        """One uint8 RGB chip per part, each on that part's template and size."""
+        return tuple(p.align(image_rgb, face) for p in self.parts)
+
+    def embed_sets(self, chip_sets: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+        """One `align_all` result per face -> float32 (N, sum of dims) fused embeddings."""
+        return np.concatenate([p.embed(np.stack([c[i] for c in chip_sets])) for i, p in enumerate(self.parts)],
+                              axis=1)
+
+    def kept_crop(self, chips: tuple[np.ndarray, ...]) -> np.ndarray:
+        """uint8 RGB (max S, sum S, 3): the chips left to right, top-aligned, black below the smaller ones."""
+        h = max(c.shape[0] for c in chips)
+        strip = np.zeros((h, sum(c.shape[1] for c in chips), 3), np.uint8)
+        x = 0
+        for c in chips:
+            strip[:c.shape[0], x:x + c.shape[1]] = c
+            x += c.shape[1]
+        return strip
+
+    def chips_from_crop(self, crop: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """The parts' chips cut back out of a `kept_crop` strip, or None when its size does not fit."""
+        sizes = [p.contract.input_size for p in self.parts]
+        if crop.shape != (max(sizes), sum(sizes), 3):
+            return None
+        edges = np.cumsum([0, *sizes])
+        return tuple(np.ascontiguousarray(crop[:s, edges[i]:edges[i + 1]]) for i, s in enumerate(sizes))

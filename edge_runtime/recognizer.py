@@ -23,14 +23,16 @@ class FaceResult:
     Attributes:
         face: the detection, carrying its embedding when it passed the quality gate.
         problems: reasons the face is unusable ("too small", "too blurry", ...); empty = good.
-        chip: uint8 RGB (S, S, 3) aligned crop.
+        chip: uint8 RGB (S, S, 3) aligned crop (a fused embedder's first part: what the quality gate saw).
         match: best enrolled person (name None = unknown), or None when the face was not usable.
+        chips: every chip the embedder needs (one per part of a fused embedder); () = (chip,).
     """
 
     face: Face
     problems: tuple[str, ...]
     chip: np.ndarray
     match: Match | None = None
+    chips: tuple[np.ndarray, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -54,11 +56,10 @@ class Recognizer:
     def __init__(self, bundle: Bundle, config: Config, gallery: Gallery | None = None):
         self.bundle = bundle
         self.config = config
-        c = bundle.embedder.contract
-        self.metric = c.metric
+        self.metric = bundle.metric
         t = config.recognition.threshold
         self.threshold = float(t) if t is not None else bundle.threshold
-        self.gallery = gallery if gallery is not None else Gallery.empty(c.metric)
+        self.gallery = gallery if gallery is not None else Gallery.empty(self.metric)
 
     def analyze(self, image_rgb: np.ndarray, live: bool = False) -> list[FaceResult]:
         """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch).
@@ -69,15 +70,16 @@ class Recognizer:
         emb = self.bundle.embedder
         results = []
         for f in faces:
-            chip = emb.align(image_rgb, f)
-            results.append(FaceResult(f, tuple(face_quality(f, chip, self.config.detector)), chip))
+            chips = emb.align_all(image_rgb, f)
+            results.append(FaceResult(f, tuple(face_quality(f, chips[0], self.config.detector)), chips[0],
+                                      chips=chips))
         good = [i for i, r in enumerate(results) if r.usable]
         if good:
-            vecs = emb.embed(np.stack([results[i].chip for i in good]))
+            vecs = emb.embed_sets([results[i].chips for i in good])
             matches = self.gallery.nearest(vecs, self.metric, self.threshold)
             for i, v, m in zip(good, vecs, matches):
                 r = results[i]
-                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chip, m)
+                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chip, m, r.chips)
         return results
 
     def enrollment_photo(self, data: bytes | str | Path, name: str = "photo") -> PhotoResult:
@@ -91,7 +93,8 @@ class Recognizer:
             r = self.single_face(img)
         except (ImageError, FaceNotFoundError, ManyFacesError) as e:
             return PhotoResult(name, False, str(e))
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(r.chip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        crop = self.bundle.embedder.kept_crop(r.chips or (r.chip,))
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         return PhotoResult(name, True, "", r.face.embedding, jpg.tobytes() if ok else None)
 
     def single_face(self, image_rgb: np.ndarray) -> FaceResult:

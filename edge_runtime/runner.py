@@ -76,7 +76,7 @@ class Runner:
         version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
         if force or version != self._data_version:
             b = self.recognizer.bundle
-            self.recognizer.gallery = self.store.templates(b.id, b.embedder.contract.metric)
+            self.recognizer.gallery = self.store.templates(b.id, b.metric)
             self._data_version = version
 
     def process(self, ts: float, frame_rgb: np.ndarray) -> tuple[list[FaceResult], Decision, dict | None]:

@@ -49,8 +49,14 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-def random_templates(n: int, dim: int, metric: str, seed: int = 0) -> np.ndarray:
-    """float32 (n, dim) random gallery (unit rows for cosine; dlib-like scale for euclidean)."""
+def random_templates(n: int, dim: int, metric, seed: int = 0) -> np.ndarray:
+    """float32 (n, dim) random gallery (unit rows for cosine; dlib-like scale for euclidean; for a
+    ScoreFusion, each part's slice scaled for its part's metric)."""
+    from .fusion import ScoreFusion
+
+    if isinstance(metric, ScoreFusion):
+        return np.concatenate([random_templates(n, d, m, seed + i) for i, (d, m) in
+                               enumerate(zip(metric.dims, metric.metrics))], axis=1)
     t = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     return t if metric == "cosine" else t * 0.6
@@ -66,8 +72,9 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
     """Median latency (ms) of each stage over `repeats` frames built from `image_paths` (cycled).
 
     Args:
-        detector: .detect(image_rgb) -> list[Face]; embedder: .align(image, face), .embed(chips),
-            .contract.metric and .contract.embedding_size. Their model thread counts are whatever they were built with;
+        detector: .detect(image_rgb) -> list[Face]; embedder: .align_all(image, face), .embed_sets(chip sets),
+            .metric and .embedding_size (a FaceEmbedder, a FusedEmbedder or the OpenCV Zoo peer: for a
+            fused embedder "align" and "embed" cover every part). Their model thread counts are whatever they were built with;
             `threads` is applied to OpenCV (cv2.setNumThreads) for decode/align and is recorded.
         image_paths: face photos, one face each (see module doc for how frames are made).
     Returns:
@@ -77,7 +84,7 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
     if not image_paths:
         raise ValueError("need at least one face photo")
     frames = [encode_jpeg(door_frame(load_image(p))) for p in image_paths]
-    gallery = random_templates(gallery_size, embedder.contract.embedding_size, embedder.contract.metric)
+    gallery = random_templates(gallery_size, embedder.embedding_size, embedder.metric)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     times = {s: [] for s in STAGES}
@@ -91,11 +98,11 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
             t2 = time.perf_counter()
             if face is None:
                 raise ValueError(f"no face found in the frame made from {image_paths[k % len(frames)]}")
-            chip = embedder.align(img, face)
+            chips = embedder.align_all(img, face)
             t3 = time.perf_counter()
-            emb = embedder.embed(chip[None])
+            emb = embedder.embed_sets([chips])
             t4 = time.perf_counter()
-            int(np.argmax(similarity(emb, gallery, embedder.contract.metric)[0]))
+            int(np.argmax(similarity(emb, gallery, embedder.metric)[0]))
             t5 = time.perf_counter()
             if k >= warmup:
                 for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t4 - t1, t5 - t0)):

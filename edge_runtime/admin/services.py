@@ -84,7 +84,7 @@ def close_connections(_exc=None) -> None:
 def gallery() -> Gallery:
     """The templates of the bundle in use, read fresh from the store (so the runtime's writes show)."""
     b = services().bundle
-    return store().templates(b.id, b.embedder.contract.metric)
+    return store().templates(b.id, b.metric)
 
 
 def person_name(person_id: int) -> str | None:
