@@ -11,19 +11,36 @@ from facegate.main import data_dir
 def models_for(args, embedders: list[str] | None):
     """(detector, {name: embedder}, description) for --fp32 (PyTorch) or --bundle DIR (default: shipped).
 
-    embedders: names to load; None = every embedder the bundle carries (--fp32: all known ones);
-    [] = the detector alone."""
+    embedders: names to load; None = every embedder the bundle carries and its fusion (--fp32: both
+    embedders); [] = the detector alone. A fusion name with --fp32 runs the PyTorch parts with the
+    fusion weights of --bundle (default: the shipped one)."""
+    from facegate.edge_runtime.bundle import BundleError, default_bundle_dir, load_bundle, read_manifest
     kw = {"score_threshold": args.score_threshold, "max_side": getattr(args, "max_side", 640)}
+    root = args.bundle or default_bundle_dir()
     if args.fp32:
+        from facegate.edge_runtime.pipeline import FusedEmbedder
         from facegate.models.backend import torch_detector, torch_embedder
         names = ["sface", "dlib_resnet"] if embedders is None else embedders
-        return torch_detector(**kw), {n: torch_embedder(n) for n in names}, "pytorch-fp32"
-    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
-    root = args.bundle or default_bundle_dir()
-    names = list(read_manifest(Path(root)).embedders) if embedders is None else embedders
+        out = {}
+        for n in names:
+            if n in ("sface", "dlib_resnet"):
+                out[n] = torch_embedder(n)
+                continue
+            m = read_manifest(Path(root))
+            if m.fusion is None or m.fusion.name != n:
+                raise BundleError(f"bundle {root} has no fusion {n!r} to take the weights from; pass --bundle DIR")
+            out[n] = FusedEmbedder([torch_embedder(p) for p in m.fusion.fusion.parts], m.fusion.fusion)
+        return torch_detector(**kw), out, "pytorch-fp32"
+    names = read_manifest(Path(root)).choices if embedders is None else embedders
     loaded = {n: load_bundle(root, embedder=n, threads=args.threads, **kw) for n in names}
     first = next(iter(loaded.values())) if loaded else load_bundle(root, threads=args.threads, **kw)
     return first.detector, {n: b.embedder for n, b in loaded.items()}, f"bundle {root} ({first.manifest.id})"
+
+
+def default_embedder(args) -> str:
+    """The embedder a plain run measures: the bundle's default (--fp32: sface)."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
+    return "sface" if args.fp32 else read_manifest(Path(args.bundle or default_bundle_dir())).default_embedder
 
 
 def cmd_bench_lfw(args) -> int:
@@ -38,9 +55,9 @@ def cmd_bench_lfw(args) -> int:
     report["backend"] = backend
     print(f"LFW 10-fold ({backend}): {report['pairs']} pairs, {report['images']} images, "
           f"{len(report['no_face'])} without a face, {report['seconds']:.0f} s")
-    print(f"{'embedder':14s} {'accuracy':>10s} {'std':>7s} {'TAR@FAR1e-3':>12s} {'TAR@FAR1e-2':>12s}")
+    print(f"{'embedder':18s} {'accuracy':>10s} {'std':>7s} {'TAR@FAR1e-3':>12s} {'TAR@FAR1e-2':>12s}")
     for n, r in report["results"].items():
-        print(f"{n:14s} {r['accuracy'] * 100:9.2f}% {r['std'] * 100:6.2f}% "
+        print(f"{n:18s} {r['accuracy'] * 100:9.2f}% {r['std'] * 100:6.2f}% "
               f"{r['tar_at_far_0.001'] * 100:11.2f}% {r['tar_at_far_0.01'] * 100:11.2f}%")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -64,7 +81,7 @@ def _face_photos() -> list[Path]:
     return photos
 
 
-def _fresh_process(fn, *args):
+def fresh_process(fn, *args):
     """fn(*args) in a new interpreter (spawned), so each measurement gets its own onnxruntime thread
     pool and its own peak RSS; returns fn's result."""
     import argparse
@@ -83,7 +100,7 @@ def _speed_ours(args, threads: int, photos: list[Path]) -> dict:
     args.threads = threads
     if not args.fp32:
         share_thread_pool(threads)          # as the device commands run (facegate.main)
-    det, embs, backend = models_for(args, args.embedder or ["sface"])
+    det, embs, backend = models_for(args, args.embedder or [default_embedder(args)])
     return {name: dict(bench_stages(det, emb, photos, threads=threads, repeats=args.repeats), backend=backend)
             for name, emb in embs.items()}
 
@@ -101,11 +118,11 @@ def cmd_bench_speed(args) -> int:
     photos = _face_photos()
     rows, backend = {}, None
     for threads in (1, 2):
-        for name, r in _fresh_process(_speed_ours, args, threads, photos).items():
+        for name, r in fresh_process(_speed_ours, args, threads, photos).items():
             backend = r.pop("backend")
             rows[f"facegate {name} ({'fp32' if args.fp32 else 'bundle'}), {threads} thr"] = r
         if not args.no_peer:
-            rows[f"OpenCV Zoo YuNet+SFace int8bq, {threads} thr"] = _fresh_process(_speed_peer, args, threads, photos)
+            rows[f"OpenCV Zoo YuNet+SFace int8bq, {threads} thr"] = fresh_process(_speed_peer, args, threads, photos)
     cols = ("decode", "detect", "align", "embed", "match", "detect+align+embed", "total")
     heads = ("decode", "detect", "align", "embed", "match", "det+al+emb", "total")
     print(f"median ms, 640x480 frame, detector input longer side {args.max_side}")
@@ -178,7 +195,7 @@ def cmd_bench_pipeline(args) -> int:
 
     if args.fp32:
         raise SystemExit("facegate bench pipeline runs an ONNX bundle (the device path); drop --fp32")
-    bundle = load_bundle(args.bundle, embedder=(args.embedder or ["sface"])[0], threads=args.threads)
+    bundle = load_bundle(args.bundle, embedder=(args.embedder or [None])[0], threads=args.threads)
     cfg = Config.from_dict({"detector": {"live_max_side": args.max_side}} if args.max_side else {})
     rec = Recognizer(bundle, cfg)
     enrolled = rec.enrollment_photo(photo)
@@ -234,7 +251,8 @@ def cmd_bench_pipeline(args) -> int:
 
 def cmd_bench_openset(args) -> int:
     """Open-set 1:N on LFW: one photo enrolled per person with several, their other photos as mated
-    probes, never-enrolled people as impostors; FNIR at FPIR 1% and 0.1%, fusion, and the peer."""
+    probes, never-enrolled people as impostors; FNIR at FPIR 1% and 0.1% of every embedder and of the
+    bundle's fusion, a two-fold held-out check of the fusion, and the peer."""
     from facegate.edge_runtime.lfw_eval import embed_images
     from facegate.edge_runtime.openset import (build_searches, evaluate_openset, fusion_report,
                                                openset_relpaths)
@@ -243,17 +261,24 @@ def cmd_bench_openset(args) -> int:
     lfw = data_dir() / "lfw"
     enrol, mated, nonmated = openset_relpaths(lfw)
     det, embs, backend = models_for(args, args.embedder)
-    names = list(embs)
     rel = sorted(set(enrol) | set(mated) | set(nonmated))
     out = embed_images(lfw, rel, det, embs)
     report = {"backend": backend, "results": {}}
     searches = {}
     for n, e in embs.items():
-        searches[n] = build_searches(out["embeddings"][n], enrol, mated, nonmated, e.contract.metric)
+        searches[n] = build_searches(out["embeddings"][n], enrol, mated, nonmated, e.metric)
         report["results"][n] = evaluate_openset(searches[n])
-    if len(searches) == 2:
-        a, b = (searches[n] for n in names)
-        report["fusion"] = fusion_report(a, b)
+    fused = [e for e in embs.values() if not isinstance(e.metric, str)]
+    singles = [n for n, e in embs.items() if isinstance(e.metric, str)]
+    if fused and all(p in searches for p in fused[0].fusion.parts):
+        f = fused[0].fusion                  # the bundle's weight is re-picked per half, its z-stats kept
+        names = list(f.parts)
+        report["fusion"] = fusion_report(*(searches[p] for p in names),
+                                         stats=tuple(zip(f.means, f.stds)))
+    elif len(singles) == 2:
+        names = singles
+        report["fusion"] = fusion_report(*(searches[n] for n in names))
+    if "fusion" in report:
         report["fusion_embedders"] = {"a": names[0], "b": names[1]}
     if not args.no_peer:
         peer = OpenCVZooPeer(threads=args.threads)
@@ -266,6 +291,9 @@ def cmd_bench_openset(args) -> int:
         f = r["at_fpir"]
         print(f"{n:18s} {r['rank1'] * 100:7.2f}% {f['0.01']['fnir'] * 100:11.2f}% "
               f"{f['0.001']['fnir'] * 100:13.2f}%")
+    if fused:
+        print(f"({fused[0].name}: the bundle's weight was picked on these people, so its row is optimistic; "
+              "the held-out lines below are the fair estimate)")
     for fold, r in report.get("fusion", {}).items():
         fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
         print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "

@@ -175,29 +175,50 @@ def fuse(a: Searches, b: Searches, w: float, stats_a: tuple[float, float],
     return a.with_scores(w * za + (1 - w) * zb)
 
 
+def impostor_stats(table: dict, relpaths: list[str], metric: str) -> tuple[float, float, int]:
+    """(mean, std, count) of the similarities of every pair of different people among `relpaths`
+    (the z-normalisation a bundle's fusion ships: it needs no gallery, only labelled images).
+
+    table: {relpath: float32 (D,)}; relpaths without an embedding are skipped."""
+    rels = [r for r in relpaths if r in table]
+    if len(rels) < 2:
+        raise ValueError("need at least two embedded images for impostor statistics")
+    x = np.stack([table[r] for r in rels])
+    s = similarity(x, x, metric).astype(np.float64)
+    who = np.array([person(r) for r in rels])
+    v = s[np.triu(who[:, None] != who[None, :], k=1)]
+    if v.size < 2:
+        raise ValueError("need images of at least two people for impostor statistics")
+    return float(v.mean()), float(max(v.std(), 1e-12)), int(v.size)
+
+
+def fnir_at(searches: Searches, fpir: float) -> float:
+    """FNIR at the threshold that gives `fpir` on these searches' non-mated searches."""
+    best, _ = best_candidates(searches.scores)
+    return fnir_fpir(searches, threshold_at_fpir(best[~searches.mated], fpir))[0]
+
+
 def pick_fusion_weight(a: Searches, b: Searches, fpir: float = 0.01, weights=None,
-                       reference: str = "nonmated") -> tuple[float, dict[float, float]]:
+                       reference: str = "nonmated", stats=None) -> tuple[float, dict[float, float]]:
     """The weight w in `weights` (default 0, 0.05, ..., 1) minimising FNIR at `fpir` on these searches.
 
-    z-normalisation stats are taken from the same searches. Returns (w, {w: fnir}); ties go to the
-    w closest to 0.5.
+    stats: ((mean, std) of a, (mean, std) of b) for the z-normalisation; None = taken from these
+    searches (`znorm_stats` with `reference`). Returns (w, {w: fnir}); ties go to the w closest to 0.5.
     """
     weights = np.round(np.linspace(0, 1, 21), 4) if weights is None else np.asarray(weights, float)
-    sa, sb = znorm_stats(a, reference), znorm_stats(b, reference)
-    table = {}
-    for w in weights:
-        fused = fuse(a, b, float(w), sa, sb)
-        best, _ = best_candidates(fused.scores)
-        table[float(w)] = fnir_fpir(fused, threshold_at_fpir(best[~fused.mated], fpir))[0]
+    sa, sb = stats if stats is not None else (znorm_stats(a, reference), znorm_stats(b, reference))
+    table = {float(w): fnir_at(fuse(a, b, float(w), sa, sb), fpir) for w in weights}
     low = min(table.values())
     w = min((k for k, v in table.items() if v == low), key=lambda k: abs(k - 0.5))
     return w, table
 
 
-def fusion_report(a: Searches, b: Searches, fpirs=(0.01, 0.001), reference: str = "nonmated") -> dict:
-    """Two-fold check of fusion: pick w (at the first FPIR) and z-stats on the even-position people,
-    evaluate a, b and the fusion on the odd-position people, and the other way round.
+def fusion_report(a: Searches, b: Searches, fpirs=(0.01, 0.001), reference: str = "nonmated",
+                  stats=None) -> dict:
+    """Two-fold check of fusion: pick w (at the first FPIR) on the even-position people, evaluate a, b
+    and the fusion on the odd-position people, and the other way round.
 
+    stats: fixed ((mean, std) of a, (mean, std) of b), e.g. a bundle's; None = z-stats of the tuning half.
     Returns:
         {"even->odd": {"w", "weights": {w: fnir}, "a": report, "b": report, "fused": report},
          "odd->even": {...}}, each report from evaluate_openset on the held-out half.
@@ -206,9 +227,10 @@ def fusion_report(a: Searches, b: Searches, fpirs=(0.01, 0.001), reference: str 
     out = {}
     for name, tune, test in (("even->odd", even, odd), ("odd->even", odd, even)):
         ta, tb = subset(a, tune), subset(b, tune)
-        w, table = pick_fusion_weight(ta, tb, fpirs[0], reference=reference)
+        st = stats if stats is not None else (znorm_stats(ta, reference), znorm_stats(tb, reference))
+        w, table = pick_fusion_weight(ta, tb, fpirs[0], stats=st)
         ea, eb = subset(a, test), subset(b, test)
-        fused = fuse(ea, eb, w, znorm_stats(ta, reference), znorm_stats(tb, reference))
+        fused = fuse(ea, eb, w, *st)
         out[name] = {"w": w, "weights": table, "a": evaluate_openset(ea, fpirs),
                      "b": evaluate_openset(eb, fpirs), "fused": evaluate_openset(fused, fpirs)}
     return out

@@ -12,8 +12,9 @@ from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCali
                                          calibration_images)
 from facegate.calibration.report import compare, write_report
 
-from .bundle_write import ModelFile, write_bundle
+from .bundle_write import ModelFile, set_fusion, write_bundle
 from .cli import sample_images
+from .fusion_fit import FUSION_PARTS, fit_fusion
 from .onnx_export import export_model
 
 DETECTOR = "retinaface_mnet025"
@@ -74,13 +75,15 @@ def choose_precision(name: str, e: dict) -> tuple[str, str]:
 
 
 def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
-                 embedders: tuple[str, ...] = ("sface",), default: str | None = None,
-                 target_far: float = 1e-3) -> dict:
+                 embedders: tuple[str, ...] = FUSION_PARTS, default: str | None = None,
+                 target_far: float = 1e-3, fusion: bool = True) -> dict:
     """Run the whole chain and write the bundle at `out`; returns the report (also saved in the bundle).
 
-    embedders: what the bundle carries; default (None = the first of them) is what the runtime uses
-    unless the config names another. The shipped bundle carries SFace only: lowest FNIR at FPIR 1%
-    (README, bench openset); ("dlib_resnet",) builds the alternative bundle."""
+    embedders: what the bundle carries. When it carries both FUSION_PARTS and `fusion` is set, their
+    score fusion is fitted (export/fusion_fit.py) and the default embedder is chosen by the numbers
+    (lowest held-out open-set FNIR at FPIR 1% within the latency target); otherwise the default is
+    `default` (None = the first embedder). ("dlib_resnet",) or ("sface",) build single-embedder bundles."""
+    fit = fusion and all(n in embedders for n in FUSION_PARTS)
     default = default or embedders[0]
     names = [DETECTOR, *embedders]
     fp32 = export_all(Path(work), names)
@@ -102,6 +105,12 @@ def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
         embs.append(ModelFile(n, path, precision, r["threshold_at_far_1e-3"], target_far,
                               r["far_at_threshold"], report=report["models"][n]))
     write_bundle(out, det, embs, default, notes={"decisions": decisions, "calibration": report["calibration"]})
+    if fit:
+        entry = fit_fusion(out, data_dir, fp32=fp32, lfw_limit=s.lfw_limit)
+        report["fusion"] = entry["report"]
+        default = entry["report"]["default_embedder"]
+        decisions["default_embedder"] = entry["report"]["decision"]
+        set_fusion(out, entry, default)
     write_report(report, out)
     return report
 
@@ -127,7 +136,8 @@ def cmd_build_bundle(args) -> int:
 
     s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
                             args.wider_limit)
-    report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or ["sface"]))
+    report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or FUSION_PARTS),
+                          fusion=not args.no_fusion)
     print(json.dumps(report["decisions"], indent=1))
     print(f"bundle written to {args.out}")
     return 0

@@ -4,6 +4,7 @@ never leaves a half-written bundle."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -74,3 +75,19 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
+    """Record a fusion entry (see export/fusion_fit.py) and the default embedder in an assembled bundle's
+    bundle.json, replacing the file atomically (written beside it, fsynced, renamed)."""
+    f = Path(out) / MANIFEST
+    manifest = json.loads(f.read_text())
+    manifest["fusion"] = fusion
+    manifest["default_embedder"] = default_embedder
+    tmp = f.with_name(f.name + ".partial")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(manifest, indent=2))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, f)
+    return f

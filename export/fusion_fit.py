@@ -1,0 +1,154 @@
+"""The bundle's score fusion, chosen by the numbers, and the default embedder it leads to.
+
+For a bundle that carries SFace and dlib (each on its own graph, int8 where it earned it):
+- z-statistics of each embedder: mean and std of the similarities of every pair of *different*
+  people among the calibration images (LFW people in no pair of pairs.txt: never scored below);
+- the weight: two-fold open-set search on LFW (`openset.py` protocol): on each half of the people
+  the weight with the lowest FNIR at FPIR 1% is picked and measured on the other half; the bundle
+  keeps the mean of the two picks;
+- the threshold: the fused score at FAR 1e-3 on LFW pairs (as for a single embedder), with the
+  10-fold accuracy of the fused score for the int8 graphs and for their fp32 forms;
+- latency: detect + align + embed of one face in a 640x480 frame, 2 threads, live detector input,
+  for each candidate, each in a fresh process on one shared thread pool (as `facegate run` runs).
+The default embedder is the candidate with the lowest held-out FNIR at FPIR 1% within the latency
+target.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facegate.edge_runtime.bundle import load_bundle
+from facegate.edge_runtime.fusion import ScoreFusion
+from facegate.edge_runtime.lfw import read_pairs
+from facegate.edge_runtime.lfw_eval import embed_images, pair_scores, scores_report
+from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
+from facegate.edge_runtime.openset import (Searches, build_searches, evaluate_openset, fuse, fusion_report,
+                                           impostor_stats, openset_relpaths, person)
+
+FUSION_PARTS = ("sface", "dlib_resnet")
+WEIGHTS = tuple(np.round(np.linspace(0, 1, 21), 4))   # weight of the first part, step 0.05
+MAX_LATENCY_MS = 20.0      # detect + align + embed, 2 threads, live detector input (issue target)
+LIVE_MAX_SIDE = 320        # the runtime's [detector] live_max_side default
+
+
+def choose_weight(a: Searches, b: Searches, stats_a, stats_b, weights=WEIGHTS) -> dict:
+    """Two-fold weight choice at FPIR 1% with the bundle's fixed z-statistics (openset.fusion_report).
+
+    Returns {"w": mean of the two picks, on the grid, "folds": fusion_report(...)}."""
+    folds = fusion_report(a, b, stats=(stats_a, stats_b))
+    step = float(weights[1] - weights[0])
+    w = round(np.mean([f["w"] for f in folds.values()]) / step) * step
+    return {"w": float(round(w, 4)), "folds": folds}
+
+
+def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeats: int, photos: list,
+             fusion_json: dict | None = None) -> float:
+    """Median detect + align + embed (ms) of `embedder` of the bundle, or of the fusion `fusion_json`
+    of its embedders (not yet recorded in bundle.json); run by `fresh_process`."""
+    from facegate.edge_runtime.bundle import verify_file
+    from facegate.edge_runtime.onnx_models import share_thread_pool
+    from facegate.edge_runtime.pipeline import FusedEmbedder
+    from facegate.edge_runtime.speed import bench_stages
+
+    share_thread_pool(threads)
+    if fusion_json is None:
+        b = load_bundle(bundle_dir, embedder=embedder, threads=threads, max_side=max_side)
+        emb = b.embedder
+    else:
+        f = ScoreFusion.from_json(fusion_json)
+        b = load_bundle(bundle_dir, embedder=f.parts[0], threads=threads, max_side=max_side)
+        es = b.manifest.embedders
+        emb = FusedEmbedder([b.embedder, *(onnx_embedder(verify_file(bundle_dir, es[p].file, es[p].sha256), threads)
+                                           for p in f.parts[1:])], f)
+    return bench_stages(b.detector, emb, photos, threads=threads, repeats=repeats)["ms"]["detect+align+embed"]
+
+
+def candidate_latency(bundle_dir: Path, fusion: ScoreFusion, data_dir: Path, repeats: int = 40) -> dict[str, float]:
+    """{embedder or fusion name: median detect + align + embed ms at 2 threads}, each in a fresh process."""
+    from facegate.bench import fresh_process
+
+    lfw = Path(data_dir) / "lfw"
+    photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+              lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
+    out = {n: fresh_process(_latency, str(bundle_dir), n, 2, LIVE_MAX_SIDE, repeats, photos) for n in fusion.parts}
+    out[fusion.name] = fresh_process(_latency, str(bundle_dir), fusion.name, 2, LIVE_MAX_SIDE, repeats, photos,
+                                     fusion.to_json())
+    return out
+
+
+def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = None,
+               lfw_limit: int | None = None, progress: bool = True,
+               latency_repeats: int = 40) -> dict:
+    """Measure and choose the fusion of the bundle's FUSION_PARTS; returns the "fusion" entry for bundle.json
+    (ScoreFusion fields + threshold, target/achieved FAR, precision) and its report under "report".
+
+    Args:
+        fp32: {part: fp32 ONNX path} to report the fused LFW accuracy of the fp32 forms too.
+        lfw_limit: quick runs: pairs per fold and class, and the open-set run on a matching subset.
+    """
+    from facegate.calibration.reader import lfw_calibration_images
+
+    data_dir = Path(data_dir)
+    lfw = data_dir / "lfw"
+    parts = {n: load_bundle(bundle_dir, embedder=n) for n in FUSION_PARTS}
+    first = parts[FUSION_PARTS[0]]
+    embedders = {n: b.embedder for n, b in parts.items()}
+    metrics = [embedders[n].metric for n in FUSION_PARTS]
+    pairs = read_pairs(lfw / "pairs.txt")
+    if lfw_limit:
+        pairs = [p for i, p in enumerate(pairs) if i % 300 < lfw_limit]
+    enrol, mated, nonmated = openset_relpaths(lfw)
+    # z-statistics need to know who is who, so they come from the LFW calibration people even when the
+    # int8 calibration used another folder
+    calib = [str(Path(p).relative_to(lfw)) for p in lfw_calibration_images(data_dir)]
+    if lfw_limit:          # quick runs: every 20th person of the open-set protocol
+        keep = {person(r) for r in enrol[::20]} | {person(r) for r in nonmated[::20]}
+        enrol, mated, nonmated = ([r for r in x if person(r) in keep] for x in (enrol, mated, nonmated))
+        calib = calib[::10]
+    rels = sorted(set(enrol) | set(mated) | set(nonmated) | {p.a for p in pairs} | {p.b for p in pairs}
+                  | set(calib))
+    emb = embed_images(lfw, rels, first.detector, embedders, progress)["embeddings"]
+
+    stats = {n: impostor_stats(emb[n], calib, m) for n, m in zip(FUSION_PARTS, metrics)}
+    searches = {n: build_searches(emb[n], enrol, mated, nonmated, m) for n, m in zip(FUSION_PARTS, metrics)}
+    a, b = (searches[n] for n in FUSION_PARTS)
+    sa, sb = (stats[n][:2] for n in FUSION_PARTS)
+    pick = choose_weight(a, b, sa, sb)
+    w = pick["w"]
+    fusion = ScoreFusion(FUSION_PARTS, tuple(metrics), tuple(e.embedding_size for e in embedders.values()),
+                         (w, round(1 - w, 4)), (sa[0], sb[0]), (sa[1], sb[1]))
+
+    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+    lfw_report = {}
+    variants = {"int8": emb}
+    if fp32:
+        det = onnx_detector(fp32["retinaface_mnet025"]) if "retinaface_mnet025" in fp32 else first.detector
+        variants["fp32"] = embed_images(lfw, sorted({p.a for p in pairs} | {p.b for p in pairs}), det,
+                                        {n: onnx_embedder(fp32[n]) for n in FUSION_PARTS}, progress)["embeddings"]
+    for v, table in variants.items():
+        scores = [pair_scores(pairs, table[n], m) for n, m in zip(FUSION_PARTS, metrics)]
+        lfw_report[v] = {"fused": scores_report(fusion.combine(scores), same, folds, fusion),
+                         **{n: scores_report(s, same, folds, m) for n, s, m in zip(FUSION_PARTS, scores, metrics)}}
+    fused_lfw = lfw_report["int8"]["fused"]
+
+    openset = {n: evaluate_openset(s) for n, s in searches.items()}
+    openset[fusion.name] = evaluate_openset(fuse(a, b, w, sa, sb))
+    heldout = {n: float(np.mean([f[k]["at_fpir"]["0.01"]["fnir"] for f in pick["folds"].values()]))
+               for n, k in ((FUSION_PARTS[0], "a"), (FUSION_PARTS[1], "b"), (fusion.name, "fused"))}
+    latency = candidate_latency(bundle_dir, fusion, data_dir, latency_repeats)
+    fits = {n: ms <= MAX_LATENCY_MS for n, ms in latency.items()}
+    fast = [n for n in heldout if fits[n]]
+    choice = min(fast or heldout, key=lambda n: heldout[n])
+    precision = "+".join(parts[n].embedder_entry.precision for n in FUSION_PARTS)
+    why = (f"{choice}: lowest open-set FNIR at FPIR 1% on held-out halves ("
+           + ", ".join(f"{n} {heldout[n] * 100:.2f}%" for n in heldout) + "); detect + align + embed at 2 threads "
+           + ", ".join(f"{n} {latency[n]:.1f} ms" for n in latency) + f" (target <= {MAX_LATENCY_MS:.0f} ms" + ("" if fast else "; none met it") + ")")
+    report = {"weight_choice": pick, "impostor_stats": {n: {"mean": s[0], "std": s[1], "pairs": s[2]}
+                                                         for n, s in stats.items()},
+              "calibration_images": len(calib), "lfw": lfw_report, "openset": openset,
+              "openset_heldout_fnir_at_fpir_0.01": heldout, "latency_ms_2t": latency,
+              "default_embedder": choice, "decision": why}
+    return {**fusion.to_json(), "precision": precision, "threshold": fused_lfw["threshold_at_far_0.001"],
+            "target_far": 1e-3, "achieved_far": fused_lfw["far_at_threshold_1e-3"], "report": report}
