@@ -122,9 +122,33 @@ def markdown(report: dict) -> str:
     s = report.get("settings", {})
     lines += ["", f"LFW pairs per fold and class: {s.get('lfw_limit') or 'all (6,000 pairs)'}; "
               f"WIDER images: {s.get('wider_limit') or 'all (236)'}."]
+    if report.get("fusion"):
+        lines += ["", *fusion_markdown(report["fusion"])]
     if report.get("decisions"):
         lines += ["", "## What the bundle ships", ""] + [f"- {k}: {v}" for k, v in report["decisions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def fusion_markdown(f: dict) -> list[str]:
+    """The score-fusion section: LFW (int8 and fp32), open-set FNIR at FPIR 1% and latency per candidate."""
+    names = list(f["latency_ms_2t"])
+    fused = names[-1]
+    w = f["weight_choice"]
+    lfw = lambda v, n: f["lfw"].get(v, {}).get("fused" if n == fused else n, {}).get("accuracy")  # noqa: E731
+    pct = lambda v: f"{v * 100:.2f}%" if v is not None else "-"  # noqa: E731
+    rows = [f"## Score fusion ({fused})", "",
+            f"Weight {w['w']:.2f} on {names[0]} (two-fold picks: "
+            + ", ".join(f"{k} {v['w']:.2f}" for k, v in w["folds"].items()) + "); z-statistics from "
+            + ", ".join(f"{n} mean {s['mean']:.4f} std {s['std']:.4f}" for n, s in f["impostor_stats"].items())
+            + f" ({f['calibration_images']} calibration images, pairs of different people).", "",
+            "| embedder | LFW int8 | LFW fp32 | FNIR@FPIR1% all | FNIR@FPIR1% held-out | FNIR@FPIR0.1% all "
+            "| det+align+embed 2 thr |", "|---|---|---|---|---|---|---|"]
+    for n in names:
+        o = f["openset"][n]["at_fpir"]
+        rows.append(f"| {n} | {pct(lfw('int8', n))} | {pct(lfw('fp32', n))} | {pct(o['0.01']['fnir'])} | "
+                    f"{pct(f['openset_heldout_fnir_at_fpir_0.01'][n])} | {pct(o['0.001']['fnir'])} | "
+                    f"{f['latency_ms_2t'][n]:.1f} ms |")
+    return rows + ["", f"Default embedder: {f['decision']}."]
 
 
 def write_report(report: dict, folder: Path) -> tuple[Path, Path]:

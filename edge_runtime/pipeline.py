@@ -168,20 +168,33 @@ class FusedEmbedder:
         return np.concatenate([p.embed(np.stack([c[i] for c in chip_sets])) for i, p in enumerate(self.parts)],
                               axis=1)
 
+    def _strip_order(self) -> list[int]:
+        """Part indices left to right on the kept-crop strip: largest chip first (a square thumbnail cut
+        from the strip's left edge is then one whole chip), ties in part order."""
+        sizes = [p.contract.input_size for p in self.parts]
+        return sorted(range(len(sizes)), key=lambda i: -sizes[i])
+
     def kept_crop(self, chips: tuple[np.ndarray, ...]) -> np.ndarray:
-        """uint8 RGB (max S, sum S, 3): the chips left to right, top-aligned, black below the smaller ones."""
+        """uint8 RGB (max S, sum S, 3): the parts' chips side by side, largest first, top-aligned,
+        black below the smaller ones."""
+        order = self._strip_order()
         h = max(c.shape[0] for c in chips)
         strip = np.zeros((h, sum(c.shape[1] for c in chips), 3), np.uint8)
         x = 0
-        for c in chips:
+        for i in order:
+            c = chips[i]
             strip[:c.shape[0], x:x + c.shape[1]] = c
             x += c.shape[1]
         return strip
 
     def chips_from_crop(self, crop: np.ndarray) -> tuple[np.ndarray, ...] | None:
-        """The parts' chips cut back out of a `kept_crop` strip, or None when its size does not fit."""
+        """The parts' chips (in part order) cut back out of a `kept_crop` strip, or None when its size
+        does not fit."""
         sizes = [p.contract.input_size for p in self.parts]
         if crop.shape != (max(sizes), sum(sizes), 3):
             return None
-        edges = np.cumsum([0, *sizes])
-        return tuple(np.ascontiguousarray(crop[:s, edges[i]:edges[i + 1]]) for i, s in enumerate(sizes))
+        chips, x = [None] * len(sizes), 0
+        for i in self._strip_order():
+            chips[i] = np.ascontiguousarray(crop[:sizes[i], x:x + sizes[i]])
+            x += sizes[i]
+        return tuple(chips)

@@ -45,3 +45,20 @@ def fp32_bundle(fp32_models, tmp_path_factory):
                         ModelFile("retinaface_mnet025", m["retinaface_mnet025"], "fp32"),
                         [ModelFile("sface", m["sface"], "fp32", 0.363, 1e-3, 1e-3),
                          ModelFile("dlib_resnet", m["dlib_resnet"], "fp32", -0.6, 1e-3, 1e-3)], "sface")
+
+
+@pytest.fixture(scope="session")
+def fused_fp32_bundle(fp32_bundle, tmp_path_factory):
+    """The fp32 bundle with the shipped bundle's SFace + dlib fusion (weights, z-stats, threshold) as its
+    default embedder: templates of the same embedder as the shipped default, made by other model files."""
+    import json
+    import shutil
+
+    from facegate.edge_runtime.bundle import default_bundle_dir
+    from facegate.export.bundle_write import set_fusion
+
+    out = tmp_path_factory.mktemp("bundle") / "fp32-fused"
+    shutil.copytree(fp32_bundle, out)
+    entry = dict(json.loads((default_bundle_dir() / "bundle.json").read_text())["fusion"], precision="fp32+fp32")
+    set_fusion(out, entry, "sface+dlib_resnet")
+    return out

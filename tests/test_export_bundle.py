@@ -100,3 +100,42 @@ def test_altered_truncated_or_missing_files_are_refused(bundle, tmp_path):
     shutil.rmtree(bundle)
     with pytest.raises(BundleError, match="not a model bundle"):
         load_bundle(bundle)
+
+
+def _with_fusion(bundle, **change):
+    from facegate.export.bundle_write import set_fusion
+
+    entry = {"parts": ["sface", "dlib_resnet"], "metrics": ["cosine", "euclidean"], "dims": [128, 128],
+             "weights": [0.7, 0.3], "means": [0.0, -0.9], "stds": [0.09, 0.09], "precision": "fp32+fp32",
+             "threshold": 2.5, "target_far": 1e-3, "achieved_far": 1e-3, **change}
+    set_fusion(bundle, entry, "sface+dlib_resnet")
+    return bundle
+
+
+def test_bundle_with_a_fusion_opens_it_as_one_embedder(bundle, data_dir):
+    from facegate.edge_runtime.fusion import ScoreFusion
+    from facegate.edge_runtime.pipeline import FusedEmbedder
+
+    _with_fusion(bundle)
+    b = load_bundle(bundle)                                   # the fusion is the default now
+    assert isinstance(b.embedder, FusedEmbedder) and isinstance(b.metric, ScoreFusion)
+    assert b.id.endswith(":sface+dlib_resnet") and b.threshold == 2.5 and b.embedder.embedding_size == 256
+    assert b.manifest.choices == ["sface", "dlib_resnet", "sface+dlib_resnet"]
+    assert load_bundle(bundle, embedder="sface").metric == "cosine"        # the parts stay usable alone
+    img = load_image(data_dir / "lfw/Colin_Powell/Colin_Powell_0001.jpg")
+    face = nearest_to_center(b.detector.detect(img), 250, 250)
+    v = b.embedder.embed_sets([b.embedder.align_all(img, face)])
+    np.testing.assert_allclose(v[0, :128], load_bundle(bundle, embedder="sface").embedder.embed(
+        b.embedder.align(img, face))[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"parts": ["sface", "arcface"]}, "needs embedder"),
+    ({"weights": [0.7, 0.7]}, "sum to 1"),
+    ({"dims": [128, 64]}, "expects dlib_resnet to give 64 values"),
+    ({"threshold": None}, "missing or bad field"),
+])
+def test_bad_fusion_entries_are_refused(bundle, change, message):
+    _with_fusion(bundle, **change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from facegate.edge_runtime.bundle import load_bundle
 from facegate.main import main
 
 
@@ -77,13 +78,15 @@ def test_identify_names_the_person(home, fp32_bundle, data_dir, capsys):
     assert center(out[1])["person"] == "unknown"
 
 
-def test_reembed_moves_templates_to_a_new_bundle(home, fp32_bundle, data_dir, capsys):
+def test_reembed_moves_templates_to_a_new_bundle(home, fused_fp32_bundle, data_dir, capsys):
+    """Fused templates move to the shipped bundle (same fusion, other model files) from their kept crops."""
     from facegate.edge_runtime.bundle import default_bundle_dir
 
     lfw = data_dir / "lfw/Colin_Powell"
-    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Colin Powell",
+    old = str(fused_fp32_bundle)
+    assert main(["enroll", "--home", str(home), "--bundle", old, "--name", "Colin Powell",
                  str(lfw / "Colin_Powell_0001.jpg"), str(lfw / "Colin_Powell_0003.jpg")]) == 0
-    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "No Crops",
+    assert main(["enroll", "--home", str(home), "--bundle", old, "--name", "No Crops",
                  "--no-keep-images", str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
     capsys.readouterr()
     shipped = str(default_bundle_dir())
@@ -96,4 +99,36 @@ def test_reembed_moves_templates_to_a_new_bundle(home, fp32_bundle, data_dir, ca
     assert "Colin Powell: 2 templates re-embedded" in out.out and "No Crops: 1 templates left" in out.err
     assert main(["identify", "--home", str(home), "--bundle", shipped, "--json", probe]) == 0
     faces = json.loads(capsys.readouterr().out)[0]["faces"]
-    assert faces[0]["person"] == "Colin Powell" and faces[0]["score"] > 0.5
+    threshold = load_bundle(shipped).threshold
+    assert faces[0]["person"] == "Colin Powell" and faces[0]["score"] > threshold + 2   # far above it
+
+
+def test_sface_templates_cannot_be_reembedded_for_the_fusion(home, fp32_bundle, data_dir, capsys):
+    """A crop kept for SFace alone lacks dlib's wider chip: those people must re-enroll."""
+    from facegate.edge_runtime.bundle import default_bundle_dir
+
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Colin Powell",
+                 str(data_dir / "lfw/Colin_Powell/Colin_Powell_0001.jpg")]) == 0
+    capsys.readouterr()
+    assert main(["people", "reembed", "--home", str(home), "--bundle", str(default_bundle_dir())]) == 1
+    assert "Colin Powell: 1 templates left (no kept face crop, or made by another embedder)" in capsys.readouterr().err
+
+
+def test_fused_bundle_opens_for_the_enrolled_person_only(home, fused_fp32_bundle, data_dir, tmp_path):
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import Store
+
+    clips = data_dir / "videos/face_recognition"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fused_fp32_bundle), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    assert main(["enroll", "--home", str(home), "--bundle", str(fused_fp32_bundle), "--name", "Aaron Eckhart",
+                 str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
+    with Store(store_path(home)) as s:
+        g = s.templates(load_bundle(fused_fp32_bundle).id, load_bundle(fused_fp32_bundle).metric)
+        assert g.dim == 256 and len(g) == 2
+        assert {r for r in s.conn.execute("SELECT embedder FROM templates").fetchall()} == {("sface+dlib_resnet",)}
+    events = tmp_path / "events.jsonl"
+    assert _run(home, fused_fp32_bundle, clips / "short_hamilton_clip.mp4", events) == 0
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    opens = [r for r in rows if r["decision"] == "open"]
+    assert opens and {r["person"] for r in opens} == {"Lin-Manuel Miranda"} and opens[0]["ts"] < 4.0
