@@ -600,3 +600,33 @@ def test_reembed_button_moves_stale_templates_to_the_current_bundle(admin, app, 
         assert s.templates(svc.bundle.id).names == ("Colin Powell", "Colin Powell")
         assert len(s.images("Colin Powell")) == 2
     assert admin.post("/people/reembed", data={}).status_code == 400                     # CSRF
+
+
+def test_fused_bundle_enrolls_shows_its_crops_and_its_fusion(fused_fp32_bundle, tmp_path, powell):
+    fused = open_bundle(Config(), fused_fp32_bundle)
+    app = create_app({"HOME": tmp_path / "home", "BUNDLE": fused})
+    c = app.test_client()
+    set_up_admin(app, c)
+    assert enroll(c, "Colin Powell", photo(powell[0]), photo(powell[1])).status_code == 200
+    p = people(app)["Colin Powell"]
+    assert p.templates == 2 and p.images == 2
+    crop = c.get(f"/people/{p.id}/images/0.jpg")
+    strip = cv2.imdecode(np.frombuffer(crop.data, np.uint8), cv2.IMREAD_COLOR)
+    assert strip.shape == (150, 262, 3)                  # dlib's 150 chip, then SFace's 112 chip
+    assert fused.embedder.chips_from_crop(strip[..., ::-1]) is not None
+    html = c.get("/settings").get_data(as_text=True)
+    assert "sface+dlib_resnet" in html and "lowest open-set FNIR" in html
+    with Store(app.extensions[EXTENSION].store_path) as s:
+        g = s.templates(fused.id, fused.metric)
+    assert g.dim == 256
+    r = g.nearest(fused.embedder.embed_sets([fused.embedder.align_all(*_face_of(fused, powell[2]))]),
+                  threshold=fused.threshold)[0]
+    assert r.name == "Colin Powell"
+
+
+def _face_of(bundle, path):
+    from facegate.edge_runtime.face import nearest_to_center
+    from facegate.edge_runtime.imageio import load_image
+
+    img = load_image(path)
+    return img, nearest_to_center(bundle.detector.detect(img), img.shape[1], img.shape[0])

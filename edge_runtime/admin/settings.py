@@ -27,8 +27,18 @@ def bundle_summary() -> dict:
             "detector": raw.get("detector", {}).get("name"), "detector_precision": b.manifest.detector_precision,
             "reports": {"detector": raw.get("detector", {}).get("report") or {},
                         **{n: v.get("report") or {} for n, v in raw.get("embedders", {}).items()},
+                        **({b.manifest.fusion.name: _fusion_summary(raw["fusion"])} if b.manifest.fusion else {}),
                         "notes": raw.get("notes") or {}},
             "licences": raw.get("licences") or {}}
+
+
+def _fusion_summary(entry: dict) -> dict:
+    """The fusion's parameters and the numbers the default embedder was chosen by (not every table)."""
+    r = entry.get("report") or {}
+    return {k: entry.get(k) for k in ("parts", "weights", "means", "stds", "threshold")} | {
+        "decision": r.get("decision"), "openset_heldout_fnir_at_fpir_0.01": r.get("openset_heldout_fnir_at_fpir_0.01"),
+        "latency_ms_2t": r.get("latency_ms_2t"),
+        "lfw_accuracy": {v: d.get("fused", {}).get("accuracy") for v, d in (r.get("lfw") or {}).items()}}
 
 
 @bp.route("/settings")
