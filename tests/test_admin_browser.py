@@ -52,11 +52,12 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(fp32_bundle, tmp_path_factory):
-    """(base URL, app): the admin app served by waitress in a thread on a free localhost port."""
+def server(fused_fp32_bundle, tmp_path_factory):
+    """(base URL, app): the admin app (on a bundle with the shipped SFace + dlib fusion) served by waitress
+    in a thread on a free localhost port."""
     import waitress
 
-    app = create_app({"HOME": tmp_path_factory.mktemp("home"), "BUNDLE": fp32_bundle})
+    app = create_app({"HOME": tmp_path_factory.mktemp("home"), "BUNDLE": fused_fp32_bundle})  # as shipped: fused
     srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, ident="facegate-test")
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
