@@ -168,7 +168,14 @@ def cmd_bench_identify(args) -> int:
     """1:N search time against 1,000 / 10,000 / 100,000 enrolled templates."""
     from facegate.edge_runtime.gallery import bench_search
 
-    report = bench_search(tuple(args.sizes), metric=args.metric)
+    metric = args.metric
+    if metric == "fused":
+        from facegate.edge_runtime.bundle import BundleError, default_bundle_dir, read_manifest
+        m = read_manifest(default_bundle_dir())
+        if m.fusion is None:
+            raise BundleError("the shipped bundle has no fusion; use --metric cosine or euclidean")
+        metric = m.fusion.fusion
+    report = bench_search(tuple(args.sizes), metric=metric)
     print(f"{'templates':>10s} {'people':>8s} {'median ms':>10s} {'p90 ms':>8s}")
     for r in report["rows"]:
         print(f"{r['templates']:10d} {r['people']:8d} {r['median_ms']:10.3f} {r['p90_ms']:8.3f}")

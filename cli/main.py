@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
     b = bsub.add_parser("identify", help="1:N search time against 1k/10k/100k templates")
     b.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
-    b.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine")
+    b.add_argument("--metric", choices=["cosine", "euclidean", "fused"], default="fused",
+                   help="template comparison: fused = the shipped bundle's SFace + dlib fusion (256 values "
+                        "per template; the default embedder), cosine = SFace alone, euclidean = dlib alone")
     b.add_argument("--json", type=Path)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
     return p

@@ -198,17 +198,20 @@ class Gallery:
         return out
 
 
-def bench_search(sizes=(1000, 10000, 100000), dim: int = 128, metric: str = "cosine",
+def bench_search(sizes=(1000, 10000, 100000), dim: int = 128, metric: str | ScoreFusion = "cosine",
                  templates_per_person: int = 5, repeats: int = 50, seed: int = 0) -> dict:
-    """Time 1:N search of one probe against random galleries.
+    """Time 1:N search of one probe against random galleries (a ScoreFusion: fused templates of its
+    embedding size; `dim` is then ignored).
 
     Returns:
-        {"metric", "dim", "templates_per_person", "repeats",
+        {"metric" (a fusion's name), "dim", "templates_per_person", "repeats",
          "rows": [{"templates": T, "people": P, "median_ms": float, "p90_ms": float}, ...]}
         where the times are per single-probe `nearest` call (gallery preparation excluded).
     """
     rng = np.random.default_rng(seed)
     rows = []
+    if isinstance(metric, ScoreFusion):
+        dim = metric.embedding_size
     for size in sizes:
         size = int(size)
         matrix = rng.standard_normal((size, dim), dtype=np.float32)
@@ -223,5 +226,5 @@ def bench_search(sizes=(1000, 10000, 100000), dim: int = 128, metric: str = "cos
             times.append((time.perf_counter() - t0) * 1000.0)
         rows.append({"templates": size, "people": int(pids[-1]) + 1 if size else 0,
                      "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))})
-    return {"metric": metric, "dim": dim, "templates_per_person": templates_per_person,
+    return {"metric": metric.name if isinstance(metric, ScoreFusion) else metric, "dim": dim, "templates_per_person": templates_per_person,
             "repeats": repeats, "rows": rows}
