@@ -112,11 +112,13 @@ class DetectorConfig(_Section):
 class RecognitionConfig(_Section):
     SECTION = "recognition"
     DOC = "Matching a face against the people enrolled."
-    threshold: float | None = _f(None, "score at or above which a face is a known person (cosine similarity for "
-                                       "SFace, minus the distance for dlib); unset = the model bundle's calibrated "
-                                       "value", example=0.363)
-    embedder: str | None = _f(None, "embedder to use (see `facegate models list`); unset = the bundle's default",
-                              example="sface")
+    threshold: float | None = _f(None, "score at or above which a face is a known person (the fused z-score for "
+                                       "sface+dlib_resnet, cosine similarity for SFace, minus the distance for "
+                                       "dlib); unset = the model bundle's calibrated value (FAR 1e-3 on LFW)",
+                                 example=2.53)
+    embedder: str | None = _f(None, "embedder of the bundle to use: sface+dlib_resnet (score fusion), sface or "
+                                    "dlib_resnet; unset = the bundle's default (the shipped one: the fusion)",
+                              example="sface+dlib_resnet")
 
 
 @dataclass(frozen=True)
