@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"],
                    help="embedder to calibrate and report (repeat for several; default both)")
     c.add_argument("--out", type=Path, default=Path("build/report"), help="report folder")
+    c.add_argument("--grid", action="store_true",
+                   help="compare every method (MinMax, Entropy, Percentile) x activation type (U8S8, S8S8) per "
+                        "embedder on LFW, speed and drift (calibration_grid.md/json); --method/--activation-type "
+                        "are then ignored")
     c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_calibrate"))
     c = sub.add_parser("build-bundle", help="import -> export -> calibrate -> bundle (needs facegate[train])")
     calib_args(c)

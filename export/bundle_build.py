@@ -50,9 +50,7 @@ def calibrate_all(fp32: dict[str, Path], work: Path, s: CalibrationSettings) -> 
             factory = lambda p=path: DetectorCalibrationReader(p, images)  # noqa: E731
         else:
             factory = lambda p=path: EmbedderCalibrationReader(p, images, fp32[DETECTOR])  # noqa: E731
-        if name in PRELU_REWRITE:
-            path = work / "fp32" / f"{name}.prelu-rewritten.onnx"
-            prelu_to_conv_pair(fp32[name], path)
+        path = quantization_source(name, path, work)
         out[name] = quantize_model(path, work / "int8" / f"{name}.onnx", factory, method=s.method,
                                    activation_type=s.activation_type)
     return out
@@ -122,12 +120,35 @@ def cmd_calibrate(args) -> int:
                             args.wider_limit)
     names = [DETECTOR, *(args.embedder or ["sface", "dlib_resnet"])]
     fp32 = export_all(args.work, names)
+    if args.grid:
+        return _grid(args, fp32, names[1:], s)
     int8 = calibrate_all(fp32, args.work, s)
     report = compare(fp32, int8, data_dir(), s.lfw_limit, s.wider_limit)
     report["decisions"] = {n: choose_precision(n, report["models"][n])[1] for n in names}
     md, js = write_report(report, args.out)
     print(md.read_text())
     print(f"wrote {md} and {js}; int8 models in {args.work / 'int8'}")
+    return 0
+
+
+def quantization_source(name: str, fp32: Path, work: Path) -> Path:
+    """The graph that gets quantised: the fp32 export, or its PRelu-rewritten form (PRELU_REWRITE)."""
+    if name not in PRELU_REWRITE:
+        return fp32
+    path = Path(work) / "fp32" / f"{name}.prelu-rewritten.onnx"
+    prelu_to_conv_pair(fp32, path)
+    return path
+
+
+def _grid(args, fp32: dict[str, Path], embedders: list[str], s: CalibrationSettings) -> int:
+    from facegate.calibration.grid import calibration_grid, write_grid
+    from facegate.main import data_dir
+
+    source = {n: quantization_source(n, fp32[n], args.work) for n in embedders}
+    report = calibration_grid(fp32, source, args.work, data_dir(), embedders, s.images, s.limit, s.lfw_limit)
+    md, js = write_grid(report, args.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}")
     return 0
 
 

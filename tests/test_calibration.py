@@ -123,3 +123,21 @@ def test_layer_errors_rows(models, dlib_int8):
     assert sqnr == sorted(sqnr) and all(np.isfinite(sqnr))
     assert all(r.rel_error < 0.2 for r in rows)
     assert any(r.op_type == "Conv" and r.node for r in rows)
+
+
+def test_calibration_grid_scores_every_setting_on_the_same_chips(models, data_dir, tmp_path):
+    from facegate.calibration.grid import calibration_grid, grid_markdown
+
+    fp32 = {"retinaface_mnet025": models["detector"], "dlib_resnet": models["dlib"]}
+    r = calibration_grid(fp32, {"dlib_resnet": models["dlib"]}, tmp_path, data_dir, ["dlib_resnet"], limit=8,
+                         lfw_limit=2, methods=("MinMax", "Percentile"), activations=("U8", "S8"))
+    assert r["pairs"] == 40 and len(r["rows"]) == 4
+    assert {(x["method"], x["activations"]) for x in r["rows"]} == {("MinMax", "U8"), ("MinMax", "S8"),
+                                                                    ("Percentile", "U8"), ("Percentile", "S8")}
+    for x in r["rows"]:
+        assert 0.9 <= x["lfw_accuracy"] <= 1.0 and 0.98 < x["cos_mean"] <= 1.0 and x["ms_2t"] > 0
+        assert quantization_info(x["path"])["activation_type"] == ("uint8" if x["activations"] == "U8" else "int8")
+    best = r["best"]["dlib_resnet"]
+    assert best["lfw_accuracy"] == max(x["lfw_accuracy"] for x in r["rows"])
+    md = grid_markdown(r)
+    assert md.count("| dlib_resnet |") == 5 and f"**{best['method']}**" in md
