@@ -132,3 +132,20 @@ def test_fused_bundle_opens_for_the_enrolled_person_only(home, fused_fp32_bundle
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     opens = [r for r in rows if r["decision"] == "open"]
     assert opens and {r["person"] for r in opens} == {"Lin-Manuel Miranda"} and opens[0]["ts"] < 4.0
+
+
+def test_sface_alone_keeps_old_sface_templates_through_reembed(home, fp32_bundle, data_dir, capsys):
+    """The upgrade path that needs no re-enrollment: [recognition] embedder = "sface" on the fused bundle."""
+    from facegate.edge_runtime.bundle import default_bundle_dir
+
+    lfw = data_dir / "lfw/Colin_Powell"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Colin Powell",
+                 str(lfw / "Colin_Powell_0001.jpg")]) == 0
+    (home / "config.toml").write_text('[recognition]\nembedder = "sface"\n')
+    capsys.readouterr()
+    shipped = str(default_bundle_dir())
+    assert main(["people", "reembed", "--home", str(home), "--bundle", shipped]) == 0
+    assert "Colin Powell: 1 templates re-embedded" in capsys.readouterr().out
+    assert main(["identify", "--home", str(home), "--bundle", shipped, "--json", str(lfw / "Colin_Powell_0002.jpg")]) == 0
+    face = json.loads(capsys.readouterr().out)[0]["faces"][0]
+    assert face["person"] == "Colin Powell" and face["score"] > load_bundle(shipped, embedder="sface").threshold
