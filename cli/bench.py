@@ -290,8 +290,11 @@ def cmd_bench_openset(args) -> int:
     if not args.no_peer:
         peer = OpenCVZooPeer(threads=args.threads)
         pe = embed_images(lfw, rel, peer, {"peer": peer})
-        report["results"]["opencv_zoo_peer"] = evaluate_openset(
-            build_searches(pe["embeddings"]["peer"], enrol, mated, nonmated, "cosine"))
+        searches["opencv_zoo_peer"] = build_searches(pe["embeddings"]["peer"], enrol, mated, nonmated, "cosine")
+        report["results"]["opencv_zoo_peer"] = evaluate_openset(searches["opencv_zoo_peer"])
+    if args.plot:
+        from facegate.edge_runtime.openset import det_curve, plot_det
+        plot_det({n: det_curve(s) for n, s in searches.items()}, args.plot)
     print(f"open-set 1:N on LFW ({backend})")
     print(f"{'embedder':18s} {'rank-1':>8s} {'FNIR@FPIR1%':>12s} {'FNIR@FPIR0.1%':>14s}")
     for n, r in report["results"].items():

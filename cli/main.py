@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("openset", help="open-set 1:N on LFW: FNIR at FPIR 1% and 0.1%, fusion, vs OpenCV Zoo")
     backend_args(b)
     b.add_argument("--embedder", action="append", choices=BENCH_EMBEDDERS)
+    b.add_argument("--plot", type=Path, help="write DET curves (FNIR vs FPIR) as a PNG")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
     b = bsub.add_parser("identify", help="1:N search time against 1k/10k/100k templates")
     b.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])

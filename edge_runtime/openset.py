@@ -114,6 +114,45 @@ def fnir_fpir(searches: Searches, threshold: float) -> tuple[float, float]:
     return fnir, fpir
 
 
+def det_curve(searches: Searches) -> tuple[np.ndarray, np.ndarray]:
+    """(FPIR, FNIR), float64 (K,) each, at every threshold just above a non-mated search's best score,
+    from the strictest (FPIR 0) down; the points of a DET plot."""
+    best, top = best_candidates(searches.scores)
+    m = searches.mated
+    right = (searches.gallery_ids[top] == searches.probe_ids) if len(searches.gallery_ids) else np.zeros(len(m), bool)
+    imp = np.sort(best[~m])[::-1]
+    imp = imp[np.isfinite(imp)]
+    hits = np.sort(best[m & right & np.isfinite(best)])
+    ts = np.nextafter(imp, np.inf)
+    fpir = np.arange(len(imp)) / max(int((~m).sum()), 1)
+    fnir = 1 - (len(hits) - np.searchsorted(hits, ts, side="left")) / max(int(m.sum()), 1)
+    return fpir, fnir
+
+
+def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path, title: str = "open-set 1:N on LFW") -> None:
+    """Save DET curves (FNIR vs FPIR, both log) of {label: det_curve(...)} as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
+    for label, (fpir, fnir) in curves.items():
+        keep = fpir > 0
+        ax.plot(fpir[keep], np.maximum(fnir[keep], 1e-4), label=label)
+    for x in (1e-3, 1e-2):
+        ax.axvline(x, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FPIR (never-enrolled people accepted)")
+    ax.set_ylabel("FNIR (enrolled people missed)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def evaluate_openset(searches: Searches, fpirs=(0.01, 0.001)) -> dict:
     """FNIR at each target FPIR, with the thresholds and counts.
 

@@ -148,3 +148,18 @@ def test_split_and_fusion_report():
         assert 0.2 <= r[side]["w"] <= 0.8
         assert r[side]["fused"]["at_fpir"]["0.05"]["fnir"] < r[side]["a"]["at_fpir"]["0.05"]["fnir"]
         assert r[side]["fused"]["at_fpir"]["0.05"]["fnir"] < r[side]["b"]["at_fpir"]["0.05"]["fnir"]
+
+
+def test_det_curve_matches_fnir_fpir_at_every_point(tmp_path):
+    from facegate.edge_runtime.openset import best_candidates, det_curve, plot_det
+
+    a, _ = _complementary(people=20, impostors=200)
+    fpir, fnir = det_curve(a)
+    assert len(fpir) == 200 and fpir[0] == 0 and np.all(np.diff(fpir) > 0) and np.all(np.diff(fnir) <= 1e-12)
+    best, _ = best_candidates(a.scores)
+    imp = np.sort(best[~a.mated])[::-1]
+    for k in (0, 5, 50, 199):
+        want_fnir, want_fpir = fnir_fpir(a, float(np.nextafter(imp[k], np.inf)))
+        assert fpir[k] == pytest.approx(want_fpir) and fnir[k] == pytest.approx(want_fnir)
+    plot_det({"a": (fpir, fnir)}, tmp_path / "det.png")
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
