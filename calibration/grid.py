@@ -8,7 +8,6 @@ ratio from one run.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
 from .benchmark import embedding_drift, latency_ms
 from .quantize import quantize_model
 from .reader import EmbedderCalibrationReader, calibration_images
+from .report import write_md_json
 
 METHODS = ("MinMax", "Entropy", "Percentile")
 ACTIVATIONS = ("U8", "S8")
@@ -122,9 +122,4 @@ def grid_markdown(report: dict) -> str:
 
 
 def write_grid(report: dict, folder: Path) -> tuple[Path, Path]:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    md, js = folder / "calibration_grid.md", folder / "calibration_grid.json"
-    md.write_text(grid_markdown(report))
-    js.write_text(json.dumps(report, indent=1))
-    return md, js
+    return write_md_json(folder, "calibration_grid", grid_markdown(report), report)

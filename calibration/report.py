@@ -151,10 +151,15 @@ def fusion_markdown(f: dict) -> list[str]:
     return rows + ["", f"Default embedder: {f['decision']}."]
 
 
-def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
+def write_md_json(folder: Path, stem: str, text: str, report: dict) -> tuple[Path, Path]:
+    """Write `<folder>/<stem>.md` (text) and `<stem>.json` (report); returns both paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    md, js = folder / "calibration_report.md", folder / "calibration_report.json"
-    md.write_text(markdown(report))
+    md, js = folder / f"{stem}.md", folder / f"{stem}.json"
+    md.write_text(text)
     js.write_text(json.dumps(report, indent=1))
     return md, js
+
+
+def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
+    return write_md_json(folder, "calibration_report", markdown(report), report)
