@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--limit", type=int, help="calibration images to use (default all)")
         sp.add_argument("--lfw-limit", type=int, help="LFW pairs per fold and class in the report (default all)")
         sp.add_argument("--wider-limit", type=int, help="WIDER images in the report (default all)")
+        sp.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                        help="leave this node in float (repeatable; names from `facegate quant-debug`)")
 
     c = sub.add_parser("calibrate", help="int8 models + fp32-vs-int8 report (needs facegate[train])")
     calib_args(c)
@@ -176,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with both embedders: skip the fusion fit; the first --embedder is the default")
     c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
     c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_build_bundle"))
+
+    q = sub.add_parser("quant-debug", help="fp32 vs int8 layer by layer, worst first (needs facegate[train])")
+    q.add_argument("fp32", type=Path, help="the fp32 ONNX model that was quantised (as quantised: SFace's "
+                                           "PRelu-rewritten graph)")
+    q.add_argument("int8", type=Path, help="its int8 QDQ model")
+    q.add_argument("--images", type=Path, help="image folder (default: LFW people outside pairs.txt)")
+    q.add_argument("--detector", type=Path, help="fp32 ONNX detector that finds the faces for an embedder "
+                                                 "(default: the shipped bundle's)")
+    q.add_argument("--inputs", type=int, default=4, help="inputs to compare on")
+    q.add_argument("--sort-by", choices=["qdq_sqnr", "xmodel_sqnr", "rel_error"], default="qdq_sqnr")
+    q.add_argument("--top", type=int, default=20, help="rows to print")
+    q.add_argument("--json", type=Path, help="write every row as JSON")
+    q.set_defaults(func=_lazy("facegate.calibration.debug:cmd_quant_debug"))
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")

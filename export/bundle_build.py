@@ -34,6 +34,7 @@ class CalibrationSettings:
     limit: int | None = None               # calibration images (None = all)
     lfw_limit: int | None = None           # LFW pairs per fold and class for the report (None = all)
     wider_limit: int | None = None         # WIDER images for the report (None = all)
+    exclude: tuple[str, ...] = ()          # node names left in float (see `facegate quant-debug`)
 
 
 def export_all(work: Path, names: list[str]) -> dict[str, Path]:
@@ -52,7 +53,7 @@ def calibrate_all(fp32: dict[str, Path], work: Path, s: CalibrationSettings) -> 
             factory = lambda p=path: EmbedderCalibrationReader(p, images, fp32[DETECTOR])  # noqa: E731
         path = quantization_source(name, path, work)
         out[name] = quantize_model(path, work / "int8" / f"{name}.onnx", factory, method=s.method,
-                                   activation_type=s.activation_type)
+                                   activation_type=s.activation_type, exclude_nodes=s.exclude)
     return out
 
 
@@ -88,7 +89,8 @@ def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
     int8 = calibrate_all(fp32, Path(work), s)
     report = compare(fp32, int8, data_dir, s.lfw_limit, s.wider_limit)
     report["calibration"] = {"method": s.method, "activation_type": s.activation_type,
-                             "images": str(s.images or "LFW people outside pairs.txt"), "limit": s.limit}
+                             "images": str(s.images or "LFW people outside pairs.txt"), "limit": s.limit,
+                             "excluded_nodes": list(s.exclude)}
     decisions, files = {}, {}
     for n in names:
         precision, why = choose_precision(n, report["models"][n])
@@ -117,7 +119,7 @@ def cmd_calibrate(args) -> int:
     from facegate.main import data_dir
 
     s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
-                            args.wider_limit)
+                            args.wider_limit, tuple(args.exclude))
     names = [DETECTOR, *(args.embedder or ["sface", "dlib_resnet"])]
     fp32 = export_all(args.work, names)
     if args.grid:
@@ -156,7 +158,7 @@ def cmd_build_bundle(args) -> int:
     from facegate.main import data_dir
 
     s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
-                            args.wider_limit)
+                            args.wider_limit, tuple(args.exclude))
     report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or FUSION_PARTS),
                           fusion=not args.no_fusion)
     print(json.dumps(report["decisions"], indent=1))

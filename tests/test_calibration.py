@@ -141,3 +141,26 @@ def test_calibration_grid_scores_every_setting_on_the_same_chips(models, data_di
     assert best["lfw_accuracy"] == max(x["lfw_accuracy"] for x in r["rows"])
     md = grid_markdown(r)
     assert md.count("| dlib_resnet |") == 5 and f"**{best['method']}**" in md
+
+
+def test_quant_debug_command_names_a_node_that_exclude_keeps_in_float(models, dlib_int8, cal_images, tmp_path):
+    from facegate.main import main
+
+    out, _ = dlib_int8
+    rows_file = tmp_path / "rows.json"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in cal_images[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    assert main(["quant-debug", str(models["dlib"]), str(out), "--images", str(folder), "--detector",
+                 str(models["detector"]), "--inputs", "2", "--json", str(rows_file)]) == 0
+    rows = json.loads(rows_file.read_text())
+    worst = next(r for r in rows if r["op_type"] == "Conv" and r["node"])
+    reader = EmbedderCalibrationReader(models["dlib"], cal_images[:8], models["detector"])
+    kept = quantize_model(models["dlib"], tmp_path / "excl.onnx", lambda: reader, exclude_nodes=[worst["node"]])
+    assert quantization_info(kept)["excluded_nodes"] == [worst["node"]]
+    g = onnx.load(str(kept)).graph
+    conv = next(n for n in g.node if n.name == worst["node"])
+    producers = {o: n.op_type for n in g.node for o in n.output}
+    weight_src = producers.get(conv.input[1], "initializer")
+    assert weight_src != "DequantizeLinear"               # its weights stay float
