@@ -173,8 +173,10 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
     m = read_manifest(root)
     name = embedder or m.default_embedder
     if name not in m.choices:
+        how = ("facegate build-bundle --out DIR (both embedders and their fusion)" if "+" in name
+               else f"facegate build-bundle --embedder {name} --out DIR")
         raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.choices)} "
-                          f"(build one that has: facegate build-bundle --embedder {name} --out DIR, then --bundle DIR)")
+                          f"(build one that has: {how}, then --bundle DIR)")
     det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
 
     def part(n: str) -> FaceEmbedder:
