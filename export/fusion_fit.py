@@ -43,6 +43,26 @@ def choose_weight(a: Searches, b: Searches, stats_a, stats_b, weights=WEIGHTS) -
     return {"w": float(round(w, 4)), "folds": folds}
 
 
+def lfw_reports(pairs: list, table: dict, fusion: ScoreFusion) -> dict:
+    """{"fused": scores_report, part: scores_report, ...} on LFW pairs from {part: {relpath: embedding}}."""
+    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+    scores = [pair_scores(pairs, table[n], m) for n, m in zip(fusion.parts, fusion.metrics)]
+    return {"fused": scores_report(fusion.combine(scores), same, folds, fusion),
+            **{n: scores_report(s, same, folds, m) for n, s, m in zip(fusion.parts, scores, fusion.metrics)}}
+
+
+def choose_default(heldout: dict[str, float], latency: dict[str, float]) -> tuple[str, str]:
+    """(name, why): the lowest held-out FNIR at FPIR 1% among candidates within MAX_LATENCY_MS (all of
+    them, said so, when none is); ties go to the first listed."""
+    fast = [n for n in heldout if latency[n] <= MAX_LATENCY_MS]
+    choice = min(fast or heldout, key=lambda n: heldout[n])
+    why = (f"{choice}: lowest open-set FNIR at FPIR 1% on held-out halves ("
+           + ", ".join(f"{n} {heldout[n] * 100:.2f}%" for n in heldout) + "); detect + align + embed at 2 threads "
+           + ", ".join(f"{n} {latency[n]:.1f} ms" for n in latency)
+           + f" (target <= {MAX_LATENCY_MS:.0f} ms" + ("" if fast else "; none met it") + ")")
+    return choice, why
+
+
 def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeats: int, photos: list,
              fusion_json: dict | None = None) -> float:
     """Median detect + align + embed (ms) of `embedder` of the bundle, or of the fusion `fusion_json`
@@ -120,17 +140,12 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
     fusion = ScoreFusion(FUSION_PARTS, tuple(metrics), tuple(e.embedding_size for e in embedders.values()),
                          (w, round(1 - w, 4)), (sa[0], sb[0]), (sa[1], sb[1]))
 
-    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
-    lfw_report = {}
     variants = {"int8": emb}
     if fp32:
         det = onnx_detector(fp32["retinaface_mnet025"]) if "retinaface_mnet025" in fp32 else first.detector
         variants["fp32"] = embed_images(lfw, sorted({p.a for p in pairs} | {p.b for p in pairs}), det,
                                         {n: onnx_embedder(fp32[n]) for n in FUSION_PARTS}, progress)["embeddings"]
-    for v, table in variants.items():
-        scores = [pair_scores(pairs, table[n], m) for n, m in zip(FUSION_PARTS, metrics)]
-        lfw_report[v] = {"fused": scores_report(fusion.combine(scores), same, folds, fusion),
-                         **{n: scores_report(s, same, folds, m) for n, s, m in zip(FUSION_PARTS, scores, metrics)}}
+    lfw_report = {v: lfw_reports(pairs, table, fusion) for v, table in variants.items()}
     fused_lfw = lfw_report["int8"]["fused"]
 
     openset = {n: evaluate_openset(s) for n, s in searches.items()}
@@ -138,13 +153,8 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
     heldout = {n: float(np.mean([f[k]["at_fpir"]["0.01"]["fnir"] for f in pick["folds"].values()]))
                for n, k in ((FUSION_PARTS[0], "a"), (FUSION_PARTS[1], "b"), (fusion.name, "fused"))}
     latency = candidate_latency(bundle_dir, fusion, data_dir, latency_repeats)
-    fits = {n: ms <= MAX_LATENCY_MS for n, ms in latency.items()}
-    fast = [n for n in heldout if fits[n]]
-    choice = min(fast or heldout, key=lambda n: heldout[n])
+    choice, why = choose_default(heldout, latency)
     precision = "+".join(parts[n].embedder_entry.precision for n in FUSION_PARTS)
-    why = (f"{choice}: lowest open-set FNIR at FPIR 1% on held-out halves ("
-           + ", ".join(f"{n} {heldout[n] * 100:.2f}%" for n in heldout) + "); detect + align + embed at 2 threads "
-           + ", ".join(f"{n} {latency[n]:.1f} ms" for n in latency) + f" (target <= {MAX_LATENCY_MS:.0f} ms" + ("" if fast else "; none met it") + ")")
     report = {"weight_choice": pick, "impostor_stats": {n: {"mean": s[0], "std": s[1], "pairs": s[2]}
                                                          for n, s in stats.items()},
               "calibration_images": len(calib), "lfw": lfw_report, "openset": openset,

@@ -155,3 +155,16 @@ def test_pick_fusion_weight_with_fixed_stats_uses_them():
     b = a.with_scores(rng.standard_normal((30, 10)))
     w, table = pick_fusion_weight(a, b, fpir=0.05, stats=((0.0, 1.0), (0.0, 1.0)))
     assert table[1.0] == 0.0 and w >= 0.5
+
+
+def test_default_embedder_is_the_lowest_miss_rate_within_the_latency_target():
+    pytest.importorskip("onnx")
+    from facegate.export.fusion_fit import choose_default
+
+    held = {"sface": 0.0245, "dlib_resnet": 0.53, "sface+dlib_resnet": 0.0198}
+    name, why = choose_default(held, {"sface": 6.9, "dlib_resnet": 3.8, "sface+dlib_resnet": 8.6})
+    assert name == "sface+dlib_resnet" and "1.98%" in why and "none met it" not in why
+    name, _ = choose_default(held, {"sface": 6.9, "dlib_resnet": 3.8, "sface+dlib_resnet": 25.0})
+    assert name == "sface"                                   # the fusion misses the 20 ms target
+    name, why = choose_default(held, {"sface": 30.0, "dlib_resnet": 30.0, "sface+dlib_resnet": 35.0})
+    assert name == "sface+dlib_resnet" and "none met it" in why
