@@ -73,6 +73,8 @@ def calibration_grid(fp32: dict[str, Path], source: dict[str, Path], work: Path,
     ref = {n: onnx_embedder(fp32[n]) for n in embedders}
     chips = pair_chips(lfw, rels, fp32["retinaface_mnet025"], ref)
     calib = calibration_images(images, limit=limit)
+    for stale in (Path(work) / "grid").glob("*.ranges.json*"):    # ranges of an earlier run's images
+        stale.unlink()
     report = {"pairs": len(pairs), "rows": [], "fp32": {}, "best": {}}
     for n in embedders:
         base = _embed(ref[n], chips[n])
@@ -84,7 +86,8 @@ def calibration_grid(fp32: dict[str, Path], source: dict[str, Path], work: Path,
             for t in activations:
                 out = Path(work) / "grid" / f"{n}.{m}.{t}.onnx"
                 quantize_model(source[n], out, lambda p=fp32[n]: EmbedderCalibrationReader(
-                    p, calib, fp32["retinaface_mnet025"]), method=m, activation_type=t)
+                    p, calib, fp32["retinaface_mnet025"]), method=m, activation_type=t,
+                    ranges_cache=Path(work) / "grid" / f"{n}.{m}.ranges.json")     # one calibration per method
                 e = onnx_embedder(out)
                 table = _embed(e, chips[n])
                 s = scores_report(pair_scores(pairs, table, e.metric), same, folds, e.metric)

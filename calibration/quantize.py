@@ -92,7 +92,7 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
                    reader_factory: Callable[[], CalibrationDataReader], method: str = "MinMax",
                    activation_type: str = "U8", per_channel: bool = True, exclude_nodes: Sequence[str] = (),
                    percentile: float = 99.99, chunk_size: int = DEFAULT_CHUNK,
-                   extra_options: dict | None = None) -> Path:
+                   extra_options: dict | None = None, ranges_cache: str | Path | None = None) -> Path:
     """Quantise an exported fp32 ONNX model to static int8 QDQ and write it to `out_path`.
 
     Args:
@@ -107,6 +107,10 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
         percentile: for method="Percentile".
         chunk_size: calibration inputs per collect_data call.
         extra_options: passed on to `quantize_static` (e.g. {"ActivationSymmetric": True}).
+        ranges_cache: a JSON file for the tensor ranges: read when it exists (no calibration run),
+            written otherwise. The ranges depend on the model, reader and method, not on the
+            activation type, so U8 and S8 variants of one method can share it; the caller keeps it apart
+            from other models and methods.
     Returns:
         out_path as a Path.
     """
@@ -118,9 +122,15 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
     with tempfile.TemporaryDirectory(prefix="facegate.quant.") as tmp:
         pre = Path(tmp) / "pre.onnx"
         pre_info = preprocess(fp32_path, pre)
-        ranges, n = calibrate(pre, reader, method, percentile, chunk_size, work_dir=tmp)
-        cache = Path(tmp) / "ranges.json"
-        save_tensors_data(ranges, cache)
+        cache = Path(ranges_cache) if ranges_cache is not None else Path(tmp) / "ranges.json"
+        count = cache.with_name(cache.name + ".inputs")
+        if ranges_cache is not None and cache.is_file() and count.is_file():
+            n = int(count.read_text())
+        else:
+            ranges, n = calibrate(pre, reader, method, percentile, chunk_size, work_dir=tmp)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_tensors_data(ranges, cache)
+            count.write_text(str(n))
         quantize_static(str(pre), str(out_path), calibration_data_reader=None, calibration_cache_path=str(cache),
                         quant_format=QuantFormat.QDQ, activation_type=TYPES[activation_type],
                         weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=False,

@@ -132,6 +132,9 @@ def test_calibration_grid_scores_every_setting_on_the_same_chips(models, data_di
     r = calibration_grid(fp32, {"dlib_resnet": models["dlib"]}, tmp_path, data_dir, ["dlib_resnet"], limit=8,
                          lfw_limit=2, methods=("MinMax", "Percentile"), activations=("U8", "S8"))
     assert r["pairs"] == 40 and len(r["rows"]) == 4
+    for m in ("MinMax", "Percentile"):       # one calibration per method, shared by U8 and S8
+        assert (tmp_path / "grid" / f"dlib_resnet.{m}.ranges.json").is_file()
+        assert int((tmp_path / "grid" / f"dlib_resnet.{m}.ranges.json.inputs").read_text()) > 0
     assert {(x["method"], x["activations"]) for x in r["rows"]} == {("MinMax", "U8"), ("MinMax", "S8"),
                                                                     ("Percentile", "U8"), ("Percentile", "S8")}
     for x in r["rows"]:
