@@ -102,3 +102,8 @@ class ScoreFusion:
                        tuple(d["means"]), tuple(d["stds"]))
         except (KeyError, TypeError, ValueError) as e:
             raise FusionError(f"fusion entry is incomplete: missing or bad field {e}") from None
+
+
+def metric_label(metric) -> str:
+    """A metric as plain text for JSON and pages: "cosine", "euclidean" or "fused"."""
+    return "fused" if isinstance(metric, ScoreFusion) else str(metric)

@@ -615,7 +615,12 @@ def test_fused_bundle_enrolls_shows_its_crops_and_its_fusion(fused_fp32_bundle, 
     assert strip.shape == (150, 262, 3)                  # dlib's 150 chip, then SFace's 112 chip
     assert fused.embedder.chips_from_crop(strip[..., ::-1]) is not None
     html = c.get("/settings").get_data(as_text=True)
-    assert "sface+dlib_resnet" in html and "lowest open-set FNIR" in html
+    assert "sface+dlib_resnet" in html and "lowest open-set FNIR" in html and "fused" in html
+    r = c.post("/api/v1/identify", headers=_token(app), content_type="multipart/form-data",
+               data={"photo": photo(powell[2])})
+    assert r.status_code == 200 and r.json["metric"] == "fused" and r.json["threshold"] == fused.threshold
+    best = max(r.json["faces"], key=lambda f: f["score"] or -1e9)
+    assert best["person"] == "Colin Powell" and best["score"] > fused.threshold
     with Store(app.extensions[EXTENSION].store_path) as s:
         g = s.templates(fused.id, fused.metric)
     assert g.dim == 256

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template, request
 
 from ..enrollment import face_report
 from ..errors import ImageError
+from ..fusion import metric_label
 from ..imageio import decode_image
 from .enroll import data_uri
 from .services import audit_action, gallery, sentence, services
@@ -33,7 +34,7 @@ def identify_photo(label: str, data: bytes) -> dict:
         faces.append(f)
     audit_action("identify", None, faces=len(faces),
                  matches=[{"person": f["person"], "score": f["score"]} for f in faces])
-    return {"file": label, "threshold": rec.threshold, "metric": rec.metric, "faces": faces}
+    return {"file": label, "threshold": rec.threshold, "metric": metric_label(rec.metric), "faces": faces}
 
 
 @bp.route("/test", methods=["GET", "POST"])

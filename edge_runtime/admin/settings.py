@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
+from ..fusion import metric_label
 from .db import AdminDBError
 from .services import admin_db, audit_action, sentence, services, store
 
@@ -19,7 +20,7 @@ def bundle_summary() -> dict:
     e = b.embedder_entry
     rec = s.recognizer()
     return {"id": b.id, "manifest_id": b.manifest.id, "path": str(b.path), "created": raw.get("created"),
-            "embedder": e.name, "precision": e.precision, "metric": rec.metric,
+            "embedder": e.name, "precision": e.precision, "metric": metric_label(rec.metric),
             "bundle_threshold": e.threshold, "threshold": rec.threshold,
             "threshold_from": "config [recognition] threshold" if s.config.recognition.threshold is not None
             else "bundle.json",
