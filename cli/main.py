@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def calib_args(sp):
         sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
-        sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="MinMax")
+        sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="Percentile",
+                        help="calibration method (default Percentile 99.99: best or tied-best LFW accuracy and the "
+                             "best TAR at FAR 1e-3 for both embedders in `calibrate --grid`)")
         sp.add_argument("--activation-type", choices=["U8", "S8"], default="U8",
                         help="int8 activations: U8 (uint8, U8S8) or S8 (S8S8)")
         sp.add_argument("--images", type=Path, help="calibration image folder (default: LFW people outside "
