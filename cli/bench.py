@@ -18,12 +18,13 @@ def models_for(args, embedders: list[str] | None):
     kw = {"score_threshold": args.score_threshold, "max_side": getattr(args, "max_side", 640)}
     root = args.bundle or default_bundle_dir()
     if args.fp32:
+        from facegate.edge_runtime.contract import EMBEDDERS
         from facegate.edge_runtime.pipeline import FusedEmbedder
         from facegate.models.backend import torch_detector, torch_embedder
         names = ["sface", "dlib_resnet"] if embedders is None else embedders
         out = {}
         for n in names:
-            if n in ("sface", "dlib_resnet"):
+            if n in EMBEDDERS:
                 out[n] = torch_embedder(n)
                 continue
             m = read_manifest(Path(root))
@@ -71,8 +72,9 @@ def _write(args, report: dict) -> None:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
 
-def _face_photos() -> list[Path]:
-    lfw = data_dir() / "lfw"
+def face_photos(root: Path | None = None) -> list[Path]:
+    """The three LFW face photos the speed frames are made from (root: the data folder, default $FACEGATE_DATA)."""
+    lfw = Path(root if root is not None else data_dir()) / "lfw"
     photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
               lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
     missing = [p for p in photos if not p.is_file()]
@@ -115,7 +117,7 @@ def _speed_peer(args, threads: int, photos: list[Path]) -> dict:
 def cmd_bench_speed(args) -> int:
     """Median latency per stage on a 640x480 frame, ours vs OpenCV Zoo's YuNet + SFace, 1 and 2 threads.
     Every row runs in its own fresh process (own thread pools, own peak RSS)."""
-    photos = _face_photos()
+    photos = face_photos()
     rows, backend = {}, None
     for threads in (1, 2):
         for name, r in fresh_process(_speed_ours, args, threads, photos).items():

@@ -226,5 +226,5 @@ def bench_search(sizes=(1000, 10000, 100000), dim: int = 128, metric: str | Scor
             times.append((time.perf_counter() - t0) * 1000.0)
         rows.append({"templates": size, "people": int(pids[-1]) + 1 if size else 0,
                      "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))})
-    return {"metric": metric.name if isinstance(metric, ScoreFusion) else metric, "dim": dim, "templates_per_person": templates_per_person,
-            "repeats": repeats, "rows": rows}
+    return {"metric": metric.name if isinstance(metric, ScoreFusion) else metric, "dim": dim,
+            "templates_per_person": templates_per_person, "repeats": repeats, "rows": rows}

@@ -23,16 +23,19 @@ class FaceResult:
     Attributes:
         face: the detection, carrying its embedding when it passed the quality gate.
         problems: reasons the face is unusable ("too small", "too blurry", ...); empty = good.
-        chip: uint8 RGB (S, S, 3) aligned crop (a fused embedder's first part: what the quality gate saw).
+        chips: every uint8 RGB (S, S, 3) aligned crop the embedder needs (one per part of a fused
+            embedder; `chip` is the first, the one the quality gate looked at).
         match: best enrolled person (name None = unknown), or None when the face was not usable.
-        chips: every chip the embedder needs (one per part of a fused embedder); () = (chip,).
     """
 
     face: Face
     problems: tuple[str, ...]
-    chip: np.ndarray
+    chips: tuple[np.ndarray, ...]
     match: Match | None = None
-    chips: tuple[np.ndarray, ...] = ()
+
+    @property
+    def chip(self) -> np.ndarray:
+        return self.chips[0]
 
     @property
     def usable(self) -> bool:
@@ -71,15 +74,14 @@ class Recognizer:
         results = []
         for f in faces:
             chips = emb.align_all(image_rgb, f)
-            results.append(FaceResult(f, tuple(face_quality(f, chips[0], self.config.detector)), chips[0],
-                                      chips=chips))
+            results.append(FaceResult(f, tuple(face_quality(f, chips[0], self.config.detector)), chips))
         good = [i for i, r in enumerate(results) if r.usable]
         if good:
             vecs = emb.embed_sets([results[i].chips for i in good])
             matches = self.gallery.nearest(vecs, self.metric, self.threshold)
             for i, v, m in zip(good, vecs, matches):
                 r = results[i]
-                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chip, m, r.chips)
+                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chips, m)
         return results
 
     def enrollment_photo(self, data: bytes | str | Path, name: str = "photo") -> PhotoResult:
@@ -93,7 +95,7 @@ class Recognizer:
             r = self.single_face(img)
         except (ImageError, FaceNotFoundError, ManyFacesError) as e:
             return PhotoResult(name, False, str(e))
-        crop = self.bundle.embedder.kept_crop(r.chips or (r.chip,))
+        crop = self.bundle.embedder.kept_crop(r.chips)
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         return PhotoResult(name, True, "", r.face.embedding, jpg.tobytes() if ok else None)
 

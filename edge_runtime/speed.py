@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .face import nearest_to_center
+from .fusion import ScoreFusion
 from .imageio import decode_image, load_image
 from .matching import similarity
 
@@ -52,8 +53,6 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
 def random_templates(n: int, dim: int, metric, seed: int = 0) -> np.ndarray:
     """float32 (n, dim) random gallery (unit rows for cosine; dlib-like scale for euclidean; for a
     ScoreFusion, each part's slice scaled for its part's metric)."""
-    from .fusion import ScoreFusion
-
     if isinstance(metric, ScoreFusion):
         return np.concatenate([random_templates(n, d, m, seed + i) for i, (d, m) in
                                enumerate(zip(metric.dims, metric.metrics))], axis=1)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.edge_runtime.bundle import load_bundle
+from facegate.edge_runtime.bundle import load_bundle, read_manifest
+from facegate.edge_runtime.config import DetectorConfig
 from facegate.edge_runtime.fusion import ScoreFusion
 from facegate.edge_runtime.lfw import read_pairs
 from facegate.edge_runtime.lfw_eval import embed_images, pair_scores, scores_report
@@ -27,10 +28,11 @@ from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
 from facegate.edge_runtime.openset import (Searches, build_searches, evaluate_openset, fuse, fusion_report,
                                            impostor_stats, openset_relpaths, person)
 
+from .bundle_write import set_fusion
+
 FUSION_PARTS = ("sface", "dlib_resnet")
 WEIGHTS = tuple(np.round(np.linspace(0, 1, 21), 4))   # weight of the first part, step 0.05
 MAX_LATENCY_MS = 20.0      # detect + align + embed, 2 threads, live detector input (issue target)
-LIVE_MAX_SIDE = 320        # the runtime's [detector] live_max_side default
 
 
 def choose_weight(a: Searches, b: Searches, stats_a, stats_b, weights=WEIGHTS) -> dict:
@@ -63,39 +65,23 @@ def choose_default(heldout: dict[str, float], latency: dict[str, float]) -> tupl
     return choice, why
 
 
-def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeats: int, photos: list,
-             fusion_json: dict | None = None) -> float:
-    """Median detect + align + embed (ms) of `embedder` of the bundle, or of the fusion `fusion_json`
-    of its embedders (not yet recorded in bundle.json); run by `fresh_process`."""
-    from facegate.edge_runtime.bundle import verify_file
+def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeats: int, photos: list) -> float:
+    """Median detect + align + embed (ms) of `embedder` of the bundle, opened as the runtime opens it
+    (one shared thread pool); run by `fresh_process`."""
     from facegate.edge_runtime.onnx_models import share_thread_pool
-    from facegate.edge_runtime.pipeline import FusedEmbedder
     from facegate.edge_runtime.speed import bench_stages
 
     share_thread_pool(threads)
-    if fusion_json is None:
-        b = load_bundle(bundle_dir, embedder=embedder, threads=threads, max_side=max_side)
-        emb = b.embedder
-    else:
-        f = ScoreFusion.from_json(fusion_json)
-        b = load_bundle(bundle_dir, embedder=f.parts[0], threads=threads, max_side=max_side)
-        es = b.manifest.embedders
-        emb = FusedEmbedder([b.embedder, *(onnx_embedder(verify_file(bundle_dir, es[p].file, es[p].sha256), threads)
-                                           for p in f.parts[1:])], f)
-    return bench_stages(b.detector, emb, photos, threads=threads, repeats=repeats)["ms"]["detect+align+embed"]
+    b = load_bundle(bundle_dir, embedder=embedder, threads=threads, max_side=max_side)
+    return bench_stages(b.detector, b.embedder, photos, threads=threads, repeats=repeats)["ms"]["detect+align+embed"]
 
 
-def candidate_latency(bundle_dir: Path, fusion: ScoreFusion, data_dir: Path, repeats: int = 40) -> dict[str, float]:
+def candidate_latency(bundle_dir: Path, names: list[str], data_dir: Path, repeats: int = 40) -> dict[str, float]:
     """{embedder or fusion name: median detect + align + embed ms at 2 threads}, each in a fresh process."""
-    from facegate.bench import fresh_process
+    from facegate.bench import face_photos, fresh_process
 
-    lfw = Path(data_dir) / "lfw"
-    photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
-              lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
-    out = {n: fresh_process(_latency, str(bundle_dir), n, 2, LIVE_MAX_SIDE, repeats, photos) for n in fusion.parts}
-    out[fusion.name] = fresh_process(_latency, str(bundle_dir), fusion.name, 2, LIVE_MAX_SIDE, repeats, photos,
-                                     fusion.to_json())
-    return out
+    photos, side = face_photos(data_dir), DetectorConfig().live_max_side
+    return {n: fresh_process(_latency, str(bundle_dir), n, 2, side, repeats, photos) for n in names}
 
 
 def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = None,
@@ -103,6 +89,8 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
                latency_repeats: int = 40) -> dict:
     """Measure and choose the fusion of the bundle's FUSION_PARTS; returns the "fusion" entry for bundle.json
     (ScoreFusion fields + threshold, target/achieved FAR, precision) and its report under "report".
+    The entry is written into the bundle before the latency runs (so they open the fusion as the
+    runtime does), with the default embedder left as it was; the caller records the chosen default.
 
     Args:
         fp32: {part: fp32 ONNX path} to report the fused LFW accuracy of the fp32 forms too.
@@ -152,13 +140,16 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
     openset[fusion.name] = evaluate_openset(fuse(a, b, w, sa, sb))
     heldout = {n: float(np.mean([f[k]["at_fpir"]["0.01"]["fnir"] for f in pick["folds"].values()]))
                for n, k in ((FUSION_PARTS[0], "a"), (FUSION_PARTS[1], "b"), (fusion.name, "fused"))}
-    latency = candidate_latency(bundle_dir, fusion, data_dir, latency_repeats)
-    choice, why = choose_default(heldout, latency)
     precision = "+".join(parts[n].embedder_entry.precision for n in FUSION_PARTS)
+    entry = {**fusion.to_json(), "precision": precision, "threshold": fused_lfw["threshold_at_far_0.001"],
+             "target_far": 1e-3, "achieved_far": fused_lfw["far_at_threshold_1e-3"]}
+    # recorded now (default unchanged) so the fusion's latency is measured on the bundle as the runtime opens it
+    set_fusion(bundle_dir, entry, read_manifest(bundle_dir).default_embedder)
+    latency = candidate_latency(bundle_dir, list(heldout), data_dir, latency_repeats)
+    choice, why = choose_default(heldout, latency)
     report = {"weight_choice": pick, "impostor_stats": {n: {"mean": s[0], "std": s[1], "pairs": s[2]}
                                                          for n, s in stats.items()},
               "calibration_images": len(calib), "lfw": lfw_report, "openset": openset,
               "openset_heldout_fnir_at_fpir_0.01": heldout, "latency_ms_2t": latency,
               "default_embedder": choice, "decision": why}
-    return {**fusion.to_json(), "precision": precision, "threshold": fused_lfw["threshold_at_far_0.001"],
-            "target_far": 1e-3, "achieved_far": fused_lfw["far_at_threshold_1e-3"], "report": report}
+    return {**entry, "report": report}
