@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="show or write the configuration file")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    x = csub.add_parser("show")
-    common(x, bundle=False)
+    x = csub.add_parser("show", help="the config in use, then the door's operating point (people enrolled, "
+                                     "threshold, expected false-open and miss rates)")
+    common(x)
     x = csub.add_parser("init")
     x.add_argument("--force", action="store_true")
     common(x, bundle=False)
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with both embedders: skip the fusion fit; the first --embedder is the default")
     c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
     c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_build_bundle"))
+
+    c = sub.add_parser("fit-operating-point",
+                       help="measure a bundle's impostor/genuine score models on the calibration people and "
+                            "record them in its bundle.json (the door derives its threshold from them)")
+    c.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped one)")
+    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_fit_operating_point"))
 
     q = sub.add_parser("quant-debug", help="fp32 vs int8 layer by layer, worst first (needs facegate[train])")
     q.add_argument("fp32", type=Path, help="the fp32 ONNX model that was quantised (as quantised: SFace's "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from .contract import from_metadata
 from .errors import FacegateError
 from .fusion import FusionError, ScoreFusion
 from .onnx_models import onnx_detector, onnx_embedder
+from .operating_point import OperatingPointError, ScoreModel
 from .pipeline import FaceDetector, FaceEmbedder, FusedEmbedder
 
 BUNDLE_FORMAT = 1
@@ -62,6 +63,7 @@ class Manifest:
     default_embedder: str
     raw: dict
     fusion: FusionEntry | None = None
+    score_models: dict[str, ScoreModel] = field(default_factory=dict)
 
     @property
     def choices(self) -> list[str]:
@@ -92,6 +94,12 @@ class Bundle:
     def metric(self) -> str | ScoreFusion:
         """How this bundle's templates are compared (Gallery / matching.similarity metric)."""
         return self.embedder.metric
+
+    @property
+    def score_model(self) -> ScoreModel | None:
+        """Impostor and genuine scores of the embedder in use, measured on the calibration people
+        (operating_point.py); None for a bundle built without them."""
+        return self.manifest.score_models.get(self.embedder_entry.name)
 
 
 def default_bundle_dir() -> Path:
@@ -132,12 +140,16 @@ def read_manifest(path: Path) -> Manifest:
         fusion = None if fu is None else FusionEntry(ScoreFusion.from_json(fu), str(fu["precision"]),
                                                      float(fu["threshold"]), float(fu["target_far"]),
                                                      float(fu["achieved_far"]))
+        models = {str(n): ScoreModel.from_json(d) for n, d in (raw.get("score_models") or {}).items()}
         m = Manifest(raw["id"], det["file"], det["sha256"], det["precision"], embs,
-                     raw["default_embedder"], raw, fusion)
-    except (KeyError, TypeError, ValueError) as e:
+                     raw["default_embedder"], raw, fusion, models)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BundleError(f"{f} is incomplete: missing or bad field {e}") from None
-    except FusionError as e:
+    except (FusionError, OperatingPointError) as e:
         raise BundleError(f"{f}: {e}") from None
+    unknown = [n for n, sm in m.score_models.items() if n not in m.choices or sm.embedder != n]
+    if unknown:
+        raise BundleError(f"{f}: score model(s) {', '.join(unknown)} do not belong to an embedder of the bundle")
     if fusion is not None:
         missing = [p for p in fusion.fusion.parts if p not in embs]
         if missing:

@@ -112,10 +112,18 @@ class DetectorConfig(_Section):
 class RecognitionConfig(_Section):
     SECTION = "recognition"
     DOC = "Matching a face against the people enrolled."
-    threshold: float | None = _f(None, "score at or above which a face is a known person (the fused z-score for "
-                                       "sface+dlib_resnet, cosine similarity for SFace, minus the distance for "
-                                       "dlib); unset = the model bundle's calibrated value (FAR 1e-3 on LFW)",
-                                 example=2.53)
+    false_open_rate: float = _f(1e-4, "target fraction of a stranger's attempts that open the door (an attempt = "
+                                      "one decision; k-of-n voting is not credited, since a stranger who "
+                                      "resembles someone does so in every frame). The threshold is derived from it "
+                                      "and the number of enrolled templates with the bundle's impostor score "
+                                      "model, and recomputed whenever people are added or removed. 1e-4 = one "
+                                      "stranger's attempt in 10,000 opens the door, as for a PIN of four digits; "
+                                      "a stricter target misses enrolled people more often (docs/operating_point.md)",
+                                lo=0.0, lo_open=True, hi=0.5)
+    threshold: float | None = _f(None, "a fixed score at or above which a face is a known person, overriding "
+                                       "false_open_rate (the fused z-score for sface+dlib_resnet, cosine similarity "
+                                       "for SFace, minus the distance for dlib); unset = derived from "
+                                       "false_open_rate", example=3.3)
     embedder: str | None = _f(None, "embedder of the bundle to use: sface+dlib_resnet (score fusion), sface or "
                                     "dlib_resnet; unset = the bundle's default (the shipped one: the fusion)",
                               example="sface+dlib_resnet")

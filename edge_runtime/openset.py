@@ -214,18 +214,29 @@ def fuse(a: Searches, b: Searches, w: float, stats_a: tuple[float, float],
     return a.with_scores(w * za + (1 - w) * zb)
 
 
+def pair_scores(table: dict, relpaths: list[str], metric) -> tuple[np.ndarray, np.ndarray]:
+    """(impostor, genuine): float64 similarities of every unordered pair of images of different people,
+    and of the same person, among `relpaths` (labelled by their folder).
+
+    table: {relpath: float32 (D,)}; relpaths without an embedding are skipped. metric: as in
+    matching.similarity."""
+    rels = [r for r in relpaths if r in table]
+    if len(rels) < 2:
+        raise ValueError("need at least two embedded images to compare")
+    x = np.stack([table[r] for r in rels])
+    s = similarity(x, x, metric).astype(np.float64)
+    who = np.array([person(r) for r in rels])
+    diff = who[:, None] != who[None, :]
+    upper = np.triu(np.ones_like(diff), k=1)
+    return s[diff & upper], s[~diff & upper]
+
+
 def impostor_stats(table: dict, relpaths: list[str], metric: str) -> tuple[float, float, int]:
     """(mean, std, count) of the similarities of every pair of different people among `relpaths`
     (the z-normalisation a bundle's fusion ships: it needs no gallery, only labelled images).
 
     table: {relpath: float32 (D,)}; relpaths without an embedding are skipped."""
-    rels = [r for r in relpaths if r in table]
-    if len(rels) < 2:
-        raise ValueError("need at least two embedded images for impostor statistics")
-    x = np.stack([table[r] for r in rels])
-    s = similarity(x, x, metric).astype(np.float64)
-    who = np.array([person(r) for r in rels])
-    v = s[np.triu(who[:, None] != who[None, :], k=1)]
+    v, _ = pair_scores(table, relpaths, metric)
     if v.size < 2:
         raise ValueError("need images of at least two people for impostor statistics")
     return float(v.mean()), float(max(v.std(), 1e-12)), int(v.size)

@@ -13,6 +13,7 @@ from .errors import FaceNotFoundError, ImageError, ManyFacesError
 from .face import Face
 from .gallery import Gallery, Match
 from .imageio import decode_image, load_image
+from .operating_point import operating_point
 from .quality import face_quality
 
 
@@ -60,9 +61,24 @@ class Recognizer:
         self.bundle = bundle
         self.config = config
         self.metric = bundle.metric
-        t = config.recognition.threshold
-        self.threshold = float(t) if t is not None else bundle.threshold
         self.gallery = gallery if gallery is not None else Gallery.empty(self.metric)
+
+    @property
+    def gallery(self) -> Gallery:
+        return self._gallery
+
+    @gallery.setter
+    def gallery(self, gallery: Gallery) -> None:
+        """Search these templates from now on; the operating point follows their number."""
+        r = self.config.recognition
+        self.operating = operating_point(self.bundle.score_model, len(gallery), r.false_open_rate, r.threshold,
+                                         people=len(gallery.people))
+        self._gallery = gallery
+
+    @property
+    def threshold(self) -> float:
+        """The score at or above which a face is a known person (see `operating`)."""
+        return self.operating.threshold
 
     def analyze(self, image_rgb: np.ndarray, live: bool = False) -> list[FaceResult]:
         """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch).

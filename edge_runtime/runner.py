@@ -76,8 +76,11 @@ class Runner:
         version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
         if force or version != self._data_version:
             b = self.recognizer.bundle
+            before = self.recognizer.operating if not force else None
             self.recognizer.gallery = self.store.templates(b.id, b.metric)
             self._data_version = version
+            if self.recognizer.operating != before:
+                log.info("operating point: %s", self.recognizer.operating.describe())
 
     def process(self, ts: float, frame_rgb: np.ndarray) -> tuple[list[FaceResult], Decision, dict | None]:
         """One frame: returns the face results, the decision and the event emitted (None if no face)."""

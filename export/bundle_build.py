@@ -15,6 +15,7 @@ from facegate.calibration.report import compare, write_report
 from .bundle_write import ModelFile, set_fusion, write_bundle
 from .cli import sample_images
 from .fusion_fit import FUSION_PARTS, fit_fusion
+from .operating_point_fit import record_score_models
 from .onnx_export import export_model
 
 DETECTOR = "retinaface_mnet025"
@@ -111,6 +112,9 @@ def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
         default = entry["report"]["default_embedder"]
         decisions["default_embedder"] = entry["report"]["decision"]
         set_fusion(out, entry, default)
+    models = record_score_models(out, data_dir)
+    report["score_models"] = {n: {"impostor_pairs": m.impostor_pairs, "tail": m.tail.__dict__,
+                                  "genuine_pairs": len(m.genuine)} for n, m in models.items()}
     write_report(report, out)
     return report
 
@@ -151,6 +155,20 @@ def _grid(args, fp32: dict[str, Path], embedders: list[str], s: CalibrationSetti
     md, js = write_grid(report, args.out)
     print(md.read_text())
     print(f"wrote {md} and {js}")
+    return 0
+
+
+def cmd_fit_operating_point(args) -> int:
+    """Measure the score models of an existing bundle (no re-export, no re-calibration)."""
+    from facegate.edge_runtime.bundle import default_bundle_dir
+    from facegate.main import data_dir
+
+    bundle = Path(args.bundle) if args.bundle else default_bundle_dir()
+    models = record_score_models(bundle, data_dir())
+    for n, m in models.items():
+        print(f"{n}: {m.impostor_pairs} impostor and {len(m.genuine)} genuine comparisons of calibration people; "
+              f"tail above {m.tail.u:.4f} (p {m.tail.p_u:.2g}, xi {m.tail.xi:.3f}, sigma {m.tail.sigma:.4f})")
+    print(f"score models written to {bundle / 'bundle.json'}")
     return 0
 
 

@@ -77,13 +77,12 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
     return out
 
 
-def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
-    """Record a fusion entry (see export/fusion_fit.py) and the default embedder in an assembled bundle's
-    bundle.json, replacing the file atomically (written beside it, fsynced, renamed)."""
+def update_manifest(out: Path, changes: dict) -> Path:
+    """Set top-level entries of an assembled bundle's bundle.json, replacing the file atomically (written
+    beside it, fsynced, renamed)."""
     f = Path(out) / MANIFEST
     manifest = json.loads(f.read_text())
-    manifest["fusion"] = fusion
-    manifest["default_embedder"] = default_embedder
+    manifest.update(changes)
     tmp = f.with_name(f.name + ".partial")
     with open(tmp, "w") as fh:
         fh.write(json.dumps(manifest, indent=2))
@@ -91,3 +90,8 @@ def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, f)
     return f
+
+
+def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
+    """Record a fusion entry (see export/fusion_fit.py) and the default embedder in an assembled bundle."""
+    return update_manifest(out, {"fusion": fusion, "default_embedder": default_embedder})

@@ -40,11 +40,11 @@ def identify_photo(label: str, data: bytes) -> dict:
 @bp.route("/test", methods=["GET", "POST"])
 def page():
     if request.method == "GET":
-        return render_template("test.html", result=None, threshold=services().recognizer().threshold)
+        return render_template("test.html", result=None, threshold=services().recognizer(gallery()).threshold)
     try:
         (label, data), = read_photos("photo", max_count=1)
         result = identify_photo(label, data)
     except (UploadError, ImageError) as e:
         return render_template("test.html", result=None, error=sentence(e),
-                               threshold=services().recognizer().threshold), 400
+                               threshold=services().recognizer(gallery()).threshold), 400
     return render_template("test.html", result=result, data_uri=data_uri, threshold=result["threshold"])

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 
 from ..fusion import metric_label
 from .db import AdminDBError
-from .services import admin_db, audit_action, sentence, services, store
+from .services import admin_db, audit_action, gallery, sentence, services, store
 
 bp = Blueprint("settings", __name__)
 
@@ -18,12 +18,13 @@ def bundle_summary() -> dict:
     s = services()
     b, raw = s.bundle, s.bundle.manifest.raw
     e = b.embedder_entry
-    rec = s.recognizer()
+    rec = s.recognizer(gallery())
     return {"id": b.id, "manifest_id": b.manifest.id, "path": str(b.path), "created": raw.get("created"),
             "embedder": e.name, "precision": e.precision, "metric": metric_label(rec.metric),
             "bundle_threshold": e.threshold, "threshold": rec.threshold,
             "threshold_from": "config [recognition] threshold" if s.config.recognition.threshold is not None
-            else "bundle.json",
+            else f"[recognition] false_open_rate = {s.config.recognition.false_open_rate:g} and the templates enrolled",
+            "operating_point": rec.operating.to_json(),
             "target_far": e.target_far, "achieved_far": e.achieved_far,
             "detector": raw.get("detector", {}).get("name"), "detector_precision": b.manifest.detector_precision,
             "reports": {"detector": raw.get("detector", {}).get("report") or {},
