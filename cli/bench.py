@@ -297,6 +297,12 @@ def cmd_bench_openset(args) -> int:
     if args.plot:
         from facegate.edge_runtime.openset import det_curve, plot_det
         plot_det({n: det_curve(s) for n, s in searches.items()}, args.plot)
+    door = default_embedder(args)
+    if door in embs:
+        tables = {door: (out["embeddings"][door], embs[door].metric)}
+        if not args.no_peer:
+            tables["opencv_zoo_peer"] = (pe["embeddings"]["peer"], "cosine")
+        report["door"] = _door_section(args, lfw, tables, backend)
     print(f"open-set 1:N on LFW ({backend})")
     print(f"{'embedder':18s} {'rank-1':>8s} {'FNIR@FPIR1%':>12s} {'FNIR@FPIR0.1%':>14s}")
     for n, r in report["results"].items():
@@ -310,5 +316,43 @@ def cmd_bench_openset(args) -> int:
         fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
         print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "
               f"FNIR@FPIR1% {names[0]} {fn('a'):.2f}%, {names[1]} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
+    if "door" in report:
+        _print_door(report["door"])
     _write(args, report)
     return 0
+
+
+def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
+    """The door's numbers at its operating point ({name: (table, metric)}; the first is the bundle's)."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
+    from facegate.edge_runtime.config import RecognitionConfig
+    from facegate.edge_runtime.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model, lfw_people
+
+    calibration, evaluation = lfw_people(lfw)
+    target = args.false_open_rate or RecognitionConfig().false_open_rate
+    shipped = read_manifest(Path(args.bundle or default_bundle_dir())).score_models
+    section = {"backend": backend, "target": target, "aliases": [list(a) for a in LFW_ALIASES],
+               "calibration_people": len(calibration), "calibration_photos": sum(map(len, calibration.values())),
+               "evaluation_people": len(evaluation), "embedders": {}}
+    for i, (name, (table, metric)) in enumerate(tables.items()):
+        # the bundle's own score model; --fp32 and the peer get one measured the same way, on the same people
+        model = shipped.get(name) if i == 0 and not args.fp32 else None
+        model = model or fit_model(name, table, calibration, metric)
+        section["embedders"][name] = door_report(table, metric, model, evaluation, target)
+        if i == 0:
+            section["embedders"][name]["cohort"] = cohort_comparison(table, metric, calibration, evaluation)
+    if args.markdown:
+        from facegate.edge_runtime.door_eval import door_markdown
+        Path(args.markdown).write_text(door_markdown(section))
+    return section
+
+
+def _print_door(d: dict) -> None:
+    print(f"\nthe door at its operating point (false_open_rate {d['target']:g}; evaluation people only)")
+    print(f"{'embedder':18s} {'N':>5s} {'photos':>6s} {'threshold':>9s} {'false opens':>22s} {'misses':>20s}")
+    for name, r in d["embedders"].items():
+        for t in r["trials"]:
+            fo, mi = t["false_open"], t["miss"]
+            print(f"{name:18s} {t['people']:5d} {t['photos']:6d} {t['threshold']:9.3f} "
+                  f"{fo['rate'] * 100:8.3f}% ({fo['count']:3d}/{fo['of']:5d}) {mi['rate'] * 100:7.2f}% "
+                  f"({mi['count']:4d}/{mi['of']:4d})")

@@ -242,10 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     backend_args(b, max_side=None)
     b.add_argument("--embedder", action="append", choices=BENCH_EMBEDDERS)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_pipeline"), share_pool=True)
-    b = bsub.add_parser("openset", help="open-set 1:N on LFW: FNIR at FPIR 1% and 0.1%, fusion, vs OpenCV Zoo")
+    b = bsub.add_parser("openset", help="open-set 1:N on LFW: the door at its operating point (false opens and "
+                                           "misses for 10/100/1000 enrolled), FNIR at FPIR 1% and 0.1%, fusion, "
+                                           "vs OpenCV Zoo")
     backend_args(b)
     b.add_argument("--embedder", action="append", choices=BENCH_EMBEDDERS)
     b.add_argument("--plot", type=Path, help="write DET curves (FNIR vs FPIR) as a PNG")
+    b.add_argument("--false-open-rate", type=float,
+                   help="the door's target false-open rate for the operating-point trials (default: the config's "
+                        "default)")
+    b.add_argument("--markdown", type=Path, help="write the door's operating-point report as Markdown")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
     b = bsub.add_parser("identify", help="1:N search time against 1k/10k/100k templates")
     b.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
