@@ -54,7 +54,7 @@ def fp32_bundle(fp32_models, tmp_path_factory):
     # the shipped bundle's score models (measured on its int8 parts, which score within a few hundredths
     # of these fp32 forms), so the door's operating point is derived as on a built bundle
     shipped = json.loads((default_bundle_dir() / "bundle.json").read_text())["score_models"]
-    update_manifest(out, {"score_models": shipped})
+    update_manifest(out, {"score_models": {n: shipped[n] for n in ("sface", "dlib_resnet")}})
     return out
 
 
@@ -66,10 +66,12 @@ def fused_fp32_bundle(fp32_bundle, tmp_path_factory):
     import shutil
 
     from facegate.edge_runtime.bundle import default_bundle_dir
-    from facegate.export.bundle_write import set_fusion
+    from facegate.export.bundle_write import set_fusion, update_manifest
 
     out = tmp_path_factory.mktemp("bundle") / "fp32-fused"
     shutil.copytree(fp32_bundle, out)
-    entry = dict(json.loads((default_bundle_dir() / "bundle.json").read_text())["fusion"], precision="fp32+fp32")
+    shipped = json.loads((default_bundle_dir() / "bundle.json").read_text())
+    entry = dict(shipped["fusion"], precision="fp32+fp32")
     set_fusion(out, entry, "sface+dlib_resnet")
+    update_manifest(out, {"score_models": shipped["score_models"]})
     return out

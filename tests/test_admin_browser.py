@@ -170,39 +170,129 @@ def _y4m(video: Path, out: Path, first: int = 90, last: int = 200) -> Path:
     return out
 
 
-def test_enroll_from_the_webcam(playwright, server, data_dir, artifacts, tmp_path):
-    """'Take 3 pictures of me' with Chromium's fake camera playing frames of Lin-Manuel Miranda."""
+PROMPTS = ["Look straight at the camera", "Turn your head slightly left", "Turn your head slightly right",
+           "Tilt your chin slightly up", "Tilt your chin slightly down"]
+FRAMES = 2 * len(PROMPTS)          # the burst checks two frames per prompt
+
+
+def _spy_checks(app, monkeypatch) -> list[tuple[str, bool]]:
+    """(file name, ok) of each frame /enroll/check answers, recorded in the server (the browser cannot
+    show a fetch's blob body)."""
+    from flask import request
+
+    seen, view = [], app.view_functions["enroll.check"]
+
+    def spy():
+        rv = view()
+        seen.append((request.files["photo"].filename, (rv[0] if isinstance(rv, tuple) else rv).json["ok"]))
+        return rv
+    monkeypatch.setitem(app.view_functions, "enroll.check", spy)
+    return seen
+
+
+def _webcam_page(playwright, base, app, camera_args):
+    """(browser, page, problems) on /enroll with Chromium's fake camera; window.promptsSeen collects each
+    text the prompt region shows."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"] + camera_args)
+    context = browser.new_context(viewport=DESKTOP)
+    context.grant_permissions(["camera"], origin=base)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = _watch(page, base)
+    _log_in(page, base, app)
+    page.goto(base + "/enroll")
+    page.evaluate("""() => {
+        const el = document.getElementById('cam-prompt');
+        window.promptsSeen = [];
+        new MutationObserver(() => el.textContent && window.promptsSeen.push(el.textContent))
+            .observe(el, {childList: true, characterData: true, subtree: true});
+    }""")
+    return browser, page, problems
+
+
+def _burst(page, until: str, shot: Path | None = None) -> None:
+    """Start the camera, take the burst (a screenshot at its second prompt to `shot`), and wait for its
+    final message."""
+    page.click("#cam-start")
+    page.locator("#cam-shoot:enabled").wait_for()          # the camera stream is on
+    page.click("#cam-shoot")
+    # the buttons stay disabled while the burst runs, the prompt is a live region
+    assert page.locator("#cam-shoot").is_disabled() and page.locator("#enroll-submit").is_disabled()
+    assert page.locator("#cam-prompt").get_attribute("aria-live") in ("polite", "assertive")
+    if shot:
+        page.locator("#cam-prompt", has_text=PROMPTS[1]).wait_for()
+        page.screenshot(path=str(shot))
+    page.locator("#cam-status", has_text=until).wait_for()
+    assert page.locator("#cam-shoot").is_enabled() and page.locator("#enroll-submit").is_enabled()
+    assert page.evaluate("window.promptsSeen.filter(t => t !== 'Done, thank you.')") == PROMPTS
+
+
+def _file_names(page) -> list[str]:
+    return page.evaluate("Array.from(document.getElementById('photos').files, f => f.name)")
+
+
+def test_enroll_from_a_webcam_burst(playwright, server, data_dir, artifacts, tmp_path, monkeypatch):
+    """The burst with Chromium's fake camera playing frames of Lin-Manuel Miranda alone: every frame is
+    checked, the first good one of each prompt is kept (five), and they enroll as five templates."""
     base, app = server
     clips = data_dir / "videos/face_recognition"
     y4m = _y4m(clips / "short_hamilton_clip.mp4", tmp_path / "camera.y4m")
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True,
-        args=ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-video-capture={y4m}"])
+    checks = _spy_checks(app, monkeypatch)
+    browser, page, problems = _webcam_page(playwright, base, app, [f"--use-file-for-fake-video-capture={y4m}"])
     try:
-        context = browser.new_context(viewport=DESKTOP)
-        context.grant_permissions(["camera"], origin=base)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        problems = _watch(page, base)
-        _log_in(page, base, app)
-        page.goto(base + "/enroll")
         page.fill("input[name=name]", "Lin-Manuel Miranda")
-        page.click("#cam-start")
-        page.locator("#cam-shoot:enabled").wait_for()          # the camera stream is on
-        page.click("#cam-shoot")
-        page.locator("#cam-status", has_text="added to the photos").wait_for()
-        assert page.locator("#cam-shots li.ok").count() == 3
-        assert page.evaluate("document.getElementById('photos').files.length") == 3
+        _burst(page, until="added to the photos", shot=artifacts / "admin-webcam-burst.png")
+        assert len(checks) == FRAMES and page.locator("#cam-shots li").count() == FRAMES
+        good = {name for name, ok in checks if ok}
+        names = _file_names(page)
+        assert len(names) == len(PROMPTS) == page.locator("#cam-shots li.ok").count()
+        assert set(names) <= good                                   # only frames the server passed
+        poses = [re.fullmatch(r"webcam-\d+-(\w+)\.jpg", n).group(1) for n in names]
+        assert poses == ["straight", "left", "right", "up", "down"]  # one per prompt
+        assert "5 good pictures added" in page.locator("#cam-status").inner_text()
         _shoot(page, artifacts, "admin-webcam")
         page.click("#enroll-submit")
         result = page.locator("#result")
-        assert "Enrolled Lin-Manuel Miranda" in result.inner_text() and result.locator("li.ok").count() == 3
+        assert "Enrolled Lin-Manuel Miranda" in result.inner_text() and result.locator("li.ok").count() == 5
+        assert "now has 5 templates" in result.inner_text()
+        with Store(app.extensions[EXTENSION].store_path) as s:
+            assert [p.templates for p in s.people() if p.name == "Lin-Manuel Miranda"] == [5]
 
         page.goto(base + "/test")                 # the webcam templates recognise his portrait
         page.set_input_files("input[name=photo]", str(clips / "lin-manuel-miranda.png"))
         page.click("main form button[type=submit]")
         assert page.locator("#result .match-name").inner_text() == "Lin-Manuel Miranda"
+        assert problems == []
+    finally:
+        browser.close()
+
+
+def test_webcam_burst_without_a_face_adds_nothing(playwright, server, data_dir, artifacts, monkeypatch):
+    """Chromium's own fake camera (a synthetic pattern, no face): every frame is refused with its reason,
+    the page says there are fewer than 3 good pictures, uploads stay and earlier webcam shots go."""
+    base, app = server
+    checks = _spy_checks(app, monkeypatch)
+    browser, page, problems = _webcam_page(playwright, base, app, [])
+    try:
+        upload = data_dir / "lfw/Colin_Powell/Colin_Powell_0001.jpg"
+        page.set_input_files("#photos", str(upload))
+        page.evaluate("""() => {                  // a shot left over from an earlier burst
+            const input = document.getElementById('photos'), dt = new DataTransfer();
+            for (const f of input.files) dt.items.add(f);
+            dt.items.add(new File(['old'], 'webcam-1-straight.jpg', {type: 'image/jpeg'}));
+            input.files = dt.files;
+        }""")
+        _burst(page, until="fewer than 3")
+        assert len(checks) == FRAMES and not any(ok for _, ok in checks)
+        status = page.locator("#cam-status")
+        assert "No good picture" in status.inner_text() and "warn" in status.get_attribute("class")
+        refused = page.locator("#cam-shots li.bad")
+        assert refused.count() == FRAMES and page.locator("#cam-shots li.ok, #cam-shots li.spare").count() == 0
+        assert all("no face found" in t for t in refused.all_inner_texts())
+        assert _file_names(page) == [upload.name]
+        _shoot(page, artifacts, "admin-webcam-refused")
         assert problems == []
     finally:
         browser.close()
