@@ -231,8 +231,9 @@ class OperatingPoint:
                + (f"{self.expected_false_open:.2g}" if self.expected_false_open is not None else "unknown")
                + ", expected miss rate per attempt "
                + (f"{self.expected_miss:.1%}" if self.expected_miss is not None else "unknown"))
-        return (f"{self.people} people enrolled ({self.templates} templates), threshold {self.threshold:.4f} "
-                f"({how}); {exp}")
+        who = f"{self.people} {'person' if self.people == 1 else 'people'} enrolled"
+        return (f"{who} ({self.templates} template{'' if self.templates == 1 else 's'}), threshold "
+                f"{self.threshold:.4f} ({how}); {exp}")
 
     def to_json(self) -> dict:
         return {"people": self.people, "templates": self.templates, "threshold": self.threshold,
