@@ -80,8 +80,8 @@ def test_live_frames_use_live_max_side_and_photos_max_side():
 
     seen = []
     detector = SimpleNamespace(detect=lambda img, max_side=None: seen.append((img.shape, max_side)) or [])
-    bundle = SimpleNamespace(detector=detector, embedder=SimpleNamespace(), threshold=0.35, metric="cosine")
-    cfg = Config.from_dict({"detector": {"max_side": 800, "live_max_side": 256}})
+    bundle = SimpleNamespace(detector=detector, embedder=SimpleNamespace(), score_model=None, metric="cosine")
+    cfg = Config.from_dict({"detector": {"max_side": 800, "live_max_side": 256}, "recognition": {"threshold": 0.35}})
     rec = Recognizer(bundle, cfg)
     frame = np.zeros((480, 640, 3), np.uint8)
     assert rec.analyze(frame, live=True) == [] and rec.analyze(frame) == []

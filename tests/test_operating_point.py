@@ -214,9 +214,9 @@ def test_door_trial_counts_on_synthetic_people():
     """door_trial's bookkeeping on data where the answer is known: well-separated people are never confused
     and a stranger identical to an enrolled person opens."""
     rng = np.random.default_rng(0)
-    centres = rng.standard_normal((40, 16)).astype(np.float32) * 10
+    centres = np.linalg.qr(rng.standard_normal((64, 64)))[0][:40].astype(np.float32)   # orthonormal people
     evaluation = {f"P{i:02d}": [f"P{i:02d}/{j}" for j in range(3)] for i in range(40)}
-    table = {r: centres[int(p[1:])] + rng.standard_normal(16).astype(np.float32) * 0.01
+    table = {r: centres[int(p[1:])] + rng.standard_normal(64).astype(np.float32) * 0.01
              for p, v in evaluation.items() for r in v}
     m = measure_model("x", rng.standard_normal(100_000) * 0.1, np.full(50, 0.99))
     r = door_trial(table, "cosine", m, evaluation, 10, 1, 1e-3)
