@@ -89,7 +89,7 @@ class ScoreModel:
     Attributes:
         embedder: the embedder or fusion name it was measured for.
         impostor_pairs: impostor comparisons measured (calibration people).
-        probs: float exceedance probabilities, descending, from 0.5 down to the tail's p_u.
+        probs: float exceedance probabilities, descending, from 1 down to the tail's p_u.
         scores: the measured impostor score at each of `probs` (ascending with them descending).
         tail: the fitted tail beyond the last of `probs`.
         genuine: sorted genuine scores of the calibration people (one photo against another).
@@ -129,11 +129,8 @@ class ScoreModel:
         s = np.asarray(self.scores, float)
         if t >= s[-1]:
             return self.tail.exceedance(t)
-        if t <= s[0]:
-            return float(self.probs[0]) if t == s[0] else max(float(self.probs[0]), 0.5)
-        # log-linear interpolation between measured points
-        logp = np.interp(t, s, np.log(np.asarray(self.probs, float)))
-        return float(np.exp(logp))
+        # log-linear between measured points; below the first (p = 1 when measured by measure_model): all
+        return float(np.exp(np.interp(t, s, np.log(np.asarray(self.probs, float)), left=0.0)))
 
     def quantile(self, p: float) -> float:
         """The score whose impostor exceedance is p (0 < p <= probs[0])."""
@@ -179,9 +176,9 @@ def measure_model(embedder: str, impostor: np.ndarray, genuine: np.ndarray, norm
     """
     imp = np.sort(np.asarray(impostor, np.float64)[np.isfinite(impostor)])[::-1]
     m = len(imp)
-    k = int(max(min(m // 4, max(math.ceil(tail_fraction * m), min_tail)), 10))
     if m < 40:
         raise ValueError(f"need at least 40 impostor scores to model the tail, got {m}")
+    k = min(m // 4, max(math.ceil(tail_fraction * m), min_tail))        # the largest k scores form the tail
     p_u = k / m
     u = float(imp[k - 1])
     xi, sigma = fit_gpd(imp[:k] - u)
@@ -189,8 +186,8 @@ def measure_model(embedder: str, impostor: np.ndarray, genuine: np.ndarray, norm
         # A bounded fit predicts too few strangers far out: lookalikes, twins and label errors make the far
         # tail heavier than its body suggests. Never model it lighter than exponential (sigma: its MLE).
         xi, sigma = 0.0, float(np.mean(imp[:k] - u))
-    decades = math.log10(0.5 / p_u)
-    probs = np.logspace(math.log10(0.5), math.log10(p_u), max(2, int(round(decades * points_per_decade)) + 1))
+    # measured points from p = 1 (the lowest impostor score) down to the tail
+    probs = np.logspace(0.0, math.log10(p_u), max(2, int(round(-math.log10(p_u) * points_per_decade)) + 1))
     scores = [float(imp[max(int(round(p * m)) - 1, 0)]) for p in probs]
     scores[-1] = u
     scores = np.maximum.accumulate(scores).tolist()

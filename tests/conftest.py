@@ -35,43 +35,43 @@ def fp32_models(data_dir, tmp_path_factory):
             for n in ("retinaface_mnet025", "dlib_resnet", "sface")}
 
 
-@pytest.fixture(scope="session")
-def fp32_bundle(fp32_models, tmp_path_factory):
-    """An fp32 bundle of the three exported networks (thresholds: the models' published defaults; score
-    models: the shipped bundle's)."""
-    from facegate.export.bundle_write import ModelFile, write_bundle
-
+def _shipped_manifest() -> dict:
     import json
 
     from facegate.edge_runtime.bundle import default_bundle_dir
-    from facegate.export.bundle_write import update_manifest
+
+    return json.loads((default_bundle_dir() / "bundle.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle(fp32_models, tmp_path_factory):
+    """An fp32 bundle of the three exported networks (thresholds: the models' published defaults; score
+    models: the shipped bundle's, measured on its int8 parts, which score within a few hundredths of these
+    fp32 forms, so the door's operating point is derived as on a built bundle)."""
+    from facegate.export.bundle_write import ModelFile, update_manifest, write_bundle
 
     m = fp32_models
     out = write_bundle(tmp_path_factory.mktemp("bundle") / "fp32",
                        ModelFile("retinaface_mnet025", m["retinaface_mnet025"], "fp32"),
                        [ModelFile("sface", m["sface"], "fp32", 0.363, 1e-3, 1e-3),
                         ModelFile("dlib_resnet", m["dlib_resnet"], "fp32", -0.6, 1e-3, 1e-3)], "sface")
-    # the shipped bundle's score models (measured on its int8 parts, which score within a few hundredths
-    # of these fp32 forms), so the door's operating point is derived as on a built bundle
-    shipped = json.loads((default_bundle_dir() / "bundle.json").read_text())["score_models"]
+    shipped = _shipped_manifest()["score_models"]
     update_manifest(out, {"score_models": {n: shipped[n] for n in ("sface", "dlib_resnet")}})
     return out
 
 
 @pytest.fixture(scope="session")
 def fused_fp32_bundle(fp32_bundle, tmp_path_factory):
-    """The fp32 bundle with the shipped bundle's SFace + dlib fusion (weights, z-stats, threshold) as its
-    default embedder: templates of the same embedder as the shipped default, made by other model files."""
-    import json
+    """The fp32 bundle with the shipped bundle's SFace + dlib fusion (weights, z-stats, threshold, score
+    models) as its default embedder: templates of the same embedder as the shipped default, made by other
+    model files."""
     import shutil
 
-    from facegate.edge_runtime.bundle import default_bundle_dir
     from facegate.export.bundle_write import set_fusion, update_manifest
 
     out = tmp_path_factory.mktemp("bundle") / "fp32-fused"
     shutil.copytree(fp32_bundle, out)
-    shipped = json.loads((default_bundle_dir() / "bundle.json").read_text())
-    entry = dict(shipped["fusion"], precision="fp32+fp32")
-    set_fusion(out, entry, "sface+dlib_resnet")
+    shipped = _shipped_manifest()
+    set_fusion(out, dict(shipped["fusion"], precision="fp32+fp32"), "sface+dlib_resnet")
     update_manifest(out, {"score_models": shipped["score_models"]})
     return out
