@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
-from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
-                                                     create_activation_matching,
-                                                     modify_model_output_intermediate_tensors)
+from onnxruntime.quantization.qdq_loss_debug import (
+    collect_activations,
+    compute_activation_error,
+    create_activation_matching,
+    modify_model_output_intermediate_tensors,
+)
 
 from .quantize import preprocess
 from .reader import ListReader, drain
@@ -116,25 +119,3 @@ def format_rows(rows: list[LayerError], top: int = 15) -> str:
         lines.append(f"{r.tensor[:40]:40s} {r.node[:32]:32s} {r.op_type[:12]:12s} {r.qdq_sqnr:7.1f} "
                      f"{r.xmodel_sqnr:9.1f} {r.rel_error:8.4f}")
     return "\n".join(lines)
-
-
-def cmd_quant_debug(args) -> int:
-    """`facegate quant-debug FP32 INT8`: the worst layers first, to pick names for --exclude."""
-    import json
-
-    from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
-
-    from .reader import reader_for_model
-
-    detector = args.detector
-    if detector is None:
-        root = default_bundle_dir()
-        detector = root / read_manifest(root).detector_file
-    reader = reader_for_model(args.fp32, folder=args.images, detector_path=detector, limit=args.inputs * 4)
-    rows = layer_errors(args.fp32, args.int8, reader, max_inputs=args.inputs, sort_by=args.sort_by)
-    print(format_rows(rows, args.top))
-    print(f"{len(rows)} tensors compared on {args.inputs} inputs; leave a layer in float with "
-          "`facegate calibrate|build-bundle --exclude NODE` (the node column)")
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
-    return 0

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.edge_runtime.eval.lfw import read_pairs
+from facegate.edge_runtime.eval.lfw_eval import pair_scores, scores_report
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.lfw import read_pairs
-from facegate.edge_runtime.lfw_eval import pair_scores, scores_report
-from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
+from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .benchmark import embedding_drift, latency_ms
 from .quantize import quantize_model

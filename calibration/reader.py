@@ -23,12 +23,13 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from facegate.edge_runtime.contract import DetectorContract, EmbedderContract
+from facegate.edge_runtime.detection import FaceDetector
+from facegate.edge_runtime.embedding import FaceEmbedder
 from facegate.edge_runtime.errors import FacegateError
+from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.lfw import people_outside_pairs, read_pairs
-from facegate.edge_runtime.onnx_models import onnx_detector, open_session, read_contract
-from facegate.edge_runtime.pipeline import FaceDetector, FaceEmbedder
+from facegate.edge_runtime.sessions import onnx_detector, open_session, read_contract
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DETECTOR_MAX_SIDE = 640          # what the runtime's FaceDetector shrinks frames to

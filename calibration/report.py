@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.edge_runtime.eval.lfw import read_pairs
+from facegate.edge_runtime.eval.lfw_eval import evaluate_lfw
+from facegate.edge_runtime.eval.wider_eval import evaluate_wider
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.lfw import read_pairs
-from facegate.edge_runtime.lfw_eval import evaluate_lfw
-from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
-from facegate.edge_runtime.wider_eval import evaluate_wider
+from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .benchmark import embedding_drift, file_mb, latency_ms
 

@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from facegate.main import data_dir
+from facegate.edge_runtime.eval.speed import face_photos, fresh_process
+from facegate.edge_runtime.paths import data_dir
 
 
 def models_for(args, embedders: list[str] | None):
@@ -19,7 +20,7 @@ def models_for(args, embedders: list[str] | None):
     root = args.bundle or default_bundle_dir()
     if args.fp32:
         from facegate.edge_runtime.contract import EMBEDDERS
-        from facegate.edge_runtime.pipeline import FusedEmbedder
+        from facegate.edge_runtime.embedding import FusedEmbedder
         from facegate.models.backend import torch_detector, torch_embedder
         names = ["sface", "dlib_resnet"] if embedders is None else embedders
         out = {}
@@ -45,7 +46,7 @@ def default_embedder(args) -> str:
 
 
 def cmd_bench_lfw(args) -> int:
-    from facegate.edge_runtime.lfw_eval import evaluate_lfw, plot_roc
+    from facegate.edge_runtime.eval.lfw_eval import evaluate_lfw, plot_roc
 
     lfw = data_dir() / "lfw"
     if not (lfw / "pairs.txt").is_file():
@@ -72,33 +73,9 @@ def _write(args, report: dict) -> None:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
 
-def face_photos(root: Path | None = None) -> list[Path]:
-    """The three LFW face photos the speed frames are made from (root: the data folder, default $FACEGATE_DATA)."""
-    lfw = Path(root if root is not None else data_dir()) / "lfw"
-    photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
-              lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
-    missing = [p for p in photos if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]} not found; set FACEGATE_DATA")
-    return photos
-
-
-def fresh_process(fn, *args):
-    """fn(*args) in a new interpreter (spawned), so each measurement gets its own onnxruntime thread
-    pool and its own peak RSS; returns fn's result."""
-    import argparse
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    plain = [argparse.Namespace(**{k: v for k, v in vars(a).items() if not callable(v)})
-             if isinstance(a, argparse.Namespace) else a for a in args]  # drop the CLI handler
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *plain).result()
-
-
 def _speed_ours(args, threads: int, photos: list[Path]) -> dict:
-    from facegate.edge_runtime.onnx_models import share_thread_pool
-    from facegate.edge_runtime.speed import bench_stages
+    from facegate.edge_runtime.eval.speed import bench_stages
+    from facegate.edge_runtime.sessions import share_thread_pool
     args.threads = threads
     if not args.fp32:
         share_thread_pool(threads)          # as the device commands run (facegate.main)
@@ -108,8 +85,8 @@ def _speed_ours(args, threads: int, photos: list[Path]) -> dict:
 
 
 def _speed_peer(args, threads: int, photos: list[Path]) -> dict:
-    from facegate.edge_runtime.peers import OpenCVZooPeer
-    from facegate.edge_runtime.speed import bench_stages
+    from facegate.edge_runtime.eval.peers import OpenCVZooPeer
+    from facegate.edge_runtime.eval.speed import bench_stages
     peer = OpenCVZooPeer(threads=threads, max_side=args.max_side)
     return bench_stages(peer, peer, photos, threads=threads, repeats=args.repeats)
 
@@ -147,8 +124,8 @@ def cmd_bench_speed(args) -> int:
 
 def cmd_bench_wider(args) -> int:
     """Detection AP (IoU 0.5) on the WIDER FACE val subset, ours vs YuNet."""
-    from facegate.edge_runtime.peers import OpenCVZooPeer
-    from facegate.edge_runtime.wider_eval import evaluate_wider
+    from facegate.edge_runtime.eval.peers import OpenCVZooPeer
+    from facegate.edge_runtime.eval.wider_eval import evaluate_wider
 
     root = data_dir() / "widerface_val_subset"
     det, _, backend = models_for(args, [])
@@ -168,7 +145,7 @@ def cmd_bench_wider(args) -> int:
 
 def cmd_bench_identify(args) -> int:
     """1:N search time against 1,000 / 10,000 / 100,000 enrolled templates."""
-    from facegate.edge_runtime.gallery import bench_search
+    from facegate.edge_runtime.eval.speed import bench_search
 
     metric = args.metric
     if metric == "fused":
@@ -193,10 +170,10 @@ def cmd_bench_pipeline(args) -> int:
     import numpy as np
 
     from facegate.edge_runtime.config import Config
-    from facegate.edge_runtime.decision import OPEN, DoorDecider
-    from facegate.edge_runtime.gallery import Gallery
+    from facegate.edge_runtime.door.decision import OPEN, DoorDecider
+    from facegate.edge_runtime.eval.speed import peak_rss_mb
+    from facegate.edge_runtime.matching import TemplateGallery
     from facegate.edge_runtime.recognizer import Recognizer, door_candidate
-    from facegate.edge_runtime.speed import peak_rss_mb
 
     clips = data_dir() / "videos/face_recognition"
     video, photo, name = clips / "short_hamilton_clip.mp4", clips / "lin-manuel-miranda.png", "Lin-Manuel Miranda"
@@ -210,7 +187,7 @@ def cmd_bench_pipeline(args) -> int:
     enrolled = rec.enrollment_photo(photo)
     if not enrolled.ok:
         raise RuntimeError(f"cannot enroll {photo}: {enrolled.reason}")
-    rec.gallery = Gallery((name,), (1,), enrolled.embedding[None], bundle.metric)
+    rec.templates = TemplateGallery((name,), (1,), enrolled.embedding[None], bundle.metric)
     decider = DoorDecider.from_config(cfg.decision)
     cap = cv2.VideoCapture(str(video))
     fps_src = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -262,10 +239,9 @@ def cmd_bench_openset(args) -> int:
     """Open-set 1:N on LFW: one photo enrolled per person with several, their other photos as mated
     probes, never-enrolled people as impostors; FNIR at FPIR 1% and 0.1% of every embedder and of the
     bundle's fusion, a two-fold held-out check of the fusion, and the peer."""
-    from facegate.edge_runtime.lfw_eval import embed_images
-    from facegate.edge_runtime.openset import (build_searches, evaluate_openset, fusion_report,
-                                               openset_relpaths)
-    from facegate.edge_runtime.peers import OpenCVZooPeer
+    from facegate.edge_runtime.eval.lfw_eval import embed_images
+    from facegate.edge_runtime.eval.openset import build_searches, evaluate_openset, fusion_report, openset_relpaths
+    from facegate.edge_runtime.eval.peers import OpenCVZooPeer
 
     lfw = data_dir() / "lfw"
     enrol, mated, nonmated = openset_relpaths(lfw)
@@ -295,7 +271,7 @@ def cmd_bench_openset(args) -> int:
         searches["opencv_zoo_peer"] = build_searches(pe["embeddings"]["peer"], enrol, mated, nonmated, "cosine")
         report["results"]["opencv_zoo_peer"] = evaluate_openset(searches["opencv_zoo_peer"])
     if args.plot:
-        from facegate.edge_runtime.openset import det_curve, plot_det
+        from facegate.edge_runtime.eval.openset import det_curve, plot_det
         plot_det({n: det_curve(s) for n, s in searches.items()}, args.plot)
     door = default_embedder(args)
     if door in embs:
@@ -326,7 +302,7 @@ def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
     """The door's numbers at its operating point ({name: (table, metric)}; the first is the bundle's)."""
     from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
     from facegate.edge_runtime.config import RecognitionConfig
-    from facegate.edge_runtime.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model, lfw_people
+    from facegate.edge_runtime.eval.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model, lfw_people
 
     calibration, evaluation = lfw_people(lfw)
     target = args.false_open_rate or RecognitionConfig().false_open_rate
@@ -342,7 +318,7 @@ def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
         if i == 0:
             section["embedders"][name]["cohort"] = cohort_comparison(table, metric, calibration, evaluation)
     if args.markdown:
-        from facegate.edge_runtime.door_eval import door_markdown
+        from facegate.edge_runtime.eval.door_eval import door_markdown
         Path(args.markdown).write_text(door_markdown(section))
     return section
 

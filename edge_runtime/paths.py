@@ -1,4 +1,5 @@
-"""Where facegate keeps its data on the device: one private folder holding the store, config and images."""
+"""Where facegate's folders are: the data home on the device (one private folder holding the store and
+the config) and the research data folder that evaluation, calibration and training read."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,10 @@ from .errors import FacegateError
 
 STORE_FILE = "store.db"        # SQLite enrollment store (people, templates, images, audit)
 CONFIG_FILE = "config.toml"    # the one configuration file
-IMAGES_DIR = "images"          # exported or captured images
 
 HOME_ENV = "FACEGATE_HOME"
+DATA_ENV = "FACEGATE_DATA"
+DEFAULT_DATA = "../shared/data"  # the shared research data, seen from the repository root
 DIR_MODE = 0o700               # biometric data: readable by the owner only
 
 
@@ -61,6 +63,7 @@ def config_path(home: Path) -> Path:
     return Path(home) / CONFIG_FILE
 
 
-def images_dir(home: Path) -> Path:
-    """The images folder inside the data folder (not created here)."""
-    return Path(home) / IMAGES_DIR
+def data_dir() -> Path:
+    """The research data folder (LFW, WIDER FACE, videos, weights; see its MANIFEST.md): $FACEGATE_DATA,
+    default ../shared/data relative to the working directory. Not created; callers say what is missing."""
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)

@@ -7,6 +7,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def channel_constants(values, colour_order: str) -> tuple:
+    """Per-channel constants given in the model's colour order ("RGB" or "BGR"), re-ordered to match
+    RGB input (one value stays as it is)."""
+    if colour_order not in ("RGB", "BGR"):
+        raise ValueError(f"unknown colour order {colour_order!r}; expected 'RGB' or 'BGR'")
+    v = tuple(values) if np.ndim(values) else (values,)
+    return v[::-1] if colour_order == "BGR" and len(v) == 3 else v
+
+
+def contract_input(images_rgb: np.ndarray, contract) -> np.ndarray:
+    """uint8 RGB (H, W, 3) or (N, H, W, 3) -> the float32 batch a model with this input contract
+    (mean, std, colour_order, layout: a DetectorContract or EmbedderContract) takes."""
+    c = contract
+    return to_model_input(images_rgb, channel_constants(c.mean, c.colour_order),
+                          channel_constants(c.std, c.colour_order), c.layout, swap_rb=c.colour_order == "BGR")
+
+
 def to_model_input(images: np.ndarray, mean, std, layout: str = "NCHW", swap_rb: bool = False) -> np.ndarray:
     """Turn uint8 images into a normalised float32 batch.
 

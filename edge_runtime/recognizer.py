@@ -11,8 +11,8 @@ from .bundle import Bundle
 from .config import Config
 from .errors import FaceNotFoundError, ImageError, ManyFacesError
 from .face import Face
-from .gallery import Gallery, Match
 from .imageio import decode_image, load_image
+from .matching import Match, TemplateGallery
 from .operating_point import operating_point
 from .quality import face_quality
 
@@ -55,25 +55,25 @@ class PhotoResult:
 
 
 class Recognizer:
-    """The face pipeline over a loaded bundle and a gallery of enrolled templates."""
+    """The face pipeline over a loaded bundle and the enrolled templates it searches."""
 
-    def __init__(self, bundle: Bundle, config: Config, gallery: Gallery | None = None):
+    def __init__(self, bundle: Bundle, config: Config, templates: TemplateGallery | None = None):
         self.bundle = bundle
         self.config = config
         self.metric = bundle.metric
-        self.gallery = gallery if gallery is not None else Gallery.empty(self.metric)
+        self.templates = templates if templates is not None else TemplateGallery.empty(self.metric)
 
     @property
-    def gallery(self) -> Gallery:
-        return self._gallery
+    def templates(self) -> TemplateGallery:
+        return self._templates
 
-    @gallery.setter
-    def gallery(self, gallery: Gallery) -> None:
+    @templates.setter
+    def templates(self, templates: TemplateGallery) -> None:
         """Search these templates from now on; the operating point follows their number."""
         r = self.config.recognition
-        self.operating = operating_point(self.bundle.score_model, len(gallery), r.false_open_rate, r.threshold,
-                                         people=len(gallery.people))
-        self._gallery = gallery
+        self.operating = operating_point(self.bundle.score_model, len(templates), r.false_open_rate, r.threshold,
+                                         people=len(templates.people))
+        self._templates = templates
 
     @property
     def threshold(self) -> float:
@@ -94,7 +94,7 @@ class Recognizer:
         good = [i for i, r in enumerate(results) if r.usable]
         if good:
             vecs = emb.embed_sets([results[i].chips for i in good])
-            matches = self.gallery.nearest(vecs, self.metric, self.threshold)
+            matches = self.templates.nearest(vecs, self.metric, self.threshold)
             for i, v, m in zip(good, vecs, matches):
                 r = results[i]
                 results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chips, m)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import FacegateError, ImageError
-from .gallery import Gallery
+from .matching import TemplateGallery
 
 log = logging.getLogger(__name__)
 
@@ -456,18 +456,18 @@ class Store:
                 raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
 
     # -- templates and images --------------------------------------------------------------
-    def templates(self, bundle_id: str, metric: str = "cosine") -> Gallery:
-        """Every template made with `bundle_id`, as a search-ready Gallery (others are ignored)."""
+    def templates(self, bundle_id: str, metric: str = "cosine") -> TemplateGallery:
+        """Every template made with `bundle_id`, as a search-ready TemplateGallery (others are ignored)."""
         rows = self._read("SELECT p.name, p.id, t.embedding, t.dim FROM templates t JOIN people p ON p.id = t.person_id "
                           "WHERE t.bundle_id = ? ORDER BY p.id, t.id", (bundle_id,))
         if not rows:
-            return Gallery.empty(metric)
+            return TemplateGallery.empty(metric)
         dims = {r[3] for r in rows}
         if len(dims) != 1:
             raise StoreError(f"bundle {bundle_id!r} has templates of several sizes {sorted(dims)} in {self.path}; "
                              f"delete and re-enroll the affected people")
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dims.pop())
-        return Gallery(tuple(r[0] for r in rows), tuple(r[1] for r in rows), matrix.astype(np.float32), metric)
+        return TemplateGallery(tuple(r[0] for r in rows), tuple(r[1] for r in rows), matrix.astype(np.float32), metric)
 
     def stale_templates(self, bundle_id: str) -> dict[str, int]:
         """{name: count} of templates made with another bundle: those people must re-enroll.

@@ -2,21 +2,18 @@
 -> per-model precision chosen by the numbers -> LFW threshold -> bundle."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from facegate.calibration.prelu import prelu_to_conv_pair
 from facegate.calibration.quantize import quantize_model
-from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCalibrationReader,
-                                         calibration_images)
+from facegate.calibration.reader import DetectorCalibrationReader, EmbedderCalibrationReader, calibration_images
 from facegate.calibration.report import compare, write_report
 
 from .bundle_write import ModelFile, set_fusion, write_bundle
-from .cli import sample_images
 from .fusion_fit import FUSION_PARTS, fit_fusion
+from .onnx_export import export_model, sample_images
 from .operating_point_fit import record_score_models
-from .onnx_export import export_model
 
 DETECTOR = "retinaface_mnet025"
 # onnxruntime has no int8 PRelu: these models get PRelu rewritten as Conv + Relu(Conv) -> Add
@@ -119,24 +116,6 @@ def build_bundle(out: Path, work: Path, data_dir: Path, s: CalibrationSettings,
     return report
 
 
-def cmd_calibrate(args) -> int:
-    from facegate.main import data_dir
-
-    s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
-                            args.wider_limit, tuple(args.exclude))
-    names = [DETECTOR, *(args.embedder or ["sface", "dlib_resnet"])]
-    fp32 = export_all(args.work, names)
-    if args.grid:
-        return _grid(args, fp32, names[1:], s)
-    int8 = calibrate_all(fp32, args.work, s)
-    report = compare(fp32, int8, data_dir(), s.lfw_limit, s.wider_limit)
-    report["decisions"] = {n: choose_precision(n, report["models"][n])[1] for n in names}
-    md, js = write_report(report, args.out)
-    print(md.read_text())
-    print(f"wrote {md} and {js}; int8 models in {args.work / 'int8'}")
-    return 0
-
-
 def quantization_source(name: str, fp32: Path, work: Path) -> Path:
     """The graph that gets quantised: the fp32 export, or its PRelu-rewritten form (PRELU_REWRITE)."""
     if name not in PRELU_REWRITE:
@@ -144,41 +123,3 @@ def quantization_source(name: str, fp32: Path, work: Path) -> Path:
     path = Path(work) / "fp32" / f"{name}.prelu-rewritten.onnx"
     prelu_to_conv_pair(fp32, path)
     return path
-
-
-def _grid(args, fp32: dict[str, Path], embedders: list[str], s: CalibrationSettings) -> int:
-    from facegate.calibration.grid import calibration_grid, write_grid
-    from facegate.main import data_dir
-
-    source = {n: quantization_source(n, fp32[n], args.work) for n in embedders}
-    report = calibration_grid(fp32, source, args.work, data_dir(), embedders, s.images, s.limit, s.lfw_limit)
-    md, js = write_grid(report, args.out)
-    print(md.read_text())
-    print(f"wrote {md} and {js}")
-    return 0
-
-
-def cmd_fit_operating_point(args) -> int:
-    """Measure the score models of an existing bundle (no re-export, no re-calibration)."""
-    from facegate.edge_runtime.bundle import default_bundle_dir
-    from facegate.main import data_dir
-
-    bundle = Path(args.bundle) if args.bundle else default_bundle_dir()
-    models = record_score_models(bundle, data_dir())
-    for n, m in models.items():
-        print(f"{n}: {m.impostor_pairs} impostor and {len(m.genuine)} genuine comparisons of calibration people; "
-              f"tail above {m.tail.u:.4f} (p {m.tail.p_u:.2g}, xi {m.tail.xi:.3f}, sigma {m.tail.sigma:.4f})")
-    print(f"score models written to {bundle / 'bundle.json'}")
-    return 0
-
-
-def cmd_build_bundle(args) -> int:
-    from facegate.main import data_dir
-
-    s = CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
-                            args.wider_limit, tuple(args.exclude))
-    report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or FUSION_PARTS),
-                          fusion=not args.no_fusion)
-    print(json.dumps(report["decisions"], indent=1))
-    print(f"bundle written to {args.out}")
-    return 0

@@ -21,12 +21,20 @@ import numpy as np
 
 from facegate.edge_runtime.bundle import load_bundle, read_manifest
 from facegate.edge_runtime.config import DetectorConfig
+from facegate.edge_runtime.eval.lfw import read_pairs
+from facegate.edge_runtime.eval.lfw_eval import embed_images, pair_scores, scores_report
+from facegate.edge_runtime.eval.openset import (
+    Searches,
+    build_searches,
+    evaluate_openset,
+    fuse,
+    fusion_report,
+    impostor_stats,
+    openset_relpaths,
+    person,
+)
 from facegate.edge_runtime.fusion import ScoreFusion
-from facegate.edge_runtime.lfw import read_pairs
-from facegate.edge_runtime.lfw_eval import embed_images, pair_scores, scores_report
-from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder
-from facegate.edge_runtime.openset import (Searches, build_searches, evaluate_openset, fuse, fusion_report,
-                                           impostor_stats, openset_relpaths, person)
+from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .bundle_write import set_fusion
 
@@ -68,8 +76,8 @@ def choose_default(heldout: dict[str, float], latency: dict[str, float]) -> tupl
 def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeats: int, photos: list) -> float:
     """Median detect + align + embed (ms) of `embedder` of the bundle, opened as the runtime opens it
     (one shared thread pool); run by `fresh_process`."""
-    from facegate.edge_runtime.onnx_models import share_thread_pool
-    from facegate.edge_runtime.speed import bench_stages
+    from facegate.edge_runtime.eval.speed import bench_stages
+    from facegate.edge_runtime.sessions import share_thread_pool
 
     share_thread_pool(threads)
     b = load_bundle(bundle_dir, embedder=embedder, threads=threads, max_side=max_side)
@@ -78,7 +86,7 @@ def _latency(bundle_dir: str, embedder: str, threads: int, max_side: int, repeat
 
 def candidate_latency(bundle_dir: Path, names: list[str], data_dir: Path, repeats: int = 40) -> dict[str, float]:
     """{embedder or fusion name: median detect + align + embed ms at 2 threads}, each in a fresh process."""
-    from facegate.bench import face_photos, fresh_process
+    from facegate.edge_runtime.eval.speed import face_photos, fresh_process
 
     photos, side = face_photos(data_dir), DetectorConfig().live_max_side
     return {n: fresh_process(_latency, str(bundle_dir), n, 2, side, repeats, photos) for n in names}

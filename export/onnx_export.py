@@ -11,17 +11,34 @@ import onnx
 import torch
 
 from facegate.edge_runtime.contract import to_metadata
+from facegate.edge_runtime.detection import FaceDetector
+from facegate.edge_runtime.embedding import FaceEmbedder
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.onnx_models import open_session, session_run
-from facegate.edge_runtime.pipeline import FaceDetector, FaceEmbedder
+from facegate.edge_runtime.paths import data_dir
+from facegate.edge_runtime.sessions import open_session, session_run
 from facegate.models.backend import torch_run
+from facegate.models.registry import build, get_spec
 
 from .metadata import add_metadata
-from facegate.models.registry import build, get_spec
 
 OPSET = 17
 FP32_TOLERANCE = 1e-4
+
+
+SAMPLE_IMAGES = ("faceapi_bbt_scenes/bbt1.jpg", "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+                 "videos/face_recognition/lin-manuel-miranda.png")
+
+
+def sample_images(images: list[Path] | None) -> list[Path]:
+    """The user's images, or a few real faces from $FACEGATE_DATA. Raises FileNotFoundError."""
+    if images:
+        return images
+    paths = [data_dir() / s for s in SAMPLE_IMAGES]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"sample images not found ({missing[0]}); pass --images or set FACEGATE_DATA")
+    return paths
 
 
 class ExportMismatchError(RuntimeError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from facegate.edge_runtime.bundle import load_bundle, read_manifest
-from facegate.edge_runtime.lfw_eval import embed_images
-from facegate.edge_runtime.openset import pair_scores
+from facegate.edge_runtime.eval.lfw_eval import embed_images
+from facegate.edge_runtime.eval.openset import pair_scores
 from facegate.edge_runtime.operating_point import ScoreModel, measure_model
 
 from .bundle_write import update_manifest

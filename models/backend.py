@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from facegate.edge_runtime.pipeline import FaceDetector, FaceEmbedder
+from facegate.edge_runtime.detection import FaceDetector
+from facegate.edge_runtime.embedding import FaceEmbedder
 
 from .registry import build, get_spec
 

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dlib_format import read_dlib_resnet_params
-
 from facegate.edge_runtime.contract import DLIB_RESNET as CONTRACT
+
+from .dlib_format import read_dlib_resnet_params
 
 # The input contract lives in facegate.edge_runtime.contract; these names are views of it.
 INPUT_SIZE = CONTRACT.input_size

@@ -6,8 +6,6 @@ The network returns raw tensors; priors, decoding and NMS live in `facegate.edge
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from facegate.edge_runtime.align import transform_points
+from facegate.edge_runtime.detection import FaceDetector
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.pipeline import FaceDetector
 
 from .sources import DLIB_RESNET
 

@@ -5,11 +5,11 @@ import pytest
 
 from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
 from facegate.edge_runtime.contract import DETECTOR, EMBEDDERS
-from facegate.edge_runtime.lfw_eval import evaluate_lfw
+from facegate.edge_runtime.eval.lfw_eval import evaluate_lfw
 
 
 def test_shipped_bundle_is_complete_and_verified():
-    from facegate.edge_runtime.pipeline import FusedEmbedder
+    from facegate.edge_runtime.embedding import FusedEmbedder
 
     root = default_bundle_dir()
     m = read_manifest(root)

@@ -12,12 +12,17 @@ pytest.importorskip("torch")          # the fp32 models are exported inside the 
 
 from facegate.calibration.debug import LayerError, layer_errors  # noqa: E402
 from facegate.calibration.quantize import quantization_info, quantize_model  # noqa: E402
-from facegate.calibration.reader import (DetectorCalibrationReader, EmbedderCalibrationReader,  # noqa: E402
-                                         calibration_images, chunk_feeds, reader_for_model)
+from facegate.calibration.reader import (  # noqa: E402
+    DetectorCalibrationReader,
+    EmbedderCalibrationReader,
+    calibration_images,
+    chunk_feeds,
+    reader_for_model,
+)
+from facegate.edge_runtime.eval.lfw import read_pairs  # noqa: E402
 from facegate.edge_runtime.face import nearest_to_center  # noqa: E402
 from facegate.edge_runtime.imageio import load_image  # noqa: E402
-from facegate.edge_runtime.lfw import read_pairs  # noqa: E402
-from facegate.edge_runtime.onnx_models import onnx_detector, onnx_embedder, open_session  # noqa: E402
+from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder, open_session  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.camera import (CameraError, FrameSource, LatestQueue, is_stream, parse_source,
-                                          to_rgb)
 from facegate.edge_runtime.config import CameraConfig
+from facegate.edge_runtime.door.camera import CameraError, FrameSource, LatestQueue, is_stream, parse_source, to_rgb
 
 
 def _frame(i, h=24, w=32):

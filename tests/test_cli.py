@@ -29,7 +29,7 @@ def test_training_command_without_torch_names_the_extra():
 
 def test_runtime_modules_do_not_import_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import facegate.edge_runtime.pipeline, facegate.edge_runtime.lfw_eval, facegate.main\n"
+            "import facegate.edge_runtime.embedding, facegate.edge_runtime.eval.lfw_eval, facegate.main\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr

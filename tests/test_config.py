@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from facegate.edge_runtime import paths
-from facegate.edge_runtime.config import (Config, ConfigError, DecisionConfig, DetectorConfig, DoorConfig,
-                                          load_config)
+from facegate.edge_runtime.config import Config, ConfigError, DecisionConfig, DetectorConfig, DoorConfig, load_config
 from facegate.edge_runtime.face import Face
 from facegate.edge_runtime.quality import brightness, face_quality, sharpness, yaw_ratio
 
@@ -144,7 +143,6 @@ def test_data_home_precedence(clean_env, tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "cli" / "deep").st_mode) == 0o700
     assert paths.store_path(tmp_path).name == "store.db" == paths.STORE_FILE
     assert paths.config_path(tmp_path).name == "config.toml" == paths.CONFIG_FILE
-    assert paths.images_dir(tmp_path).name == "images" == paths.IMAGES_DIR
 
 
 def test_data_home_keeps_existing_folder_and_refuses_a_file(clean_env, tmp_path):

@@ -2,8 +2,8 @@
 import pytest
 
 from facegate.edge_runtime.config import DecisionConfig
-from facegate.edge_runtime.decision import Decision, DoorDecider
-from facegate.edge_runtime.gallery import Match
+from facegate.edge_runtime.door.decision import Decision, DoorDecider
+from facegate.edge_runtime.matching import Match
 
 
 def M(name, score=0.8):

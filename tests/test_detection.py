@@ -2,8 +2,15 @@
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.detection import (PriorConfig, decode_boxes, decode_landmarks, nms,
-                                             postprocess, prior_boxes, resize_for_detector)
+from facegate.edge_runtime.detection import (
+    PriorConfig,
+    decode_boxes,
+    decode_landmarks,
+    nms,
+    postprocess,
+    prior_boxes,
+    resize_for_detector,
+)
 
 
 def test_prior_count_and_layout():
@@ -89,7 +96,7 @@ def test_live_frames_use_live_max_side_and_photos_max_side():
 
 
 def test_detector_max_side_override_is_per_call():
-    from facegate.edge_runtime.pipeline import FaceDetector
+    from facegate.edge_runtime.detection import FaceDetector
 
     class Model:
         shapes = []

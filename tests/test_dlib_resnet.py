@@ -147,7 +147,7 @@ def test_same_person_closer_than_different_people(descriptors):
 
 def test_model_layout_and_eval_mode(dat_path):
     torch = pytest.importorskip("torch")
-    from facegate.models.dlib_resnet import DlibResNet, EMBEDDING_SIZE, INPUT_SIZE
+    from facegate.models.dlib_resnet import EMBEDDING_SIZE, INPUT_SIZE, DlibResNet
 
     model = DlibResNet.from_dat(dat_path)
     assert not model.training

@@ -10,8 +10,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from facegate.edge_runtime.config import DoorConfig
-from facegate.edge_runtime.door import (DoorError, DoorLibraryError, GpioDoor, LogDoor, MqttDoor, WebhookDoor,
-                                        make_door)
+from facegate.edge_runtime.door.actuators import (
+    DoorError,
+    DoorLibraryError,
+    GpioDoor,
+    LogDoor,
+    MqttDoor,
+    WebhookDoor,
+    make_door,
+)
 
 
 def _wait_for(cond, timeout=3.0):

@@ -11,7 +11,7 @@ from facegate.edge_runtime.contract import DETECTOR, SFACE, from_metadata
 from facegate.edge_runtime.errors import ContractError
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
-from facegate.edge_runtime.onnx_models import ModelFileError, onnx_detector, onnx_embedder
+from facegate.edge_runtime.sessions import ModelFileError, onnx_detector, onnx_embedder
 
 
 def test_metadata_carries_contract(fp32_models):
@@ -113,8 +113,8 @@ def _with_fusion(bundle, **change):
 
 
 def test_bundle_with_a_fusion_opens_it_as_one_embedder(bundle, data_dir):
+    from facegate.edge_runtime.embedding import FusedEmbedder
     from facegate.edge_runtime.fusion import ScoreFusion
-    from facegate.edge_runtime.pipeline import FusedEmbedder
 
     _with_fusion(bundle)
     b = load_bundle(bundle)                                   # the fusion is the default now

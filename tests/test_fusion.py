@@ -1,15 +1,14 @@
-"""Score fusion in the runtime: the maths, the fused gallery search, the fused embedder's chips and crops."""
+"""Score fusion in the runtime: the maths, the fused template search, the fused embedder's chips and crops."""
 import cv2
 import numpy as np
 import pytest
 
 from facegate.edge_runtime.contract import DLIB_RESNET, SFACE
+from facegate.edge_runtime.embedding import FaceEmbedder, FusedEmbedder
+from facegate.edge_runtime.eval.openset import impostor_stats, pick_fusion_weight
 from facegate.edge_runtime.face import Face
 from facegate.edge_runtime.fusion import FusionError, ScoreFusion
-from facegate.edge_runtime.gallery import Gallery
-from facegate.edge_runtime.matching import pair_similarity, similarity
-from facegate.edge_runtime.openset import impostor_stats, pick_fusion_weight
-from facegate.edge_runtime.pipeline import FaceEmbedder, FusedEmbedder
+from facegate.edge_runtime.matching import TemplateGallery, pair_similarity, similarity
 
 F = ScoreFusion(("sface", "dlib_resnet"), ("cosine", "euclidean"), (4, 3), (0.7, 0.3), (0.1, -0.9), (0.05, 0.1))
 
@@ -48,11 +47,11 @@ def test_bad_fusions_are_refused(change, message):
     assert ScoreFusion.from_json(F.to_json()) == F and F.name == "sface+dlib_resnet" and F.embedding_size == 7
 
 
-def test_fused_gallery_takes_the_best_fused_template_per_person():
+def test_fused_search_takes_the_best_fused_template_per_person():
     rng = np.random.default_rng(1)
     m = rng.standard_normal((9, 7)).astype(np.float32)
     ids = (3, 3, 5, 5, 5, 8, 8, 9, 9)
-    g = Gallery(tuple(f"p{i}" for i in ids), ids, m, F)
+    g = TemplateGallery(tuple(f"p{i}" for i in ids), ids, m, F)
     probes = rng.standard_normal((4, 7)).astype(np.float32)
     per_template = similarity(probes, m, F)
     want = np.stack([per_template[:, np.array(ids) == i].max(axis=1) for i in (3, 5, 8, 9)], axis=1)
@@ -61,17 +60,17 @@ def test_fused_gallery_takes_the_best_fused_template_per_person():
     assert [b.candidate for b in best] == [f"p{(3, 5, 8, 9)[j]}" for j in want.argmax(axis=1)]
     assert sum(b.name is None for b in best) == 2               # the two below the median threshold
     with pytest.raises(ValueError, match="fused templates"):
-        Gallery(("a",), (1,), np.zeros((1, 128), np.float32), F)
+        TemplateGallery(("a",), (1,), np.zeros((1, 128), np.float32), F)
 
 
 def test_fusion_decides_where_the_embedders_disagree():
     """Part one (weight 0.7) says A, part two says B: the fused search follows the stronger evidence."""
     f = ScoreFusion(("x", "y"), ("cosine", "cosine"), (2, 2), (0.7, 0.3), (0.0, 0.0), (0.1, 0.1))
     a, b = [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]         # A and B: orthogonal in both parts
-    g = Gallery(("A", "B"), (1, 2), np.array([a, b], np.float32), f)
+    g = TemplateGallery(("A", "B"), (1, 2), np.array([a, b], np.float32), f)
     probe_y_b = np.array([0.9, 0.1, 0.99, 0.1], np.float32)     # part x near A, part y near B
     assert g.nearest(probe_y_b)[0].candidate == "A"              # 0.7 on x outweighs 0.3 on y
-    g2 = Gallery(("A", "B"), (1, 2), np.array([a, b], np.float32),
+    g2 = TemplateGallery(("A", "B"), (1, 2), np.array([a, b], np.float32),
                  ScoreFusion(("x", "y"), ("cosine", "cosine"), (2, 2), (0.2, 0.8), (0.0, 0.0), (0.1, 0.1)))
     assert g2.nearest(probe_y_b)[0].candidate == "B"
 
@@ -146,7 +145,7 @@ def test_impostor_stats_use_only_pairs_of_different_people():
 
 
 def test_pick_fusion_weight_with_fixed_stats_uses_them():
-    from facegate.edge_runtime.openset import Searches
+    from facegate.edge_runtime.eval.openset import Searches
     rng = np.random.default_rng(4)
     s = rng.standard_normal((30, 10)).astype(np.float32)
     s[np.arange(10), np.arange(10)] = 6

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.lfw import best_threshold, read_pairs, tar_at_far, ten_fold_accuracy
+from facegate.edge_runtime.eval.lfw import best_threshold, read_pairs, tar_at_far, ten_fold_accuracy
 
 
 def test_read_pairs(tmp_path):

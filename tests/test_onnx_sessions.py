@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
-from facegate.edge_runtime.onnx_models import open_session
+from facegate.edge_runtime.sessions import open_session
 
 
 def _embedder_file():
@@ -15,7 +15,7 @@ def _embedder_file():
 
 SHARED = """
 import sys, numpy as np
-from facegate.edge_runtime import onnx_models as m
+from facegate.edge_runtime import sessions as m
 from facegate.edge_runtime.errors import FacegateError
 m.share_thread_pool(2)
 m.share_thread_pool(2)                        # same size again: fine
@@ -47,7 +47,7 @@ def test_shared_pool_same_numbers_and_clear_refusals(tmp_path):
 
 
 def test_sharing_after_a_model_was_opened_is_refused():
-    code = ("import sys; from facegate.edge_runtime import onnx_models as m\n"
+    code = ("import sys; from facegate.edge_runtime import sessions as m\n"
             "m.open_session(sys.argv[1], 2)\n"
             "try:\n    m.share_thread_pool(2)\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code, str(_embedder_file())], capture_output=True, text=True)

@@ -4,9 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.openset import (Searches, build_searches, evaluate_openset, fnir_fpir, fuse,
-                                           fusion_report, openset_relpaths, pick_fusion_weight, split_people,
-                                           subset, threshold_at_fpir, znorm_stats)
+from facegate.edge_runtime.eval.openset import (
+    Searches,
+    build_searches,
+    evaluate_openset,
+    fnir_fpir,
+    fuse,
+    fusion_report,
+    openset_relpaths,
+    pick_fusion_weight,
+    split_people,
+    subset,
+    threshold_at_fpir,
+    znorm_stats,
+)
 
 
 def test_openset_relpaths_splits_people_by_photo_count(tmp_path):
@@ -28,7 +39,7 @@ def _unit(i, dim=8):
 
 
 def _toy():
-    """Gallery A, B, C, D (one-hot 0..3); E's enrolment photo has no face.
+    """TemplateGallery A, B, C, D (one-hot 0..3); E's enrolment photo has no face.
 
     Mated: A2 exact (score 1.0, right); B2 cos 0.8 to B and 0.6 to C (right at 0.8); C2 closer to D
     (wrong at every threshold); D2 has no face; E2 matches E's vector exactly, but E is not enrolled.
@@ -51,7 +62,7 @@ def _toy():
 
 def test_build_searches_shapes_and_missing_faces():
     s = _toy()
-    assert s.scores.shape == (16, 4) and s.gallery_ids.tolist() == ["A", "B", "C", "D"]
+    assert s.scores.shape == (16, 4) and s.enrolled_ids.tolist() == ["A", "B", "C", "D"]
     assert s.mated.sum() == 5 and np.isnan(s.scores[3]).all() and np.isnan(s.scores[-1]).all()
     assert s.scores[1, 1] == pytest.approx(0.8)
 
@@ -100,15 +111,15 @@ def _complementary(seed=0, people=10, impostors=60):
     """Two embedders' score matrices: a recognises the first half of the mated probes (right score 6),
     b the second half; every other score is N(0, 1) noise, with identical statistics in a and b."""
     rng = np.random.default_rng(seed)
-    gallery = np.array([f"P{i:02d}" for i in range(people)])
-    probe_ids = np.concatenate([gallery, [f"X{i:02d}" for i in range(impostors)]])
+    enrolled = np.array([f"P{i:02d}" for i in range(people)])
+    probe_ids = np.concatenate([enrolled, [f"X{i:02d}" for i in range(impostors)]])
     mated = np.arange(len(probe_ids)) < people
     noise = rng.standard_normal((2, len(probe_ids), people)).astype(np.float32)
     a, b = noise[0].copy(), noise[1].copy()
     half = people // 2
     a[np.arange(half), np.arange(half)] = 6
     b[np.arange(half, people), np.arange(half, people)] = 6
-    return Searches(a, probe_ids, gallery, mated), Searches(b, probe_ids, gallery, mated)
+    return Searches(a, probe_ids, enrolled, mated), Searches(b, probe_ids, enrolled, mated)
 
 
 def test_fuse_endpoints_are_the_z_scored_inputs():
@@ -142,7 +153,7 @@ def test_split_and_fusion_report():
     even, odd = split_people(a)
     assert not even & odd and len(even | odd) == 220
     half = subset(a, even)
-    assert set(half.gallery_ids) <= even and set(half.probe_ids) <= even and half.mated.sum() == 10
+    assert set(half.enrolled_ids) <= even and set(half.probe_ids) <= even and half.mated.sum() == 10
     r = fusion_report(a, b, fpirs=(0.05,))
     for side in ("even->odd", "odd->even"):
         assert 0.2 <= r[side]["w"] <= 0.8
@@ -151,7 +162,7 @@ def test_split_and_fusion_report():
 
 
 def test_det_curve_matches_fnir_fpir_at_every_point(tmp_path):
-    from facegate.edge_runtime.openset import best_candidates, det_curve, plot_det
+    from facegate.edge_runtime.eval.openset import best_candidates, det_curve, plot_det
 
     a, _ = _complementary(people=20, impostors=200)
     fpir, fnir = det_curve(a)

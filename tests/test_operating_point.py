@@ -11,10 +11,15 @@ import pytest
 
 from facegate.edge_runtime.bundle import BundleError, default_bundle_dir, load_bundle, read_manifest
 from facegate.edge_runtime.config import Config, ConfigError, RecognitionConfig
-from facegate.edge_runtime.door_eval import aliases_of, door_trial, wilson
-from facegate.edge_runtime.gallery import Gallery
-from facegate.edge_runtime.operating_point import (OperatingPointError, ScoreModel, fit_gpd, measure_model,
-                                                   operating_point)
+from facegate.edge_runtime.eval.door_eval import aliases_of, door_trial, wilson
+from facegate.edge_runtime.matching import TemplateGallery
+from facegate.edge_runtime.operating_point import (
+    OperatingPointError,
+    ScoreModel,
+    fit_gpd,
+    measure_model,
+    operating_point,
+)
 
 
 def _model(seed: int = 0, n: int = 400_000) -> tuple[ScoreModel, np.ndarray]:
@@ -130,22 +135,22 @@ def test_recognizer_threshold_is_recomputed_when_people_come_and_go():
     t0 = rec.threshold
     rng = np.random.default_rng(0)
 
-    def gallery(n):
-        return Gallery(tuple(f"p{i}" for i in range(n)), tuple(range(n)),
+    def templates(n):
+        return TemplateGallery(tuple(f"p{i}" for i in range(n)), tuple(range(n)),
                        rng.standard_normal((n, b.embedder.embedding_size)).astype(np.float32), b.metric)
 
-    rec.gallery = gallery(100)
+    rec.templates = templates(100)
     assert rec.operating.people == 100 and rec.threshold > t0
     assert rec.threshold == operating_point(b.score_model, 100, 1e-4).threshold
-    rec.gallery = gallery(3)
+    rec.templates = templates(3)
     assert t0 < rec.threshold < operating_point(b.score_model, 100, 1e-4).threshold
-    fixed = Recognizer(b, dataclasses.replace(Config(), recognition=RecognitionConfig(threshold=2.5)), gallery(50))
+    fixed = Recognizer(b, dataclasses.replace(Config(), recognition=RecognitionConfig(threshold=2.5)), templates(50))
     assert fixed.threshold == 2.5 and fixed.operating.source == "threshold"
     assert fixed.operating.expected_false_open > 1e-3       # the old 1:1 threshold is far too lax for 50 people
 
 
 def _lfw_split(data_dir):
-    from facegate.edge_runtime.door_eval import lfw_people
+    from facegate.edge_runtime.eval.door_eval import lfw_people
 
     _, evaluation = lfw_people(data_dir / "lfw")
     several = sorted(p for p, v in evaluation.items() if len(v) >= 2)
@@ -179,11 +184,11 @@ def test_door_keeps_strangers_out_with_hundreds_enrolled(data_dir, tmp_path):
             if enroll_checked(store, b, p.replace("_", " "), results, keep_images=False).person is not None:
                 enrolled[p] = evaluation[p][i + 1]
                 break
-    gallery = store.templates(b.id, b.metric)
-    assert len(gallery.people) == len(enrolled) >= 280
+    templates = store.templates(b.id, b.metric)
+    assert len(templates.people) == len(templates) >= 280
 
     def best_names(cfg, rels):
-        rec = Recognizer(b, cfg, gallery)
+        rec = Recognizer(b, cfg, templates)
         out = []
         for r in rels:
             faces = [f for f in rec.analyze(load_image(lfw / r)) if f.usable]
@@ -193,7 +198,7 @@ def test_door_keeps_strangers_out_with_hundreds_enrolled(data_dir, tmp_path):
 
     cfg = Config()
     rec, named = best_names(cfg, strangers)
-    assert rec.operating.people == len(gallery.people) and rec.operating.source == "false_open_rate"
+    assert rec.operating.people == len(templates.people) and rec.operating.source == "false_open_rate"
     # target 1e-4: 300 attempts expect 0.03 false opens; more than one would be far outside the target
     assert sum(n is not None for n in named) <= 1
     genuine = [(r, p.replace("_", " ")) for p, r in list(enrolled.items())[:150]]

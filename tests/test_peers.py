@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facegate.edge_runtime import peers
+from facegate.edge_runtime.eval import peers
 from facegate.edge_runtime.face import Face, nearest_to_center
 from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.matching import similarity
@@ -88,7 +88,7 @@ def test_peer_score_threshold_is_settable(peer, lfw_faces):
 
 
 def test_peer_runs_through_speed_bench(peer, data_dir):
-    from facegate.edge_runtime.speed import bench_stages
+    from facegate.edge_runtime.eval.speed import bench_stages
     r = bench_stages(peer, peer, [data_dir / LFW["bush1"]], threads=1, repeats=2, warmup=1)
     assert set(r["ms"]) == {"decode", "detect", "align", "embed", "match", "detect+align+embed", "total"}
     assert r["ms"]["total"] >= r["ms"]["detect+align+embed"] >= r["ms"]["detect"] > 0 and r["peak_rss_mb"] > 10
@@ -104,6 +104,6 @@ def test_peer_max_side_reports_boxes_in_image_pixels(peer, lfw_faces):
     finally:
         peer.max_side = None
     assert len(full) == len(small) == 1
-    from facegate.edge_runtime.wider_eval import box_iou
+    from facegate.edge_runtime.eval.wider_eval import box_iou
     assert box_iou(small[0].box, full[0].box)[0, 0] > 0.85          # same face, in the 500x500 frame
     assert small[0].box[2] > 300 and small[0].landmarks.max() > 250

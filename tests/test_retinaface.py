@@ -7,8 +7,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from facegate.edge_runtime.contract import DETECTOR  # noqa: E402
 from facegate.edge_runtime.face import nearest_to_center  # noqa: E402
-from facegate.edge_runtime.imageio import load_image, to_color_order  # noqa: E402
-from facegate.edge_runtime.preprocess import to_model_input  # noqa: E402
+from facegate.edge_runtime.imageio import load_image  # noqa: E402
+from facegate.edge_runtime.preprocess import contract_input  # noqa: E402
 from facegate.models.backend import torch_detector  # noqa: E402
 from facegate.models.retinaface import RetinaFace  # noqa: E402
 from facegate.models.sources import retinaface_onnx_bytes  # noqa: E402
@@ -25,7 +25,7 @@ def onnx_bytes():
 @pytest.mark.parametrize("rel", ["faceapi_bbt_scenes/bbt1.jpg", "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"])
 def test_raw_outputs_match_onnxruntime(data_dir, onnx_bytes, rel):
     img = load_image(data_dir / rel)
-    x = to_model_input(to_color_order(img, DETECTOR.colour_order), DETECTOR.mean, DETECTOR.std)
+    x = contract_input(img, DETECTOR)       # the runtime's own input path, as the detector feeds it
     ref = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"input": x})
     with torch.no_grad():
         out = RetinaFace.from_onnx(onnx_bytes)(torch.from_numpy(x))

@@ -11,9 +11,20 @@ import pytest
 
 from facegate.edge_runtime import store as store_mod
 from facegate.edge_runtime.errors import ImageError
-from facegate.edge_runtime.store import (SCHEMA_VERSION, DuplicateNameError, InvalidNameError, InvalidTemplateError,
-                                         PersonNotFoundError, Store, StoreBusyError, StoreError, StoreFullError,
-                                         StoreVersionError, migrate, normalize_name)
+from facegate.edge_runtime.store import (
+    SCHEMA_VERSION,
+    DuplicateNameError,
+    InvalidNameError,
+    InvalidTemplateError,
+    PersonNotFoundError,
+    Store,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+    StoreVersionError,
+    migrate,
+    normalize_name,
+)
 
 JPEG = b"\xff\xd8\xff\xe0" + b"thumbnail" * 10
 

@@ -6,9 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
+from facegate.edge_runtime.eval.wider_eval import (
+    average_precision,
+    box_iou,
+    evaluate_wider,
+    match_detections,
+    pick_subset,
+    read_wider_gt,
+)
 from facegate.edge_runtime.face import Face
-from facegate.edge_runtime.wider_eval import (average_precision, box_iou, evaluate_wider, match_detections,
-                                              pick_subset, read_wider_gt)
 
 GT = np.array([[10, 10, 50, 50], [100, 100, 160, 170]], np.float32)
 

@@ -34,8 +34,7 @@ from ..config import load_config
 from ..enrollment import open_bundle
 from ..errors import FacegateError, ImageError
 from ..paths import config_path, data_home, store_path
-from ..store import (DuplicateNameError, InvalidNameError, PersonNotFoundError, Store, StoreBusyError,
-                     StoreFullError)
+from ..store import DuplicateNameError, InvalidNameError, PersonNotFoundError, Store, StoreBusyError, StoreFullError
 from . import api, auth, enroll, events, identify, people, settings
 from .db import AdminDB, admin_db_path
 from .security import CookieSessionInterface, check_csrf, csrf_token, is_api, security_headers

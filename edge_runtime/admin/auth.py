@@ -8,8 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from .db import AdminDBError
-from .security import (LoginThrottled, ensure_not_throttled, is_api, login_failed, rotate_csrf, safe_next,
-                       throttle_keys)
+from .security import LoginThrottled, ensure_not_throttled, is_api, login_failed, rotate_csrf, safe_next, throttle_keys
 from .services import admin_db, sentence, services, store
 
 bp = Blueprint("auth", __name__)

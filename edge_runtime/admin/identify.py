@@ -9,7 +9,7 @@ from ..errors import ImageError
 from ..fusion import metric_label
 from ..imageio import decode_image
 from .enroll import data_uri
-from .services import audit_action, gallery, sentence, services
+from .services import audit_action, enrolled_templates, sentence, services
 from .uploads import UploadError, read_photos
 
 bp = Blueprint("identify", __name__)
@@ -23,7 +23,7 @@ def identify_photo(label: str, data: bytes) -> dict:
     """
     image = decode_image(data, label)
     s = services()
-    rec = s.recognizer(gallery())
+    rec = s.recognizer(enrolled_templates())
     with s.inference():
         results = rec.analyze(image)
     faces = []
@@ -40,11 +40,11 @@ def identify_photo(label: str, data: bytes) -> dict:
 @bp.route("/test", methods=["GET", "POST"])
 def page():
     if request.method == "GET":
-        return render_template("test.html", result=None, threshold=services().recognizer(gallery()).threshold)
+        return render_template("test.html", result=None, threshold=services().recognizer(enrolled_templates()).threshold)
     try:
         (label, data), = read_photos("photo", max_count=1)
         result = identify_photo(label, data)
     except (UploadError, ImageError) as e:
         return render_template("test.html", result=None, error=sentence(e),
-                               threshold=services().recognizer(gallery()).threshold), 400
+                               threshold=services().recognizer(enrolled_templates()).threshold), 400
     return render_template("test.html", result=result, data_uri=data_uri, threshold=result["threshold"])

@@ -11,7 +11,7 @@ from flask import current_app, g, request
 
 from ..bundle import Bundle
 from ..config import Config
-from ..gallery import Gallery
+from ..matching import TemplateGallery
 from ..recognizer import Recognizer
 from ..store import Store
 from .db import AdminDB
@@ -37,9 +37,9 @@ class AdminServices:
     setup_token: str | None = None
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def recognizer(self, gallery: Gallery | None = None) -> Recognizer:
+    def recognizer(self, templates: TemplateGallery | None = None) -> Recognizer:
         """A Recognizer over the shared bundle (cheap: the models are not reloaded)."""
-        return Recognizer(self.bundle, self.config, gallery)
+        return Recognizer(self.bundle, self.config, templates)
 
     @contextmanager
     def inference(self) -> Iterator[None]:
@@ -81,7 +81,7 @@ def close_connections(_exc=None) -> None:
             conn.close()
 
 
-def gallery() -> Gallery:
+def enrolled_templates() -> TemplateGallery:
     """The templates of the bundle in use, read fresh from the store (so the runtime's writes show)."""
     b = services().bundle
     return store().templates(b.id, b.metric)

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 
 from ..fusion import metric_label
 from .db import AdminDBError
-from .services import admin_db, audit_action, gallery, sentence, services, store
+from .services import admin_db, audit_action, enrolled_templates, sentence, services, store
 
 bp = Blueprint("settings", __name__)
 
@@ -18,7 +18,7 @@ def bundle_summary() -> dict:
     s = services()
     b, raw = s.bundle, s.bundle.manifest.raw
     e = b.embedder_entry
-    rec = s.recognizer(gallery())
+    rec = s.recognizer(enrolled_templates())
     return {"id": b.id, "manifest_id": b.manifest.id, "path": str(b.path), "created": raw.get("created"),
             "embedder": e.name, "precision": e.precision, "metric": metric_label(rec.metric),
             "bundle_threshold": e.threshold, "threshold": rec.threshold,

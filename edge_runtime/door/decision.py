@@ -22,7 +22,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from .gallery import Match
+from ..matching import Match
 
 OPEN, COOLDOWN, DENY, NONE = "open", "cooldown", "deny", "none"
 

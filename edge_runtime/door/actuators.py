@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from .errors import FacegateError
+from ..errors import FacegateError
 
 log = logging.getLogger(__name__)
 

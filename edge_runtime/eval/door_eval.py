@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .gallery import Gallery
+from ..matching import TemplateGallery
+from ..operating_point import ScoreModel, measure_model, operating_point
 from .lfw import people_outside_pairs, read_pairs
-from .openset import pair_scores, person
-from .operating_point import ScoreModel, measure_model, operating_point
+from .openset import pair_scores
 
 # One person filed under two LFW names, found by listing the highest-scoring pairs of different names among
 # the evaluation people and checking each pair of photos by eye: spelling variants of one name, and photos
@@ -116,20 +116,20 @@ def door_trial(table: dict, metric, model: ScoreModel, evaluation: dict[str, lis
             probes.append(r)
             owners.append(p)
     dim = len(next(iter(table.values())))
-    gallery = Gallery(tuple(names), tuple(pids), np.asarray(rows, np.float32).reshape(-1, dim), metric)
-    op = operating_point(model, len(gallery), false_open_rate, people=len(gallery.people))
+    enrolled = TemplateGallery(tuple(names), tuple(pids), np.asarray(rows, np.float32).reshape(-1, dim), metric)
+    op = operating_point(model, len(enrolled), false_open_rate, people=len(enrolled.people))
     excluded = set(chosen) | {a for p in chosen for a in aliases_of(p)}
     strangers = [r for p, v in evaluation.items() if p not in excluded for r in v[:max_probes]]
 
     def named(rels: list[str]) -> list[str | None]:
         have = [r for r in rels if r in table]
-        found = dict(zip(have, (m.name for m in gallery.nearest(np.stack([table[r] for r in have]), metric,
+        found = dict(zip(have, (m.name for m in enrolled.nearest(np.stack([table[r] for r in have]), metric,
                                                                 op.threshold)))) if have else {}
         return [found.get(r) for r in rels]
 
     hits = sum(n == o for n, o in zip(named(probes), owners))
     opens = sum(n is not None for n in named(strangers))
-    return {"people": len(gallery.people), "templates": len(gallery), "photos": photos, "threshold": op.threshold,
+    return {"people": len(enrolled.people), "templates": len(enrolled), "photos": photos, "threshold": op.threshold,
             "expected_false_open": op.expected_false_open, "expected_miss": op.expected_miss,
             "false_open": _rate(opens, len(strangers)), "miss": _rate(len(probes) - hits, len(probes))}
 
@@ -162,7 +162,7 @@ def cohort_comparison(table: dict, metric, calibration: dict[str, list[str]], ev
 
     Returns {"N=<n>": {"<rate>": {"raw": miss rate, "cohort": miss rate}}}.
     """
-    from .matching import similarity
+    from ..matching import similarity
 
     cohort = np.stack([table[r] for v in calibration.values() for r in v if r in table])
     pool = sorted(p for p, v in evaluation.items() if len(v) >= 2)

@@ -7,8 +7,8 @@ import logging
 import sys
 import time
 
-from ..paths import data_home
-from .db import AdminDB, AdminDBError, admin_db_path
+from facegate.edge_runtime.admin.db import AdminDB, AdminDBError, admin_db_path
+from facegate.edge_runtime.paths import data_home
 
 log = logging.getLogger("facegate.admin")
 
@@ -63,8 +63,8 @@ def cmd_serve(args) -> int:
     """Serve the admin page with waitress (binds to 127.0.0.1 unless --host says otherwise)."""
     import waitress
 
-    from . import create_app
-    from .services import EXTENSION
+    from facegate.edge_runtime.admin import create_app
+    from facegate.edge_runtime.admin.services import EXTENSION
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)

@@ -16,12 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face import nearest_to_center
-from .fusion import ScoreFusion
-from .imageio import decode_image, load_image
-from .matching import similarity
+from ..face import nearest_to_center
+from ..fusion import ScoreFusion
+from ..imageio import decode_image, load_image
+from ..matching import TemplateGallery
+from ..paths import data_dir
 
 FRAME_SIZE = (640, 480)        # width, height
+TEMPLATES_PER_PERSON = 5      # enrolled photos per person in the random template sets
 STAGES = ("decode", "detect", "align", "embed", "match", "detect+align+embed", "total")
 
 
@@ -51,7 +53,7 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
 
 
 def random_templates(n: int, dim: int, metric, seed: int = 0) -> np.ndarray:
-    """float32 (n, dim) random gallery (unit rows for cosine; dlib-like scale for euclidean; for a
+    """float32 (n, dim) random templates (unit rows for cosine; dlib-like scale for euclidean; for a
     ScoreFusion, each part's slice scaled for its part's metric)."""
     if isinstance(metric, ScoreFusion):
         return np.concatenate([random_templates(n, d, m, seed + i) for i, (d, m) in
@@ -61,13 +63,37 @@ def random_templates(n: int, dim: int, metric, seed: int = 0) -> np.ndarray:
     return t if metric == "cosine" else t * 0.6
 
 
+def face_photos(root: Path | None = None) -> list[Path]:
+    """The three LFW face photos the speed frames are made from (root: the data folder, default $FACEGATE_DATA)."""
+    lfw = Path(root if root is not None else data_dir()) / "lfw"
+    photos = [lfw / "Colin_Powell/Colin_Powell_0001.jpg", lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+              lfw / "George_W_Bush/George_W_Bush_0001.jpg"]
+    missing = [p for p in photos if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} not found; set FACEGATE_DATA")
+    return photos
+
+
+def fresh_process(fn, *args):
+    """fn(*args) in a new interpreter (spawned), so each measurement gets its own onnxruntime thread
+    pool and its own peak RSS; returns fn's result."""
+    import argparse
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    plain = [argparse.Namespace(**{k: v for k, v in vars(a).items() if not callable(v)})
+             if isinstance(a, argparse.Namespace) else a for a in args]  # drop the CLI handler
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *plain).result()
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MB (Linux ru_maxrss is in KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int = 2,
-                 repeats: int = 30, gallery_size: int = 1000, warmup: int = 3) -> dict:
+                 repeats: int = 30, templates: int = 1000, warmup: int = 3) -> dict:
     """Median latency (ms) of each stage over `repeats` frames built from `image_paths` (cycled).
 
     Args:
@@ -78,12 +104,15 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
         image_paths: face photos, one face each (see module doc for how frames are made).
     Returns:
         {"ms": {stage: median ms}, "ms_p90": {stage: 90th percentile}, "repeats", "threads",
-         "frame": [w, h], "gallery": n, "peak_rss_mb": float (whole process so far)}
+         "frame": [w, h], "templates": n, "peak_rss_mb": float (whole process so far)}
     """
     if not image_paths:
         raise ValueError("need at least one face photo")
     frames = [encode_jpeg(door_frame(load_image(p))) for p in image_paths]
-    gallery = random_templates(gallery_size, embedder.embedding_size, embedder.metric)
+    people = np.arange(templates) // TEMPLATES_PER_PERSON
+    enrolled = TemplateGallery(tuple(f"p{i}" for i in people), tuple(int(i) for i in people),
+                               random_templates(templates, embedder.embedding_size, embedder.metric),
+                               embedder.metric)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     times = {s: [] for s in STAGES}
@@ -101,7 +130,7 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
             t3 = time.perf_counter()
             emb = embedder.embed_sets([chips])
             t4 = time.perf_counter()
-            int(np.argmax(similarity(emb, gallery, embedder.metric)[0]))
+            enrolled.nearest(emb)
             t5 = time.perf_counter()
             if k >= warmup:
                 for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t4 - t1, t5 - t0)):
@@ -110,5 +139,37 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
         cv2.setNumThreads(previous)
     return {"ms": {s: float(np.median(v)) for s, v in times.items()},
             "ms_p90": {s: float(np.percentile(v, 90)) for s, v in times.items()},
-            "repeats": repeats, "threads": threads, "frame": list(FRAME_SIZE), "gallery": gallery_size,
+            "repeats": repeats, "threads": threads, "frame": list(FRAME_SIZE), "templates": templates,
             "peak_rss_mb": peak_rss_mb()}
+
+
+def bench_search(sizes=(1000, 10000, 100000), dim: int = 128, metric: str | ScoreFusion = "cosine",
+                 templates_per_person: int = TEMPLATES_PER_PERSON, repeats: int = 50, seed: int = 0) -> dict:
+    """Time 1:N search of one probe against random enrolled templates (a ScoreFusion: fused templates of its
+    embedding size; `dim` is then ignored).
+
+    Returns:
+        {"metric" (a fusion's name), "dim", "templates_per_person", "repeats",
+         "rows": [{"templates": T, "people": P, "median_ms": float, "p90_ms": float}, ...]}
+        where the times are per single-probe `nearest` call (template preparation excluded).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    if isinstance(metric, ScoreFusion):
+        dim = metric.embedding_size
+    for size in sizes:
+        size = int(size)
+        matrix = rng.standard_normal((size, dim), dtype=np.float32)
+        pids = np.arange(size) // templates_per_person
+        templates = TemplateGallery(tuple(f"p{i}" for i in pids), tuple(int(i) for i in pids), matrix, metric)
+        probes = rng.standard_normal((repeats + 1, dim), dtype=np.float32)
+        templates.nearest(probes[0])                       # warm-up
+        times = []
+        for probe in probes[1:]:
+            t0 = time.perf_counter()
+            templates.nearest(probe)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        rows.append({"templates": size, "people": int(pids[-1]) + 1 if size else 0,
+                     "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))})
+    return {"metric": metric.name if isinstance(metric, ScoreFusion) else metric, "dim": dim,
+            "templates_per_person": templates_per_person, "repeats": repeats, "rows": rows}

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .face import nearest_to_center
-from .imageio import load_image
+from ..detection import FaceDetector
+from ..embedding import FaceEmbedder
+from ..face import nearest_to_center
+from ..imageio import load_image
+from ..matching import pair_similarity
 from .lfw import read_pairs, tar_at_far, ten_fold_accuracy
-from .matching import pair_similarity
-from .pipeline import FaceDetector, FaceEmbedder
 
 
 def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,

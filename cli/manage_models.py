@@ -13,7 +13,7 @@ def default_weights_dir() -> Path:
 
 
 def cmd_list(args) -> int:
-    from .registry import get_spec, list_models
+    from facegate.models.registry import get_spec, list_models
 
     for name in list_models():
         s = get_spec(name).source
@@ -22,8 +22,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .importer import import_weights
-    from .registry import list_models
+    from facegate.models.importer import import_weights
+    from facegate.models.registry import list_models
 
     out = args.out or default_weights_dir()
     for name in args.names or list_models():
@@ -33,11 +33,10 @@ def cmd_import(args) -> int:
 
 
 def cmd_measure_template(args) -> int:
-    from facegate.edge_runtime.lfw import people_outside_pairs, read_pairs
-    from facegate.main import data_dir
-
-    from .backend import torch_detector
-    from .template import measure_dlib_template
+    from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
+    from facegate.edge_runtime.paths import data_dir
+    from facegate.models.backend import torch_detector
+    from facegate.models.template import measure_dlib_template
 
     lfw = data_dir() / "lfw"
     people = people_outside_pairs(lfw, read_pairs(lfw / "pairs.txt"))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from .errors import FacegateError
+from ..errors import FacegateError
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detection import resize_for_detector
-from .errors import FacegateError
-from .face import Face
-from .pipeline import SingleEmbedderMethods
+from ..detection import resize_for_detector
+from ..embedding import SingleEmbedderMethods
+from ..errors import FacegateError
+from ..face import Face
 
 YUNET_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_FILE = "models/face_recognition_sface_2021dec_int8bq.onnx"

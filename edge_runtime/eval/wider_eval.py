@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .imageio import load_image
+from ..imageio import load_image
 
 GT_FILE = "wider_face_val_bbx_gt.txt"
 

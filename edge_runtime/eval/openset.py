@@ -4,7 +4,7 @@ Protocol (`openset_relpaths`): every person with >= 2 photos enrols their first 
 name) and probes with the others (mated searches); every person with exactly 1 photo is never
 enrolled and their photo is a non-mated search (an impostor at the door).
 
-A search's score is its best similarity over the gallery. A mated search is a hit at threshold t
+A search's score is its best similarity over the enrolled photos. A mated search is a hit at threshold t
 when its top candidate is the right person and the score is >= t. FPIR(t) = fraction of non-mated
 searches with score >= t; FNIR(t) = fraction of mated searches that are not hits at t.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .matching import similarity
+from ..matching import similarity
 
 
 def person(relpath: str) -> str:
@@ -49,42 +49,42 @@ class Searches:
 
     scores: float32 (P, G) similarity of every probe to every enrolled template (higher = more
         alike); a row of NaN = probe without a face. probe_ids: str (P,) the probe's person.
-    gallery_ids: str (G,) enrolled people. mated: bool (P,) the probe's person should be enrolled.
+    enrolled_ids: str (G,) enrolled people. mated: bool (P,) the probe's person should be enrolled.
     """
 
     scores: np.ndarray
     probe_ids: np.ndarray
-    gallery_ids: np.ndarray
+    enrolled_ids: np.ndarray
     mated: np.ndarray
 
     def with_scores(self, scores: np.ndarray) -> "Searches":
-        return Searches(np.asarray(scores, np.float32), self.probe_ids, self.gallery_ids, self.mated)
+        return Searches(np.asarray(scores, np.float32), self.probe_ids, self.enrolled_ids, self.mated)
 
 
 def build_searches(embeddings: dict, enrol: list[str], mated: list[str], nonmated: list[str],
                    metric: str) -> Searches:
-    """Score every probe against the gallery.
+    """Score every probe against the enrolled photos.
 
     Args:
         embeddings: {relpath: float (D,)}; relpaths without a face are simply absent.
         enrol, mated, nonmated: from `openset_relpaths` (or a subset of it).
         metric: "cosine" or "euclidean" (see matching.similarity).
     """
-    gallery = [r for r in enrol if r in embeddings]
+    enrolled = [r for r in enrol if r in embeddings]
     probes = list(mated) + list(nonmated)
     have = np.array([r in embeddings for r in probes], bool)
     dim = len(next(iter(embeddings.values()))) if embeddings else 0
-    scores = np.full((len(probes), len(gallery)), np.nan, np.float32)
-    if gallery and have.any():
-        g = np.stack([embeddings[r] for r in gallery])
+    scores = np.full((len(probes), len(enrolled)), np.nan, np.float32)
+    if enrolled and have.any():
+        g = np.stack([embeddings[r] for r in enrolled])
         p = np.stack([embeddings[r] for r, h in zip(probes, have) if h]).reshape(-1, dim)
         scores[have] = similarity(p, g, metric)
-    return Searches(scores, np.array([person(r) for r in probes]), np.array([person(r) for r in gallery]),
+    return Searches(scores, np.array([person(r) for r in probes]), np.array([person(r) for r in enrolled]),
                     np.arange(len(probes)) < len(mated))
 
 
 def best_candidates(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float (P, G) -> (float64 (P,) best score, -inf where no face/no gallery; int64 (P,) argmax)."""
+    """float (P, G) -> (float64 (P,) best score, -inf where no face/nobody enrolled; int64 (P,) argmax)."""
     s = np.where(np.isnan(scores), -np.inf, scores).astype(np.float64)
     if s.shape[1] == 0:
         return np.full(s.shape[0], -np.inf), np.zeros(s.shape[0], np.int64)
@@ -103,8 +103,8 @@ def fnir_fpir(searches: Searches, threshold: float) -> tuple[float, float]:
     """(FNIR, FPIR) at one threshold."""
     best, top = best_candidates(searches.scores)
     m = searches.mated
-    if len(searches.gallery_ids):
-        right = searches.gallery_ids[top] == searches.probe_ids
+    if len(searches.enrolled_ids):
+        right = searches.enrolled_ids[top] == searches.probe_ids
     else:
         right = np.zeros(len(m), bool)
     passed = np.isfinite(best) & (best >= threshold)        # a search without a face never passes
@@ -119,7 +119,7 @@ def det_curve(searches: Searches) -> tuple[np.ndarray, np.ndarray]:
     from the strictest (FPIR 0) down; the points of a DET plot."""
     best, top = best_candidates(searches.scores)
     m = searches.mated
-    right = (searches.gallery_ids[top] == searches.probe_ids) if len(searches.gallery_ids) else np.zeros(len(m), bool)
+    right = (searches.enrolled_ids[top] == searches.probe_ids) if len(searches.enrolled_ids) else np.zeros(len(m), bool)
     imp = np.sort(best[~m])[::-1]
     imp = imp[np.isfinite(imp)]
     hits = np.sort(best[m & right & np.isfinite(best)])
@@ -164,7 +164,7 @@ def evaluate_openset(searches: Searches, fpirs=(0.01, 0.001)) -> dict:
     best, _ = best_candidates(searches.scores)
     m = searches.mated
     noface = np.isnan(searches.scores).all(axis=1) if searches.scores.shape[1] else np.ones(len(m), bool)
-    report = {"mated": int(m.sum()), "nonmated": int((~m).sum()), "enrolled": len(searches.gallery_ids),
+    report = {"mated": int(m.sum()), "nonmated": int((~m).sum()), "enrolled": len(searches.enrolled_ids),
               "mated_without_face": int((noface & m).sum()), "nonmated_without_face": int((noface & ~m).sum()),
               "rank1": 1 - fnir_fpir(searches, float("-inf"))[0], "at_fpir": {}}
     for f in fpirs:
@@ -175,23 +175,23 @@ def evaluate_openset(searches: Searches, fpirs=(0.01, 0.001)) -> dict:
 
 
 def subset(searches: Searches, people: set[str]) -> Searches:
-    """The searches of `people` against a gallery holding only `people` (an independent half-split)."""
+    """The searches of `people` against enrolled photos of only `people` (an independent half-split)."""
     rows = np.isin(searches.probe_ids, list(people))
-    cols = np.isin(searches.gallery_ids, list(people))
-    return Searches(searches.scores[np.ix_(rows, cols)], searches.probe_ids[rows], searches.gallery_ids[cols],
+    cols = np.isin(searches.enrolled_ids, list(people))
+    return Searches(searches.scores[np.ix_(rows, cols)], searches.probe_ids[rows], searches.enrolled_ids[cols],
                     searches.mated[rows])
 
 
 def split_people(searches: Searches) -> tuple[set[str], set[str]]:
     """(people at even, people at odd positions) of the sorted list of everyone in `searches`."""
-    everyone = sorted(set(searches.probe_ids) | set(searches.gallery_ids))
+    everyone = sorted(set(searches.probe_ids) | set(searches.enrolled_ids))
     return set(everyone[0::2]), set(everyone[1::2])
 
 
 def znorm_stats(searches: Searches, reference: str = "nonmated") -> tuple[float, float]:
     """(mean, std) of the scores used to z-normalise a matrix.
 
-    reference: "nonmated" = every gallery score of the non-mated searches (impostor comparisons);
+    reference: "nonmated" = every enrolled-photo score of the non-mated searches (impostor comparisons);
         "all" = every finite score in the matrix.
     """
     s = searches.scores[~searches.mated] if reference == "nonmated" else searches.scores
@@ -205,10 +205,10 @@ def fuse(a: Searches, b: Searches, w: float, stats_a: tuple[float, float],
          stats_b: tuple[float, float]) -> Searches:
     """w * z(a) + (1 - w) * z(b), with z(x) = (x - mean) / std from each side's stats.
 
-    a and b must hold the same probes and gallery in the same order (one detector, two embedders).
+    a and b must hold the same probes and enrolled photos in the same order (one detector, two embedders).
     """
-    if not (np.array_equal(a.probe_ids, b.probe_ids) and np.array_equal(a.gallery_ids, b.gallery_ids)):
-        raise ValueError("fusion needs both score matrices over the same probes and gallery")
+    if not (np.array_equal(a.probe_ids, b.probe_ids) and np.array_equal(a.enrolled_ids, b.enrolled_ids)):
+        raise ValueError("fusion needs both score matrices over the same probes and enrolled photos")
     za = (a.scores.astype(np.float32) - stats_a[0]) / stats_a[1]
     zb = (b.scores.astype(np.float32) - stats_b[0]) / stats_b[1]
     return a.with_scores(w * za + (1 - w) * zb)
@@ -233,7 +233,7 @@ def pair_scores(table: dict, relpaths: list[str], metric) -> tuple[np.ndarray, n
 
 def impostor_stats(table: dict, relpaths: list[str], metric: str) -> tuple[float, float, int]:
     """(mean, std, count) of the similarities of every pair of different people among `relpaths`
-    (the z-normalisation a bundle's fusion ships: it needs no gallery, only labelled images).
+    (the z-normalisation a bundle's fusion ships: it needs no enrolled photos, only labelled images).
 
     table: {relpath: float32 (D,)}; relpaths without an embedding are skipped."""
     v, _ = pair_scores(table, relpaths, metric)

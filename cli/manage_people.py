@@ -1,32 +1,11 @@
-"""Handlers for the device commands: enroll, people, identify, run, config. Torch-free."""
+"""Handlers for `facegate enroll`, `facegate people ...` and `facegate identify`. Torch-free."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
-
-def context(args, need_bundle: bool = True, warn_stale: bool = True):
-    """(home, config, store, bundle) from --home/FACEGATE_HOME, --config, --bundle."""
-    from facegate.edge_runtime.config import load_config
-    from facegate.edge_runtime.enrollment import open_bundle
-    from facegate.edge_runtime.paths import config_path, data_home, store_path
-    from facegate.edge_runtime.store import Store
-
-    home = data_home(args.home)
-    cfg = load_config(args.config, missing_ok=False) if getattr(args, "config", None) else \
-        load_config(config_path(home))
-    store = Store(store_path(home))
-    bundle = None
-    if need_bundle:
-        bundle = open_bundle(cfg, args.bundle, args.threads)
-        stale = store.stale_templates(bundle.id) if warn_stale else {}
-        if stale:
-            print(f"facegate: {len(stale)} people have templates from another model bundle and cannot be "
-                  f"matched: {', '.join(sorted(stale))}; run `facegate people reembed` (uses the kept face "
-                  f"crops) or re-enroll them", file=sys.stderr)
-    return home, cfg, store, bundle
+from facegate.context import context
 
 
 def cmd_enroll(args) -> int:
@@ -120,60 +99,3 @@ def cmd_identify(args) -> int:
                 score = f" {f['score']:.3f}" if f["score"] is not None else ""
                 print(f"{item['file']}: {who}{score}")
     return 1 if failed else 0
-
-
-def cmd_run(args) -> int:
-    from facegate.edge_runtime.camera import FrameSource
-    from facegate.edge_runtime.decision import DoorDecider
-    from facegate.edge_runtime.door import make_door
-    from facegate.edge_runtime.recognizer import Recognizer
-    from facegate.edge_runtime.runner import Runner
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    _, cfg, store, bundle = context(args)
-    cam = cfg.camera
-    if args.source is not None:
-        import dataclasses
-        cam = dataclasses.replace(cam, source=args.source)
-    source = FrameSource.from_config(cam, realtime=args.realtime)
-    events = open(args.events, "a", encoding="utf-8") if args.events else sys.stdout
-    door = make_door(cfg.door)
-    runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events)
-    try:
-        stats = runner.run(source.frames(), show=args.show, record=args.record)
-    except KeyboardInterrupt:
-        stats = runner.stats
-    finally:
-        source.close()
-        if args.events:
-            events.close()
-    print(f"facegate run: {stats.frames} frames, {stats.frames_with_face} with a face, "
-          f"{stats.opens} openings, {stats.seconds:.1f} s", file=sys.stderr)
-    return 0
-
-
-def operating_point_now(args):
-    """The operating point `facegate run` would start with: this config, bundle and store."""
-    from facegate.edge_runtime.recognizer import Recognizer
-
-    _, cfg, store, bundle = context(args, warn_stale=False)
-    return Recognizer(bundle, cfg, store.templates(bundle.id, bundle.metric)).operating
-
-
-def cmd_config(args) -> int:
-    from facegate.edge_runtime.config import Config, load_config
-    from facegate.edge_runtime.paths import config_path, data_home
-
-    path = config_path(data_home(args.home))
-    if args.config_command == "show":
-        print(load_config(args.config or path, missing_ok=args.config is None).to_toml())
-        print("# The door's operating point now (from [recognition], the model bundle and the people enrolled):")
-        print("# " + operating_point_now(args).describe())
-    elif args.config_command == "init":
-        if path.exists() and not args.force:
-            print(f"{path} exists; add --force to overwrite", file=sys.stderr)
-            return 2
-        path.write_text(Config().to_toml())
-        print(f"wrote {path}")
-    return 0

@@ -1,11 +1,11 @@
-"""1:N search: exact agreement with a plain loop, unknowns, empty gallery, speed."""
+"""1:N search: exact agreement with a plain loop, unknowns, nobody enrolled, speed."""
 import math
 
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.gallery import Gallery, Match, bench_search
-from facegate.edge_runtime.matching import similarity
+from facegate.edge_runtime.eval.speed import bench_search
+from facegate.edge_runtime.matching import Match, TemplateGallery, similarity
 
 
 def _loop_nearest(names, matrix, probe, metric):
@@ -24,7 +24,7 @@ def test_matches_a_plain_loop(metric):
     pids = rng.integers(0, 7, size=40)                 # people interleaved, unequal template counts
     names = tuple(f"person{p}" for p in pids)
     matrix = rng.standard_normal((40, 16)).astype(np.float32) * rng.uniform(0.5, 3, (40, 1)).astype(np.float32)
-    g = Gallery(names, tuple(int(p) for p in pids), matrix, metric)
+    g = TemplateGallery(names, tuple(int(p) for p in pids), matrix, metric)
     probes = rng.standard_normal((25, 16)).astype(np.float32)
     for probe, m in zip(probes, g.nearest(probes)):
         name, score, second = _loop_nearest(names, matrix, probe, metric)
@@ -39,7 +39,7 @@ def test_finds_the_enrolled_person_and_thresholds():
     rng = np.random.default_rng(1)
     people = rng.standard_normal((3, 32)).astype(np.float32)
     matrix = np.repeat(people, 2, axis=0) + 0.05 * rng.standard_normal((6, 32)).astype(np.float32)
-    g = Gallery(("a", "a", "b", "b", "c", "c"), (1, 1, 2, 2, 3, 3), matrix, "cosine")
+    g = TemplateGallery(("a", "a", "b", "b", "c", "c"), (1, 1, 2, 2, 3, 3), matrix, "cosine")
     probes = np.stack([people[1] * 5.0, people[2], -people[0]])      # scale does not matter for cosine
     m = g.nearest(probes, threshold=0.5)
     assert [x.name for x in m] == ["b", "c", None]
@@ -50,37 +50,37 @@ def test_finds_the_enrolled_person_and_thresholds():
 
 
 def test_euclidean_scores_are_minus_distances():
-    g = Gallery(("a", "b"), (1, 2), np.array([[0, 0], [3, 4]], np.float32), "euclidean")
+    g = TemplateGallery(("a", "b"), (1, 2), np.array([[0, 0], [3, 4]], np.float32), "euclidean")
     (m,) = g.nearest(np.array([[3, 0]], np.float32))
     assert (m.name, m.score, m.second) == ("a", pytest.approx(-3.0), pytest.approx(-4.0))
     (m,) = g.nearest(np.array([[3, 4]], np.float32))
     assert m.name == "b" and m.score == pytest.approx(0.0, abs=1e-3)
-    # the same gallery searched with the other metric gives cosine scores
+    # the same templates searched with the other metric gives cosine scores
     (m,) = g.nearest(np.array([[6, 8]], np.float32), metric="cosine")
     assert m.name == "b" and m.score == pytest.approx(1.0)
 
 
 def test_empty_and_single_person_galleries():
-    empty = Gallery.empty("cosine")
+    empty = TemplateGallery.empty("cosine")
     ms = empty.nearest(np.ones((2, 128), np.float32), threshold=0.3)
     assert ms == [Match(None, -math.inf, -math.inf)] * 2
-    one = Gallery(("solo",), (5,), np.ones((1, 4), np.float32))
+    one = TemplateGallery(("solo",), (5,), np.ones((1, 4), np.float32))
     (m,) = one.nearest(np.ones(4, np.float32))
     assert m.name == "solo" and m.second == -math.inf
 
 
 def test_rejects_mismatched_inputs():
-    g = Gallery(("a",), (1,), np.ones((1, 4), np.float32))
+    g = TemplateGallery(("a",), (1,), np.ones((1, 4), np.float32))
     with pytest.raises(ValueError, match="different embedders"):
         g.nearest(np.ones((1, 8), np.float32))
     with pytest.raises(ValueError, match="len\\(names\\)"):
-        Gallery(("a", "b"), (1,), np.ones((2, 4), np.float32))
+        TemplateGallery(("a", "b"), (1,), np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="several names"):
-        Gallery(("a", "b"), (1, 1), np.ones((2, 4), np.float32))
+        TemplateGallery(("a", "b"), (1, 1), np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="NaN"):
-        Gallery(("a",), (1,), np.full((1, 4), np.nan, np.float32))
+        TemplateGallery(("a",), (1,), np.full((1, 4), np.nan, np.float32))
     with pytest.raises(ValueError, match="metric"):
-        Gallery(("a",), (1,), np.ones((1, 4), np.float32), "manhattan")
+        TemplateGallery(("a",), (1,), np.ones((1, 4), np.float32), "manhattan")
 
 
 def test_search_against_100k_templates_is_fast():

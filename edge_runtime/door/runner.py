@@ -12,10 +12,10 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..recognizer import FaceResult, Recognizer, door_candidate
+from ..store import Store
+from .actuators import Door
 from .decision import DENY, OPEN, Decision, DoorDecider
-from .door import Door
-from .recognizer import FaceResult, Recognizer, door_candidate
-from .store import Store
 
 log = logging.getLogger("facegate.run")
 
@@ -69,15 +69,15 @@ class Runner:
         self._data_version = None
         self._last_refresh = -1e9
         self._last_deny_log = -1e9
-        self.refresh_gallery(force=True)
+        self.refresh_templates(force=True)
 
-    def refresh_gallery(self, force: bool = False) -> None:
+    def refresh_templates(self, force: bool = False) -> None:
         """Reload templates when the store changed (e.g. the admin page enrolled someone)."""
         version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
         if force or version != self._data_version:
             b = self.recognizer.bundle
             before = self.recognizer.operating if not force else None
-            self.recognizer.gallery = self.store.templates(b.id, b.metric)
+            self.recognizer.templates = self.store.templates(b.id, b.metric)
             self._data_version = version
             if self.recognizer.operating != before:
                 log.info("operating point: %s", self.recognizer.operating.describe())
@@ -85,7 +85,7 @@ class Runner:
     def process(self, ts: float, frame_rgb: np.ndarray) -> tuple[list[FaceResult], Decision, dict | None]:
         """One frame: returns the face results, the decision and the event emitted (None if no face)."""
         if ts - self._last_refresh >= self.refresh_s:
-            self.refresh_gallery()
+            self.refresh_templates()
             self._last_refresh = ts
         t0 = time.perf_counter()
         results = self.recognizer.analyze(frame_rgb, live=True)

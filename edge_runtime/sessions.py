@@ -7,8 +7,9 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import DETECTOR, EMBEDDERS, check_contract, from_metadata
+from .detection import FaceDetector
+from .embedding import FaceEmbedder
 from .errors import FacegateError
-from .pipeline import FaceDetector, FaceEmbedder
 
 
 class ModelFileError(FacegateError):
