@@ -163,73 +163,26 @@ def cmd_bench_identify(args) -> int:
 
 
 def cmd_bench_pipeline(args) -> int:
-    """The door loop on a 640x480 video: fps, per-stage time, decision latency, peak RSS."""
-    import time
+    """The door loop on a 640x480 video: fps, decision latency, peak RSS. Each frame goes through
+    `Runner.process`, the method `facegate run` calls per frame (recognise, decide, act on a dry-run
+    door, write the event and the audit rows), with the person enrolled by the enrollment code into a
+    throw-away store."""
+    import tempfile
 
-    import cv2
-    import numpy as np
-
-    from facegate.edge_runtime.config import Config
-    from facegate.edge_runtime.door.decision import OPEN, DoorDecider
-    from facegate.edge_runtime.eval.speed import peak_rss_mb
-    from facegate.edge_runtime.matching import TemplateGallery
-    from facegate.edge_runtime.recognizer import Recognizer, door_candidate
-
-    clips = data_dir() / "videos/face_recognition"
-    video, photo, name = clips / "short_hamilton_clip.mp4", clips / "lin-manuel-miranda.png", "Lin-Manuel Miranda"
-    from facegate.edge_runtime.bundle import load_bundle
+    from facegate.edge_runtime.eval.pipeline import door_clip, run_door_clip
 
     if args.fp32:
         raise SystemExit("facegate bench pipeline runs an ONNX bundle (the device path); drop --fp32")
-    bundle = load_bundle(args.bundle, embedder=(args.embedder or [None])[0], threads=args.threads)
-    cfg = Config.from_dict({"detector": {"live_max_side": args.max_side}} if args.max_side else {})
-    rec = Recognizer(bundle, cfg)
-    enrolled = rec.enrollment_photo(photo)
-    if not enrolled.ok:
-        raise RuntimeError(f"cannot enroll {photo}: {enrolled.reason}")
-    rec.templates = TemplateGallery((name,), (1,), enrolled.embedding[None], bundle.metric)
-    decider = DoorDecider.from_config(cfg.decision)
-    cap = cv2.VideoCapture(str(video))
-    fps_src = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    times, first_seen, opened, i, with_face = [], None, None, 0, []
-    while True:                      # frames are read one by one, as from a camera (no preloading)
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        f = cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB)
-        t0 = time.perf_counter()
-        results = rec.analyze(f, live=True)
-        cand = door_candidate(results)
-        d = decider.update(i / fps_src, cand.match if cand else None)
-        times.append(time.perf_counter() - t0)
-        with_face.append(any(r.usable for r in results))      # a face was embedded and matched
-        if first_seen is None and cand and cand.match and cand.match.name == name:
-            first_seen = i
-        if opened is None and d.action == OPEN:
-            opened = i
-        i += 1
-    cap.release()
-    ms = np.array(times) * 1000
-    report = {"backend": f"bundle {bundle.manifest.id}:{bundle.embedder_entry.name} ({bundle.embedder_entry.precision})",
-              "threads": args.threads, "frames": i, "frame_size": [640, 480],
-              "median_frame_ms": float(np.median(ms)), "p90_frame_ms": float(np.percentile(ms, 90)),
-              "fps": float(1000 / np.median(ms)), "first_seen_frame": first_seen, "open_frame": opened,
-              "source_fps": fps_src, "peak_rss_mb": peak_rss_mb(),
-              "live_max_side": cfg.detector.live_max_side, "frames_with_face": int(sum(with_face))}
-    if any(with_face):
-        face_ms = ms[np.array(with_face)]
-        report.update(median_face_frame_ms=float(np.median(face_ms)), fps_with_face=float(1000 / np.median(face_ms)))
-    if first_seen is not None and opened is not None:
-        # camera time from the first frame he is recognisable in to the frame that opens, plus the
-        # processing of that last frame
-        report["decision_latency_ms"] = (opened - first_seen) / fps_src * 1000 + float(ms[opened])
-    print(f"{report['backend']}, {args.threads} threads, {i} frames at 640x480 "
-          f"(detector at {cfg.detector.live_max_side} px), {report['frames_with_face']} with a face recognised")
+    with tempfile.TemporaryDirectory(prefix="facegate.bench.") as home:
+        report = run_door_clip(door_clip(data_dir()), Path(home), args.bundle, (args.embedder or [None])[0],
+                               args.threads, args.max_side)
+    print(f"{report['backend']}, {args.threads} threads, {report['frames']} frames at 640x480 "
+          f"(detector at {report['live_max_side']} px), {report['frames_with_face']} with a face recognised")
     if "fps_with_face" in report:
         print(f"frames with a face: median {report['median_face_frame_ms']:.1f} ms ({report['fps_with_face']:.1f} fps)")
     print(f"median {report['median_frame_ms']:.1f} ms/frame ({report['fps']:.1f} fps), "
           f"p90 {report['p90_frame_ms']:.1f} ms; decision latency "
-          f"{report.get('decision_latency_ms', float('nan')):.0f} ms (k={cfg.decision.k}); "
+          f"{report.get('decision_latency_ms', float('nan')):.0f} ms (k={report['k']}); "
           f"peak RSS {report['peak_rss_mb']:.0f} MB")
     _write(args, report)
     return 0
@@ -238,64 +191,71 @@ def cmd_bench_pipeline(args) -> int:
 def cmd_bench_openset(args) -> int:
     """Open-set 1:N on LFW: one photo enrolled per person with several, their other photos as mated
     probes, never-enrolled people as impostors; FNIR at FPIR 1% and 0.1% of every embedder and of the
-    bundle's fusion, a two-fold held-out check of the fusion, and the peer."""
+    bundle's fusion, a two-fold held-out check of the fusion, the peer, and the door at its operating point."""
     from facegate.edge_runtime.eval.lfw_eval import embed_images
-    from facegate.edge_runtime.eval.openset import build_searches, evaluate_openset, fusion_report, openset_relpaths
+    from facegate.edge_runtime.eval.openset import build_searches, evaluate_openset, openset_relpaths
     from facegate.edge_runtime.eval.peers import OpenCVZooPeer
 
     lfw = data_dir() / "lfw"
     enrol, mated, nonmated = openset_relpaths(lfw)
     det, embs, backend = models_for(args, args.embedder)
     rel = sorted(set(enrol) | set(mated) | set(nonmated))
-    out = embed_images(lfw, rel, det, embs)
-    report = {"backend": backend, "results": {}}
-    searches = {}
-    for n, e in embs.items():
-        searches[n] = build_searches(out["embeddings"][n], enrol, mated, nonmated, e.metric)
-        report["results"][n] = evaluate_openset(searches[n])
-    fused = [e for e in embs.values() if not isinstance(e.metric, str)]
-    singles = [n for n, e in embs.items() if isinstance(e.metric, str)]
-    if fused and all(p in searches for p in fused[0].fusion.parts):
-        f = fused[0].fusion                  # the bundle's weight is re-picked per half, its z-stats kept
-        names = list(f.parts)
-        report["fusion"] = fusion_report(*(searches[p] for p in names),
-                                         stats=tuple(zip(f.means, f.stds)))
-    elif len(singles) == 2:
-        names = singles
-        report["fusion"] = fusion_report(*(searches[n] for n in names))
-    if "fusion" in report:
-        report["fusion_embedders"] = {"a": names[0], "b": names[1]}
+    tables = {n: (t, embs[n].metric) for n, t in embed_images(lfw, rel, det, embs)["embeddings"].items()}
     if not args.no_peer:
         peer = OpenCVZooPeer(threads=args.threads)
-        pe = embed_images(lfw, rel, peer, {"peer": peer})
-        searches["opencv_zoo_peer"] = build_searches(pe["embeddings"]["peer"], enrol, mated, nonmated, "cosine")
-        report["results"]["opencv_zoo_peer"] = evaluate_openset(searches["opencv_zoo_peer"])
+        tables["opencv_zoo_peer"] = (embed_images(lfw, rel, peer, {"peer": peer})["embeddings"]["peer"], "cosine")
+    searches = {n: build_searches(t, enrol, mated, nonmated, metric) for n, (t, metric) in tables.items()}
+    report = {"backend": backend, "results": {n: evaluate_openset(s) for n, s in searches.items()}}
+    report.update(_fusion_section(embs, searches))
     if args.plot:
         from facegate.edge_runtime.eval.openset import det_curve, plot_det
         plot_det({n: det_curve(s) for n, s in searches.items()}, args.plot)
     door = default_embedder(args)
     if door in embs:
-        tables = {door: (out["embeddings"][door], embs[door].metric)}
-        if not args.no_peer:
-            tables["opencv_zoo_peer"] = (pe["embeddings"]["peer"], "cosine")
-        report["door"] = _door_section(args, lfw, tables, backend)
-    print(f"open-set 1:N on LFW ({backend})")
+        report["door"] = _door_section(args, lfw, {n: t for n, t in tables.items() if n in (door, "opencv_zoo_peer")},
+                                       backend)
+    _print_openset(report, embs)
+    _write(args, report)
+    return 0
+
+
+def _fusion_section(embs: dict, searches: dict) -> dict:
+    """The two-fold held-out check of the fusion: of the bundle's (its weight re-picked per half, its
+    z-stats kept) or, with two single embedders, of a fusion fitted here. {} when neither applies."""
+    from facegate.edge_runtime.eval.openset import fusion_report
+
+    fused = [e for e in embs.values() if not isinstance(e.metric, str)]
+    singles = [n for n, e in embs.items() if isinstance(e.metric, str)]
+    if fused and all(p in searches for p in fused[0].fusion.parts):
+        f = fused[0].fusion
+        names = list(f.parts)
+        section = fusion_report(*(searches[p] for p in names), stats=tuple(zip(f.means, f.stds)))
+    elif len(singles) == 2:
+        names = singles
+        section = fusion_report(*(searches[n] for n in names))
+    else:
+        return {}
+    return {"fusion": section, "fusion_embedders": {"a": names[0], "b": names[1]}}
+
+
+def _print_openset(report: dict, embs: dict) -> None:
+    print(f"open-set 1:N on LFW ({report['backend']})")
     print(f"{'embedder':18s} {'rank-1':>8s} {'FNIR@FPIR1%':>12s} {'FNIR@FPIR0.1%':>14s}")
     for n, r in report["results"].items():
         f = r["at_fpir"]
         print(f"{n:18s} {r['rank1'] * 100:7.2f}% {f['0.01']['fnir'] * 100:11.2f}% "
               f"{f['0.001']['fnir'] * 100:13.2f}%")
+    fused = [e for e in embs.values() if not isinstance(e.metric, str)]
     if fused:
         print(f"({fused[0].name}: the bundle's weight was picked on these people, so its row is optimistic; "
               "the held-out lines below are the fair estimate)")
+    names = report.get("fusion_embedders", {})
     for fold, r in report.get("fusion", {}).items():
         fn = lambda k: r[k]["at_fpir"]["0.01"]["fnir"] * 100  # noqa: E731
-        print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names[0]}): "
-              f"FNIR@FPIR1% {names[0]} {fn('a'):.2f}%, {names[1]} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
+        print(f"fusion {fold} (weight tuned on the other half of the people, w={r['w']:.2f} on {names['a']}): "
+              f"FNIR@FPIR1% {names['a']} {fn('a'):.2f}%, {names['b']} {fn('b'):.2f}%, fused {fn('fused'):.2f}%")
     if "door" in report:
         _print_door(report["door"])
-    _write(args, report)
-    return 0
 
 
 def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:

@@ -25,17 +25,25 @@ BENCH_EMBEDDERS = ["dlib_resnet", "sface", "sface+dlib_resnet"]
 def build_parser() -> argparse.ArgumentParser:
     from facegate import __version__
 
-    p = argparse.ArgumentParser(prog="facegate", description="On-device face recognition: detect, align, embed, match, decide.")
+    p = argparse.ArgumentParser(prog="facegate",
+                                description="On-device face recognition: detect, align, embed, match, decide.")
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands):
+        add(sub)
+    return p
 
-    def common(sp, bundle=True):
-        sp.add_argument("--home", help="data folder (default $FACEGATE_HOME or ~/.local/share/facegate)")
-        sp.add_argument("--config", type=Path, help="config file (default <home>/config.toml)")
-        if bundle:
-            sp.add_argument("--bundle", type=Path, help="model bundle folder (default: the shipped one)")
-            sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
 
+def common(sp, bundle=True):
+    sp.add_argument("--home", help="data folder (default $FACEGATE_HOME or ~/.local/share/facegate)")
+    sp.add_argument("--config", type=Path, help="config file (default <home>/config.toml)")
+    if bundle:
+        sp.add_argument("--bundle", type=Path, help="model bundle folder (default: the shipped one)")
+        sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+
+
+def _device_commands(sub) -> None:
+    """enroll, people, identify, run, config: the device commands (torch-free)."""
     e = sub.add_parser("enroll", help="enroll a person from photos (one face each)")
     e.add_argument("--name", required=True)
     e.add_argument("images", nargs="+", type=Path)
@@ -90,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     for x in csub.choices.values():
         x.set_defaults(func=_lazy("facegate.show_config:cmd_config"))
 
+
+def _admin_commands(sub) -> None:
+    """admin init|serve|token."""
     a = sub.add_parser("admin", help="the admin web page: set up the administrator, serve, API tokens")
     asub = a.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     x = asub.add_parser("init", help="create the first administrator (there is no default password)")
@@ -119,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
         x.set_defaults(func=_lazy("facegate.serve_admin:cmd_admin"))
     asub.choices["serve"].set_defaults(share_pool=True)
 
+
+def calib_args(sp):
+    sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
+    sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="Percentile",
+                    help="calibration method (default Percentile: the choice of `calibrate --grid`, see "
+                         "docs/calibration_grid.md)")
+    sp.add_argument("--activation-type", choices=["U8", "S8"], default="U8",
+                    help="int8 activations: U8 (uint8, U8S8) or S8 (S8S8)")
+    sp.add_argument("--images", type=Path, help="calibration image folder (default: LFW people outside "
+                                                "pairs.txt, from $FACEGATE_DATA)")
+    sp.add_argument("--limit", type=int, help="calibration images to use (default all)")
+    sp.add_argument("--lfw-limit", type=int, help="LFW pairs per fold and class in the report (default all)")
+    sp.add_argument("--wider-limit", type=int, help="WIDER images in the report (default all)")
+    sp.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                    help="leave this node in float (repeatable; names from `facegate quant-debug`)")
+
+
+def _build_commands(sub) -> None:
+    """models, export, calibrate, build-bundle, fit-operating-point, quant-debug (facegate[train])."""
     models = sub.add_parser("models", help="pretrained PyTorch networks (needs facegate[train])")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("list", help="registered networks and where their weights come from")
@@ -138,21 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", type=Path, nargs="+", help="real images for the comparison")
     e.add_argument("--weights", type=Path, help="state dict from `facegate models import` (one network)")
     e.set_defaults(func=_lazy("facegate.build_models:cmd_export"))
-
-    def calib_args(sp):
-        sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
-        sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="Percentile",
-                        help="calibration method (default Percentile 99.99: best or tied-best LFW accuracy and the "
-                             "best TAR at FAR 1e-3 for both embedders in `calibrate --grid`)")
-        sp.add_argument("--activation-type", choices=["U8", "S8"], default="U8",
-                        help="int8 activations: U8 (uint8, U8S8) or S8 (S8S8)")
-        sp.add_argument("--images", type=Path, help="calibration image folder (default: LFW people outside "
-                                                    "pairs.txt, from $FACEGATE_DATA)")
-        sp.add_argument("--limit", type=int, help="calibration images to use (default all)")
-        sp.add_argument("--lfw-limit", type=int, help="LFW pairs per fold and class in the report (default all)")
-        sp.add_argument("--wider-limit", type=int, help="WIDER images in the report (default all)")
-        sp.add_argument("--exclude", action="append", default=[], metavar="NODE",
-                        help="leave this node in float (repeatable; names from `facegate quant-debug`)")
 
     c = sub.add_parser("calibrate", help="int8 models + fp32-vs-int8 report (needs facegate[train])")
     calib_args(c)
@@ -194,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", type=Path, help="write every row as JSON")
     q.set_defaults(func=_lazy("facegate.build_models:cmd_quant_debug"))
 
+
+def backend_args(sp, max_side: int | None = 640):
+    sp.add_argument("--fp32", action="store_true", help="PyTorch fp32 networks (needs facegate[train])")
+    sp.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped one)")
+    sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    sp.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
+    sp.add_argument("--max-side", type=int, default=max_side,
+                    help="longer side (px) the detector looks at; larger frames are shrunk (default "
+                         f"{max_side or 'the config: [detector] live_max_side'})")
+    sp.add_argument("--json", type=Path, help="write the report as JSON")
+    sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
+
+
+def _bench_commands(sub) -> None:
+    """bench lfw|speed|wider|pipeline|openset|identify."""
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("lfw", help="LFW 10-fold verification accuracy")
@@ -208,17 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_lfw"))
 
-    def backend_args(sp, max_side: int | None = 640):
-        sp.add_argument("--fp32", action="store_true", help="PyTorch fp32 networks (needs facegate[train])")
-        sp.add_argument("--bundle", type=Path, help="ONNX bundle folder (default: the shipped one)")
-        sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
-        sp.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
-        sp.add_argument("--max-side", type=int, default=max_side,
-                        help="longer side (px) the detector looks at; larger frames are shrunk (default "
-                             f"{max_side or 'the config: [detector] live_max_side'})")
-        sp.add_argument("--json", type=Path, help="write the report as JSON")
-        sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
-
     b = bsub.add_parser("speed", help="median latency per stage on a 640x480 frame, 1 and 2 threads, vs OpenCV Zoo")
     backend_args(b)
     b.add_argument("--embedder", action="append", choices=BENCH_EMBEDDERS)
@@ -226,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_speed"))
     b = bsub.add_parser("wider", help="detection AP on the WIDER FACE val subset, vs YuNet")
     backend_args(b)
-    b.add_argument("--limit", type=int, help="images (spread evenly; default all 236)")
+    b.add_argument("--limit", type=int, help="images (spread evenly; default all)")
     b.add_argument("--min-face", type=float, default=0.0,
                    help="count only faces at least this many px (shorter side, original image), as the door's "
                         "quality gate does: smaller boxes become ignore regions, smaller detections are dropped")
@@ -253,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "per template; the default embedder), cosine = SFace alone, euclidean = dlib alone")
     b.add_argument("--json", type=Path)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

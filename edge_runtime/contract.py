@@ -10,8 +10,7 @@ from .errors import ContractError
 
 # Where RetinaFace's 5 landmarks sit, on average, inside dlib's own 150x150 chips
 # (dlib get_face_chip_details(shape5, 150, padding 0.25)). Measured by
-# `facegate models measure-template` on LFW people outside pairs.txt; see README.
-# 1,539 faces of 1,549 images; per-point std 2.1-7.0 px (nose and mouth vary most).
+# `facegate models measure-template` on LFW people outside pairs.txt (its JSON gives the spread per point).
 DLIB_CHIP_TEMPLATE = ((46.59, 45.43), (101.97, 45.21), (73.27, 76.66), (50.40, 103.32), (97.01, 103.29))
 
 # OpenCV's FaceRecognizerSF.alignCrop template (ArcFace 112x112), which SFace was trained with.

@@ -13,7 +13,7 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .config import Config
-from .door.runner import finite
+from .matching import json_score
 from .recognizer import FaceResult, PhotoResult, Recognizer
 from .store import Person, Store
 
@@ -105,6 +105,6 @@ def face_report(r: FaceResult) -> dict:
     """One analysed face as plain JSON: box, person (name, 'unknown' or None if unusable), score, problems."""
     return {"box": [round(float(v), 1) for v in r.face.box],
             "person": (r.match.name or "unknown") if r.match else None,
-            "score": finite(r.match.score) if r.match else None,
+            "score": json_score(r.match.score) if r.match else None,
             "candidate": r.match.candidate if r.match else None,
             "problems": list(r.problems)}

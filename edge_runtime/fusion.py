@@ -21,6 +21,16 @@ from .errors import FacegateError
 PART_METRICS = ("cosine", "euclidean")
 
 
+def fuse_scores(scores, weights, means, stds) -> np.ndarray:
+    """sum_i weights[i] * (scores[i] - means[i]) / stds[i]: per-part similarities (float arrays of one
+    shape) -> their float32 fused score of that shape."""
+    total = None
+    for s, w, mu, sd in zip(scores, weights, means, stds):
+        z = (np.asarray(s, np.float32) - np.float32(mu)) * np.float32(w / sd)
+        total = z if total is None else total + z
+    return total
+
+
 class FusionError(FacegateError):
     """A fusion description is incomplete or inconsistent."""
 
@@ -84,11 +94,7 @@ class ScoreFusion:
 
     def combine(self, scores) -> np.ndarray:
         """Per-part similarities (same shape each) -> float32 fused score of that shape."""
-        total = None
-        for s, w, mu, sd in zip(scores, self.weights, self.means, self.stds):
-            z = (np.asarray(s, np.float32) - np.float32(mu)) * np.float32(w / sd)
-            total = z if total is None else total + z
-        return total
+        return fuse_scores(scores, self.weights, self.means, self.stds)
 
     def to_json(self) -> dict:
         return {"parts": list(self.parts), "metrics": list(self.metrics), "dims": list(self.dims),

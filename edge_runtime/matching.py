@@ -2,6 +2,7 @@
 enrolled templates (TemplateGallery), which gives one Match per probe."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,11 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows of float (N, D) scaled to unit length."""
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def json_score(x: float | None, digits: int = 4) -> float | None:
+    """A score rounded for JSON; None for no score or -inf (nobody enrolled)."""
+    return round(x, digits) if x is not None and math.isfinite(x) else None
 
 
 def similarity(a: np.ndarray, b: np.ndarray, metric: str | ScoreFusion) -> np.ndarray:

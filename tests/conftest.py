@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
-
-def _data_dir() -> Path:
-    return Path(os.environ.get("FACEGATE_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+from facegate.edge_runtime import paths
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """$FACEGATE_DATA (default ../shared/data). Skips when absent; under CI=true it fails instead."""
-    d = _data_dir()
+    d = paths.data_dir()
     if not (d / "lfw").is_dir():
         msg = f"face data not found at {d}: set FACEGATE_DATA to the shared data folder"
         if os.environ.get("CI") == "true":

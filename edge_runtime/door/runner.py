@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..matching import json_score
 from ..recognizer import FaceResult, Recognizer, door_candidate
 from ..store import Store
 from .actuators import Door
@@ -28,11 +28,6 @@ class RunStats:
     denies: int = 0
     seconds: float = 0.0
     stage_ms: dict = field(default_factory=dict)
-
-
-def finite(x: float | None, digits: int = 4) -> float | None:
-    """Round a score for JSON; None for no score or -inf (nobody enrolled)."""
-    return round(x, digits) if x is not None and math.isfinite(x) else None
 
 
 def draw(frame_rgb: np.ndarray, results: list[FaceResult], decision: Decision) -> np.ndarray:
@@ -105,7 +100,7 @@ class Runner:
     def _event(self, ts, results, cand, decision, ms) -> dict:
         m = cand.match if cand else None
         return {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()), "ts": round(ts, 3),
-                "person": (m.name or "unknown") if m else None, "score": finite(m.score) if m else None,
+                "person": (m.name or "unknown") if m else None, "score": json_score(m.score) if m else None,
                 "candidate": m.candidate if m else None, "decision": decision.action,
                 "reason": decision.reason, "votes": decision.votes, "faces": len(results),
                 "unusable": [list(r.problems) for r in results if r.problems], "frame_ms": round(ms, 1)}
@@ -114,13 +109,13 @@ class Runner:
         if decision.action == OPEN:
             self.stats.opens += 1
             opened = self.door.open(decision.name, f"{decision.votes} matching frames")
-            self.store.log("door_open" if opened else "door_error", decision.name, score=finite(decision.score),
+            self.store.log("door_open" if opened else "door_error", decision.name, score=json_score(decision.score),
                            votes=decision.votes, ts=ts)
             self.store.touch_seen(decision.name, time.time())
         elif decision.action == DENY:
             self.stats.denies += 1
             if ts - self._last_deny_log >= self.deny_log_s:
-                self.store.log("deny", decision.name, reason=decision.reason, score=finite(decision.score), ts=ts)
+                self.store.log("deny", decision.name, reason=decision.reason, score=json_score(decision.score), ts=ts)
                 self._last_deny_log = ts
 
     def run(self, frames, show: bool = False, record: str | None = None, record_fps: float = 25.0) -> RunStats:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fusion import fuse_scores
 from ..matching import similarity
 
 
@@ -209,9 +210,8 @@ def fuse(a: Searches, b: Searches, w: float, stats_a: tuple[float, float],
     """
     if not (np.array_equal(a.probe_ids, b.probe_ids) and np.array_equal(a.enrolled_ids, b.enrolled_ids)):
         raise ValueError("fusion needs both score matrices over the same probes and enrolled photos")
-    za = (a.scores.astype(np.float32) - stats_a[0]) / stats_a[1]
-    zb = (b.scores.astype(np.float32) - stats_b[0]) / stats_b[1]
-    return a.with_scores(w * za + (1 - w) * zb)
+    return a.with_scores(fuse_scores((a.scores, b.scores), (w, 1 - w), (stats_a[0], stats_b[0]),
+                                     (stats_a[1], stats_b[1])))
 
 
 def pair_scores(table: dict, relpaths: list[str], metric) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,109 @@
+"""The door loop benchmark: a face video through the runner's own per-frame method (`Runner.process`),
+timed frame by frame, with the decision latency from the first recognisable frame to the opening."""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import Config
+from ..door.actuators import LogDoor
+from ..door.decision import OPEN, DoorDecider
+from ..door.runner import Runner
+from ..enrollment import check_photos, enroll_checked, open_bundle
+from ..errors import FacegateError
+from ..recognizer import Recognizer, door_candidate
+from ..store import Store
+from .speed import peak_rss_mb
+
+FRAME_SIZE = (640, 480)        # width, height every clip frame is resized to (a kiosk camera's)
+
+
+@dataclass(frozen=True)
+class DoorClip:
+    """A face video and the enrollment photo of the person who walks up in it."""
+
+    video: Path
+    photo: Path
+    name: str
+
+
+def door_clip(data: Path) -> DoorClip:
+    """The Hamilton clip of the shared data folder (the README's main job)."""
+    clips = Path(data) / "videos/face_recognition"
+    return DoorClip(clips / "short_hamilton_clip.mp4", clips / "lin-manuel-miranda.png", "Lin-Manuel Miranda")
+
+
+def door_runner(clip: DoorClip, home: Path, bundle_dir: Path | None, embedder: str | None, threads: int,
+                live_max_side: int | None) -> Runner:
+    """A Runner as `facegate run` builds one (default config, dry-run door), over a new store in `home`
+    where `clip.name` is enrolled from `clip.photo` by the enrollment code. Events are discarded."""
+    settings = {"detector": {"live_max_side": live_max_side}} if live_max_side else {}
+    if embedder:
+        settings["recognition"] = {"embedder": embedder}
+    cfg = Config.from_dict(settings)
+    bundle = open_bundle(cfg, bundle_dir, threads)
+    store = Store(Path(home) / "store.db")
+    results = check_photos(Recognizer(bundle, cfg), [(str(clip.photo), clip.photo)])
+    if enroll_checked(store, bundle, clip.name, results, keep_images=False).person is None:
+        raise FacegateError(f"cannot enroll {clip.photo}: {results[0].reason}")
+    return Runner(Recognizer(bundle, cfg), store, LogDoor(cfg.door.open_s), DoorDecider.from_config(cfg.decision),
+                  events=io.StringIO())
+
+
+def run_door_clip(clip: DoorClip, home: Path, bundle_dir: Path | None = None, embedder: str | None = None,
+                  threads: int = 2, live_max_side: int | None = None) -> dict:
+    """Every frame of the clip (read one by one, as from a camera; resized to 640x480) through
+    `Runner.process`. Returns the report: per-frame median/p90 ms and fps, frames with a usable face,
+    the first frame the person is recognised in and the opening frame, the decision latency (camera
+    time between them plus the opening frame's processing), peak RSS."""
+    runner = door_runner(clip, home, bundle_dir, embedder, threads, live_max_side)
+    cap = cv2.VideoCapture(str(clip.video))
+    if not cap.isOpened():
+        raise FacegateError(f"cannot open {clip.video}; set FACEGATE_DATA")
+    fps_src = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    times, with_face, first_seen, opened = [], [], None, None
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frame = cv2.cvtColor(cv2.resize(bgr, FRAME_SIZE), cv2.COLOR_BGR2RGB)
+            i = len(times)
+            t0 = time.perf_counter()
+            results, decision, _ = runner.process(i / fps_src, frame)
+            times.append(time.perf_counter() - t0)
+            with_face.append(any(r.usable for r in results))
+            cand = door_candidate(results)
+            if first_seen is None and cand and cand.match and cand.match.name == clip.name:
+                first_seen = i
+            if opened is None and decision.action == OPEN:
+                opened = i
+    finally:
+        cap.release()
+        runner.door.close()
+    report = _report(runner, np.array(times) * 1000, np.array(with_face, bool), first_seen, opened, fps_src)
+    return dict(report, threads=threads)
+
+
+def _report(runner: Runner, ms: np.ndarray, with_face: np.ndarray, first_seen: int | None, opened: int | None,
+            fps_src: float) -> dict:
+    """The benchmark's JSON report from the per-frame times (float ms (F,)) and face flags (bool (F,))."""
+    b, cfg = runner.recognizer.bundle, runner.recognizer.config
+    report = {"backend": f"bundle {b.manifest.id}:{b.embedder_entry.name} ({b.embedder_entry.precision})",
+              "frames": int(len(ms)),
+              "frame_size": list(FRAME_SIZE), "median_frame_ms": float(np.median(ms)),
+              "p90_frame_ms": float(np.percentile(ms, 90)), "fps": float(1000 / np.median(ms)),
+              "first_seen_frame": first_seen, "open_frame": opened, "source_fps": fps_src,
+              "peak_rss_mb": peak_rss_mb(), "live_max_side": cfg.detector.live_max_side, "k": cfg.decision.k,
+              "frames_with_face": int(with_face.sum()), "driven_by": "Runner.process"}
+    if with_face.any():
+        face_ms = ms[with_face]
+        report.update(median_face_frame_ms=float(np.median(face_ms)), fps_with_face=float(1000 / np.median(face_ms)))
+    if first_seen is not None and opened is not None:
+        report["decision_latency_ms"] = (opened - first_seen) / fps_src * 1000 + float(ms[opened])
+    return report

@@ -1,0 +1,25 @@
+"""`bench pipeline` measures what the door runs: every frame goes through Runner.process."""
+from __future__ import annotations
+
+from facegate.edge_runtime.door.runner import Runner
+from facegate.edge_runtime.eval.pipeline import door_clip, run_door_clip
+
+
+def test_bench_pipeline_drives_the_runner(data_dir, tmp_path, monkeypatch):
+    calls = []
+    process = Runner.process
+
+    def counted(self, ts, frame):
+        calls.append(ts)
+        return process(self, ts, frame)
+
+    monkeypatch.setattr(Runner, "process", counted)
+    report = run_door_clip(door_clip(data_dir), tmp_path)
+    assert report["driven_by"] == "Runner.process"
+    assert len(calls) == report["frames"] > 200          # every frame of the clip, one by one
+    assert calls == sorted(calls) and calls[0] == 0.0
+    # Lin-Manuel Miranda is recognised, then the door opens k frames later, as `facegate run` does
+    assert report["first_seen_frame"] is not None and report["open_frame"] is not None
+    assert report["open_frame"] - report["first_seen_frame"] >= report["k"] - 1
+    assert 0 < report["decision_latency_ms"] < 2000
+    assert report["frames_with_face"] > 100 and report["median_frame_ms"] > 0
