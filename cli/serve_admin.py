@@ -74,7 +74,7 @@ def cmd_serve(args) -> int:
     url = f"http://{args.host if ':' not in args.host else '[' + args.host + ']'}:{args.port}"
     if not _is_loopback(args.host) and not args.trusted_proxy:
         log.warning("serving plain HTTP on %s: passwords and face photos cross the network unencrypted. Put a TLS "
-                    "reverse proxy in front (see the README, 'Admin page on the LAN') and serve on 127.0.0.1",
+                    "reverse proxy in front (docs/security.md, 'Admin page on the LAN') and serve on 127.0.0.1",
                     args.host)
     if svc.setup_token:
         log.warning("first run: open %s/setup and enter the setup token printed above", url)

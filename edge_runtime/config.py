@@ -96,9 +96,9 @@ class DetectorConfig(_Section):
     nms_threshold: float = _f(0.4, "overlap (IoU) above which two boxes are the same face, 0..1", lo=0.0, hi=1.0)
     max_side: int = _f(640, "photos (enroll, identify, admin page) are shrunk so their longer side is at most this many "
                             "pixels before detection; alignment still cuts from the full photo", lo=32, hi=8192)
-    live_max_side: int = _f(320, "the same for live camera frames (facegate run): 320 finds faces of min_face_px in a "
-                                 "640x480 frame at a quarter of the cost of 640 (WIDER AP on such faces 96.3% vs "
-                                 "97.2%; README); 640 for small or distant faces", lo=32, hi=8192)
+    live_max_side: int = _f(320, "the same for live camera frames (facegate run): 320 still finds faces of min_face_px "
+                                 "in a 640x480 frame, at a fraction of the cost of 640 (docs/benchmarks.md); 640 for "
+                                 "small or distant faces", lo=32, hi=8192)
     min_face_px: int = _f(60, "faces with a box side smaller than this many pixels are 'too small'", lo=1, hi=8192)
     min_sharpness: float = _f(40.0, "variance of the Laplacian of the aligned chip below which a face is 'too blurry'",
                               lo=0.0)

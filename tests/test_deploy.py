@@ -10,6 +10,8 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 def test_example_config_is_the_default():
     assert load_config(DEPLOY / "config.example.toml", missing_ok=False) == Config()
+    # word for word what `facegate config init` writes, so its comments cannot fall behind the settings
+    assert (DEPLOY / "config.example.toml").read_text() == Config().to_toml()
 
 
 def test_service_command_lines_parse():

@@ -33,7 +33,7 @@ class DoorClip:
 
 
 def door_clip(data: Path) -> DoorClip:
-    """The Hamilton clip of the shared data folder (the README's main job)."""
+    """The Hamilton clip of the shared data folder (the main job of the README)."""
     clips = Path(data) / "videos/face_recognition"
     return DoorClip(clips / "short_hamilton_clip.mp4", clips / "lin-manuel-miranda.png", "Lin-Manuel Miranda")
 
