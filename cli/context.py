@@ -9,7 +9,7 @@ def context(args, need_bundle: bool = True, warn_stale: bool = True):
     from facegate.edge_runtime.config import load_config
     from facegate.edge_runtime.enrollment import open_bundle
     from facegate.edge_runtime.paths import config_path, data_home, store_path
-    from facegate.edge_runtime.store import Store
+    from facegate.edge_runtime.store import Store, stale_templates_message
 
     home = data_home(args.home)
     cfg = load_config(args.config, missing_ok=False) if getattr(args, "config", None) else \
@@ -20,7 +20,5 @@ def context(args, need_bundle: bool = True, warn_stale: bool = True):
         bundle = open_bundle(cfg, args.bundle, args.threads)
         stale = store.stale_templates(bundle.id) if warn_stale else {}
         if stale:
-            print(f"facegate: {len(stale)} people have templates from another model bundle and cannot be "
-                  f"matched: {', '.join(sorted(stale))}; run `facegate people reembed` (uses the kept face "
-                  f"crops) or re-enroll them", file=sys.stderr)
+            print(f"facegate: {stale_templates_message(stale)}", file=sys.stderr)
     return home, cfg, store, bundle

@@ -1,4 +1,5 @@
-"""Safe image loading: clear errors for non-images, truncated files, huge files and decompression bombs."""
+"""Safe image loading: clear errors for non-images, truncated files, huge files and decompression bombs;
+and JPEG encoding of RGB images (face chips, test frames)."""
 from __future__ import annotations
 
 import struct
@@ -97,6 +98,27 @@ def _looks_truncated(data: bytes) -> bool:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return b"IEND" not in data[-64:]
     return False
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
+    """Encode an RGB uint8 (H, W, 3) image as JPEG bytes at `quality` (1..100).
+
+    Raises:
+        ImageError: the array is not uint8 (H, W, 3) with H, W >= 1, or OpenCV cannot encode it.
+        ValueError: `quality` is not an integer in 1..100.
+    """
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be an integer from 1 to 100, got {quality!r}")
+    img = np.asarray(image_rgb)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ImageError(f"cannot encode a JPEG from a {img.dtype} {img.shape} array; expected RGB uint8 (H, W, 3)")
+    try:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    except cv2.error as e:
+        raise ImageError(f"cannot encode a {img.shape[1]}x{img.shape[0]} image as JPEG ({e.err})") from None
+    if not ok:
+        raise ImageError(f"cannot encode a {img.shape[1]}x{img.shape[0]} image as JPEG (OpenCV refused it)")
+    return buf.tobytes()
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -4,29 +4,40 @@ One SQLite file in WAL mode (readers never block the writer), one connection per
 object (use one Store per thread or process). Every write is one `BEGIN IMMEDIATE` transaction:
 it either lands completely or not at all, also when the process is killed or the disk fills.
 Deleted biometric data is overwritten (`secure_delete`) and the WAL is truncated after a delete.
+Opening, write transactions, migrations and error messages come from sqlite_db.py (shared with the
+admin database); StoreError and its lock / full-disk / version subclasses are defined there too.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
 import unicodedata
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import FacegateError, ImageError
+from .errors import ImageError
 from .matching import TemplateGallery
+from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's public names, defined there)
+    BUSY_TIMEOUT_MS,
+    FILE_MODE,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+    StoreVersionError,
+    migrate,
+    open_db,
+    translate_error,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
-FILE_MODE = 0o600              # biometric data: readable by the owner only
-BUSY_TIMEOUT_MS = 5000         # how long a write waits for another process's write lock
 MAX_NAME_CHARS = 100
 
 # Each step is a list of SQL statements applied in one transaction; the step's index + 1 is the
@@ -76,22 +87,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class StoreError(FacegateError):
-    """The enrollment store cannot do what was asked."""
-
-
-class StoreBusyError(StoreError):
-    """Another process holds the store's write lock for longer than the busy timeout."""
-
-
-class StoreFullError(StoreError):
-    """The disk (or the store's size limit) is full; the write was rolled back."""
-
-
-class StoreVersionError(StoreError):
-    """The store was written by a newer facegate than this one."""
 
 
 class PersonNotFoundError(StoreError):
@@ -152,52 +147,19 @@ def normalize_name(name: str) -> str:
     return n
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS,
-            path: str = "the store") -> int:
-    """Bring the schema to version len(migrations), all pending steps in one transaction.
+def stale_templates_message(stale: dict[str, int]) -> str:
+    """The warning for people whose templates were made by another model bundle.
 
-    `conn` must be in autocommit mode (isolation_level=None). Returns the new version.
-    Raises StoreVersionError when the file is newer than `migrations`; on any error nothing changes.
+    Args:
+        stale: {name: template count}, as `Store.stale_templates` returns it; must not be empty.
+    Returns:
+        one sentence naming them (sorted) and saying how to fix it.
     """
-    target = len(migrations)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == target:
-        return version
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]    # re-read under the lock
-        if version > target:
-            raise StoreVersionError(f"{path} has schema version {version} but this facegate knows only up to "
-                                    f"{target}: upgrade facegate (pip install -U facegate) to open it")
-        for step in range(version, target):
-            for sql in migrations[step]:
-                conn.execute(sql)
-        conn.execute(f"PRAGMA user_version = {int(target)}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return target
-
-
-def _translate(e: sqlite3.Error, path: str, action: str) -> StoreError:
-    """A StoreError subclass with a message that says what to do."""
-    code = getattr(e, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    msg = str(e)
-    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in msg:
-        return StoreBusyError(f"cannot {action}: {path} is locked by another facegate process; nothing was "
-                              f"changed. Wait for it to finish (or stop it) and try again")
-    if primary == sqlite3.SQLITE_FULL or "database or disk is full" in msg:
-        return StoreFullError(f"cannot {action}: the disk holding {path} is full; nothing was written. "
-                              f"Free some space (or delete old images) and try again")
-    if primary == sqlite3.SQLITE_READONLY or "readonly" in msg:
-        return StoreError(f"cannot {action}: {path} is read-only; check the file's owner and permissions")
-    if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in msg:
-        return StoreError(f"cannot {action}: {path} is not a facegate store or is damaged ({msg}); "
-                          f"move it away and re-enroll, or restore a backup")
-    return StoreError(f"cannot {action} in {path}: {msg}")
+    if not stale:
+        raise ValueError("no stale templates: there is nothing to warn about")
+    return (f"{len(stale)} people have templates from another model bundle and cannot be matched: "
+            f"{', '.join(sorted(stale))}; run `facegate people reembed` (uses the kept face crops) "
+            f"or re-enroll them")
 
 
 class Store:
@@ -214,39 +176,8 @@ class Store:
         self.path = Path(path)
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
-        where = str(self.path)
-        if not self.path.exists():
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise StoreError(f"cannot create the store {where}: {e.strerror}; check the folder exists "
-                                 f"and is writable") from e
-            else:
-                os.close(fd)
-                os.chmod(self.path, FILE_MODE)
-        try:
-            conn = sqlite3.connect(where, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
-        except sqlite3.Error as e:
-            raise _translate(e, where, "open the store") from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{where} cannot use WAL journaling (got {mode!r}); keep the store on a local "
-                                 f"disk, not a network share")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA secure_delete = ON")
-            migrate(conn, MIGRATIONS, where)
-        except sqlite3.Error as e:
-            conn.close()
-            raise _translate(e, where, "open the store") from e
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = open_db(self.path, MIGRATIONS, what="the store", synchronous="NORMAL",
+                             busy_timeout_ms=busy_timeout_ms)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -268,32 +199,15 @@ class Store:
             raise StoreError(f"the store {self.path} is closed; open a new Store")
         return self._conn
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction; rolled back on any error, sqlite errors translated."""
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise _translate(e, str(self.path), action) from e
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as e:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:          # SQLite already rolled back (e.g. disk full)
-                    pass
-            if isinstance(e, sqlite3.Error):
-                raise _translate(e, str(self.path), action) from e
-            raise
+        return write_transaction(self.conn, str(self.path), action)
 
     def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
-            raise _translate(e, str(self.path), "read the store") from e
+            raise translate_error(e, str(self.path), "read the store") from e
 
     def _append_audit(self, conn: sqlite3.Connection, event: str, person_name: str | None, details: dict) -> None:
         if not isinstance(event, str) or not event:
@@ -442,7 +356,7 @@ class Store:
         try:
             busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as e:
-            raise _translate(e, str(self.path), "checkpoint the store") from e
+            raise translate_error(e, str(self.path), "checkpoint the store") from e
         if busy:
             log.warning("store %s: another process is reading, so the write-ahead log could not be truncated "
                         "yet; SQLite will finish it when that process closes the store", self.path)

@@ -4,7 +4,6 @@ never leaves a half-written bundle."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from facegate.edge_runtime.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
+from facegate.edge_runtime.files import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,7 @@ def update_manifest(out: Path, changes: dict) -> Path:
     f = Path(out) / MANIFEST
     manifest = json.loads(f.read_text())
     manifest.update(changes)
-    tmp = f.with_name(f.name + ".partial")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(manifest, indent=2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, f)
-    return f
+    return atomic_write_bytes(f, json.dumps(manifest, indent=2).encode())
 
 
 def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:

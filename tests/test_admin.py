@@ -18,7 +18,7 @@ from facegate.edge_runtime.admin.services import EXTENSION
 from facegate.edge_runtime.config import Config
 from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.operating_point import operating_point
-from facegate.edge_runtime.store import Store
+from facegate.edge_runtime.store import Store, StoreBusyError
 
 PASSWORD = "correct horse battery"
 
@@ -132,6 +132,41 @@ def test_first_run_needs_the_setup_token(make_app, caplog):
     set_up_admin(app, c)
     assert c.get("/people").status_code == 200
     assert c.get("/setup").headers["Location"] == "/login"         # setup is over once an admin exists
+
+
+def test_start_warns_about_templates_of_another_bundle(make_app, tmp_path, caplog):
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import stale_templates_message
+
+    (tmp_path / "home").mkdir()
+    with Store(store_path(tmp_path / "home")) as s:
+        s.enroll("Zoe", np.ones((1, 4), np.float32), "an-older-bundle:sface", "sface")
+        s.enroll("Adam", np.ones((2, 4), np.float32), "an-older-bundle:sface", "sface")
+    with caplog.at_level("WARNING", logger="facegate.admin"):
+        make_app()
+    assert stale_templates_message({"Adam": 2, "Zoe": 1}) in caplog.text
+    assert "cannot be matched: Adam, Zoe;" in caplog.text
+
+
+def test_admin_db_errors_say_what_to_do(tmp_path):
+    from facegate.edge_runtime.admin.db import AdminDB, AdminDBError
+
+    with pytest.raises(AdminDBError, match="cannot create the admin database .*check the folder exists"):
+        AdminDB(tmp_path / "missing" / "admin.db")
+    with AdminDB(tmp_path / "admin.db") as db:
+        assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2          # FULL: credentials survive a power cut
+        assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        other = sqlite3.connect(db.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")                                # e.g. `facegate admin token` running
+            db.conn.execute("PRAGMA busy_timeout = 50")
+            with pytest.raises(StoreBusyError, match="cannot save setting x: .* is locked"):
+                db.set_setting("x", "1")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        db.set_setting("x", "1")
+        assert db.setting("x") == "1"
 
 
 def test_there_is_no_default_password(app):

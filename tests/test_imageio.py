@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facegate.edge_runtime.errors import ImageError
-from facegate.edge_runtime.imageio import decode_image, header_size, load_image
+from facegate.edge_runtime.imageio import decode_image, encode_jpeg, header_size, load_image
 
 
 def _jpeg(h=40, w=60):
@@ -71,3 +71,30 @@ def test_exif_orientation_applied():
     seg = b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1
     data = bytes(jpg[:2]) + seg + bytes(jpg[2:])
     assert decode_image(data).shape == (40, 20, 3)
+
+
+def test_encode_jpeg_round_trips_through_decode_image():
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, :32] = (220, 30, 30)                                      # red left half, blue right half
+    rgb[:, 32:] = (30, 30, 220)
+    data = encode_jpeg(rgb, 90)
+    assert data[:3] == b"\xff\xd8\xff" and header_size(data) == (64, 48)
+    back = decode_image(data)
+    assert back.shape == (48, 64, 3) and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - rgb).mean() < 8                  # RGB order kept, no channel swap
+    assert encode_jpeg(rgb[:, ::-1], 90) != data                      # non-contiguous views are encoded as given
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert len(encode_jpeg(noisy, 30)) < len(encode_jpeg(noisy, 95))
+
+
+@pytest.mark.parametrize("image", [np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8),
+                                   np.zeros((8, 8, 4), np.uint8), np.zeros((0, 8, 3), np.uint8)])
+def test_encode_jpeg_refuses_what_is_not_an_rgb_image(image):
+    with pytest.raises(ImageError, match="expected RGB uint8"):
+        encode_jpeg(image, 90)
+
+
+@pytest.mark.parametrize("quality", [0, 101, 90.0, True])
+def test_encode_jpeg_refuses_a_bad_quality(quality):
+    with pytest.raises(ValueError, match="quality"):
+        encode_jpeg(np.zeros((8, 8, 3), np.uint8), quality)

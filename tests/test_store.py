@@ -432,3 +432,92 @@ def test_replace_templates_swaps_rows_keeps_images_and_audits(db):
         assert s.stale_templates("new") == {"Alice": 1, "Bob": 1}
         with pytest.raises(InvalidTemplateError, match="NaN"):
             s.replace_templates("new", "sface", {crops[1][0]: np.full(4, np.nan)})
+
+
+# -- the shared SQLite helper, the stale-templates warning, atomic file writes ----------------------
+
+NOTES = (("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",),)
+
+
+class NotesError(StoreError):
+    """The error class a caller of open_db chooses for create / WAL failures."""
+
+
+def test_sqlite_helper_opens_a_private_wal_file_and_migrates(tmp_path):
+    from facegate.edge_runtime.sqlite_db import open_db
+
+    path = tmp_path / "notes.db"
+    conn = open_db(path, NOTES, what="the notes", synchronous="FULL", busy_timeout_ms=250)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert conn.isolation_level is None
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2                 # FULL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 250
+        assert [conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("foreign_keys", "secure_delete")] == [1, 1]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    finally:
+        conn.close()
+    with pytest.raises(NotesError, match="cannot create the notes .*check the folder exists"):
+        open_db(tmp_path / "missing" / "notes.db", NOTES, what="the notes", synchronous="FULL", error=NotesError)
+    with pytest.raises(ValueError, match="synchronous"):
+        open_db(path, NOTES, what="the notes", synchronous="OFF")
+
+
+def test_sqlite_write_transaction_rolls_back_and_translates_a_held_lock(tmp_path):
+    from facegate.edge_runtime.sqlite_db import open_db, write_transaction
+
+    path = tmp_path / "notes.db"
+    conn = open_db(path, NOTES, what="the notes", synchronous="NORMAL", busy_timeout_ms=50)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        with write_transaction(conn, str(path), "add a note") as c:
+            c.execute("INSERT INTO notes (text) VALUES ('kept')")
+        with pytest.raises(RuntimeError, match="boom"):
+            with write_transaction(conn, str(path), "add a note") as c:
+                c.execute("INSERT INTO notes (text) VALUES ('rolled back')")
+                raise RuntimeError("boom")
+        assert not conn.in_transaction
+        other.execute("BEGIN IMMEDIATE")                                  # another process holds the lock
+        with pytest.raises(StoreBusyError, match="cannot add a note: .* is locked by another facegate process"):
+            with write_transaction(conn, str(path), "add a note") as c:
+                c.execute("INSERT INTO notes (text) VALUES ('never')")
+        other.execute("ROLLBACK")
+        assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]
+    finally:
+        other.close()
+        conn.close()
+
+
+def test_stale_templates_message_names_everyone_and_the_fix():
+    from facegate.edge_runtime.store import stale_templates_message
+
+    text = stale_templates_message({"Carol": 2, "Alice": 1})
+    assert text.startswith("2 people have templates from another model bundle and cannot be matched: Alice, Carol;")
+    assert "facegate people reembed" in text and "re-enroll" in text
+    with pytest.raises(ValueError, match="nothing to warn"):
+        stale_templates_message({})
+
+
+def test_atomic_write_replaces_the_file_and_keeps_the_old_one_when_the_write_fails(tmp_path, monkeypatch):
+    from facegate.edge_runtime import files
+    from facegate.edge_runtime.files import atomic_write_bytes
+
+    target = tmp_path / "bundle.json"
+    assert atomic_write_bytes(target, b"old content") == target
+    assert target.read_bytes() == b"old content"
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_bytes(target, b"new content that never lands")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json"]          # no temporary file left
+    atomic_write_bytes(target, memoryview(b"new content"))
+    assert target.read_bytes() == b"new content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json"]
+    with pytest.raises(FileNotFoundError):
+        atomic_write_bytes(tmp_path / "missing" / "x.bin", b"x")

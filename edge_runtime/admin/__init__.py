@@ -34,7 +34,15 @@ from ..config import load_config
 from ..enrollment import open_bundle
 from ..errors import FacegateError, ImageError
 from ..paths import config_path, data_home, store_path
-from ..store import DuplicateNameError, InvalidNameError, PersonNotFoundError, Store, StoreBusyError, StoreFullError
+from ..store import (
+    DuplicateNameError,
+    InvalidNameError,
+    PersonNotFoundError,
+    Store,
+    StoreBusyError,
+    StoreFullError,
+    stale_templates_message,
+)
 from . import api, auth, enroll, events, identify, people, settings
 from .db import AdminDB, admin_db_path
 from .security import CookieSessionInterface, check_csrf, csrf_token, is_api, security_headers
@@ -92,8 +100,7 @@ def _services(c) -> AdminServices:
     with Store(store_path(home)) as s:          # create / migrate now, not in the first request
         stale = s.stale_templates(bundle.id)
     if stale:
-        log.warning("%d people have templates from another model bundle and cannot be matched: %s; re-enroll them",
-                    len(stale), ", ".join(sorted(stale)))
+        log.warning("%s", stale_templates_message(stale))
     return AdminServices(home, store_path(home), admin_db_path(home), cfg_file, cfg, bundle, c["CLOCK"])
 
 

@@ -2,27 +2,27 @@
 API tokens, failed-login counters and a few settings.
 
 Kept apart from the enrollment store so credentials and biometric data never share a file, and
-so a store backup never carries password hashes. Same rules as the store: mode 0o600, WAL,
-busy_timeout, one `BEGIN IMMEDIATE` transaction per write, schema steps in PRAGMA user_version.
+so a store backup never carries password hashes. Same rules as the store (both use sqlite_db.py):
+mode 0o600, WAL, busy_timeout, one `BEGIN IMMEDIATE` transaction per write, schema steps in PRAGMA
+user_version; unlike the store, every commit is synced to disk (synchronous=FULL).
 Secrets (session ids, API tokens, the setup token) are stored only as SHA-256 hashes; passwords
 as werkzeug scrypt hashes.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..store import BUSY_TIMEOUT_MS, FILE_MODE, StoreError, _translate, migrate
+from ..sqlite_db import BUSY_TIMEOUT_MS, StoreError, open_db, write_transaction
 
 ADMIN_FILE = "admin.db"
 PASSWORD_METHOD = "scrypt"
@@ -136,28 +136,8 @@ class AdminDB:
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = Path(path)
         self.clock = clock
-        where = str(self.path)
-        if not self.path.exists():
-            try:
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
-                os.chmod(self.path, FILE_MODE)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise AdminDBError(f"cannot create the admin database {where}: {e.strerror}; check the data "
-                                   f"folder exists and is writable") from e
-        try:
-            conn = sqlite3.connect(where, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            if str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() != "wal":
-                conn.close()
-                raise AdminDBError(f"{where} cannot use WAL journaling; keep the data folder on a local disk")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA secure_delete = ON")
-            migrate(conn, MIGRATIONS, where)
-        except sqlite3.Error as e:
-            raise _translate(e, where, "open the admin database") from e
-        self.conn = conn
+        self.conn = open_db(self.path, MIGRATIONS, what="the admin database", synchronous="FULL",
+                            busy_timeout_ms=busy_timeout_ms, error=AdminDBError)
 
     def close(self) -> None:
         self.conn.close()
@@ -168,21 +148,9 @@ class AdminDB:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise _translate(e, str(self.path), action) from e
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException as e:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise _translate(e, str(self.path), action) from e
-            raise
+    def _write(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction; rolled back on any error, sqlite errors translated."""
+        return write_transaction(self.conn, str(self.path), action)
 
     def _one(self, sql: str, params=()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()

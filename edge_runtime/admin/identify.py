@@ -1,25 +1,26 @@
 """Test a photo: who does the door think is in it, with what score, against which threshold."""
 from __future__ import annotations
 
-import cv2
 from flask import Blueprint, render_template, request
 
 from ..enrollment import face_report
 from ..errors import ImageError
 from ..fusion import metric_label
-from ..imageio import decode_image
+from ..imageio import decode_image, encode_jpeg
 from .enroll import data_uri
 from .services import audit_action, enrolled_templates, sentence, services
 from .uploads import UploadError, read_photos
 
 bp = Blueprint("identify", __name__)
 
+CROP_JPEG_QUALITY = 85          # face crops shown on the test page
+
 
 def identify_photo(label: str, data: bytes) -> dict:
     """Every face in one photo matched against the enrolled people (shared by the page and the API).
 
     Returns {"file", "threshold", "metric", "faces": [face_report + "crop" (JPEG bytes)]}.
-    Raises ImageError when the upload is not a usable image.
+    Raises ImageError when the upload is not a usable image (or a face crop cannot be encoded).
     """
     image = decode_image(data, label)
     s = services()
@@ -29,8 +30,7 @@ def identify_photo(label: str, data: bytes) -> dict:
     faces = []
     for r in results:
         f = face_report(r)
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(r.chip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        f["crop"] = jpg.tobytes() if ok else None
+        f["crop"] = encode_jpeg(r.chip, CROP_JPEG_QUALITY)
         faces.append(f)
     audit_action("identify", None, faces=len(faces),
                  matches=[{"person": f["person"], "score": f["score"]} for f in faces])
