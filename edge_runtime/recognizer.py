@@ -4,17 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .bundle import Bundle
 from .config import Config
 from .errors import FaceNotFoundError, ImageError, ManyFacesError
 from .face import Face
-from .imageio import decode_image, load_image
+from .imageio import decode_image, encode_jpeg, load_image
 from .matching import Match, TemplateGallery
 from .operating_point import operating_point
 from .quality import face_quality
+
+KEPT_CROP_JPEG_QUALITY = 90     # the aligned crop kept with a template (re-embedding source, admin thumbnail)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,8 +113,7 @@ class Recognizer:
         except (ImageError, FaceNotFoundError, ManyFacesError) as e:
             return PhotoResult(name, False, str(e))
         crop = self.bundle.embedder.kept_crop(r.chips)
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        return PhotoResult(name, True, "", r.face.embedding, jpg.tobytes() if ok else None)
+        return PhotoResult(name, True, "", r.face.embedding, encode_jpeg(crop, KEPT_CROP_JPEG_QUALITY))
 
     def single_face(self, image_rgb: np.ndarray) -> FaceResult:
         """The one usable face of an image. Raises FaceNotFoundError or ManyFacesError."""

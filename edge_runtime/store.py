@@ -35,58 +35,12 @@ from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's pub
     translate_error,
     write_transaction,
 )
+from .store_schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401  (SCHEMA_VERSION: public name)
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 100
 
-# Each step is a list of SQL statements applied in one transaction; the step's index + 1 is the
-# schema version stored in PRAGMA user_version. Append new steps; never edit a released one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE people (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            last_seen_at REAL
-        )""",
-        """CREATE TABLE templates (
-            id INTEGER PRIMARY KEY,
-            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-            embedding BLOB NOT NULL,
-            dim INTEGER NOT NULL CHECK (dim > 0 AND length(embedding) = 4 * dim),
-            embedder TEXT NOT NULL,
-            bundle_id TEXT NOT NULL,
-            quality REAL,
-            created_at REAL NOT NULL
-        )""",
-        "CREATE INDEX templates_person ON templates(person_id)",
-        "CREATE INDEX templates_bundle ON templates(bundle_id)",
-        """CREATE TABLE images (
-            id INTEGER PRIMARY KEY,
-            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-            template_id INTEGER REFERENCES templates(id) ON DELETE SET NULL,
-            jpeg BLOB NOT NULL,
-            created_at REAL NOT NULL
-        )""",
-        "CREATE INDEX images_person ON images(person_id)",
-        "CREATE INDEX images_template ON images(template_id)",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            ts REAL NOT NULL,
-            event TEXT NOT NULL,
-            person_name TEXT,
-            details TEXT NOT NULL DEFAULT '{}'
-        )""",
-        "CREATE INDEX audit_ts ON audit(ts)",
-        """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
-        """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class PersonNotFoundError(StoreError):
@@ -160,6 +114,31 @@ def stale_templates_message(stale: dict[str, int]) -> str:
     return (f"{len(stale)} people have templates from another model bundle and cannot be matched: "
             f"{', '.join(sorted(stale))}; run `facegate people reembed` (uses the kept face crops) "
             f"or re-enroll them")
+
+
+def checked_templates(embeddings, bundle_id: str, embedder: str, images, quality
+                      ) -> tuple[np.ndarray, list[bytes], list[float] | None]:
+    """Templates to enroll, checked: (little-endian float32 (N, D) embeddings, JPEG crops, per-template
+    quality or None). Raises InvalidTemplateError or ImageError naming what is wrong."""
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or emb.shape[0] < 1 or emb.shape[1] < 1 or not np.issubdtype(emb.dtype, np.floating):
+        raise InvalidTemplateError(f"embeddings must be a float (N, D) array with N, D >= 1; got "
+                                   f"{emb.dtype} {emb.shape}")
+    emb = np.ascontiguousarray(emb, dtype="<f4")
+    if not np.all(np.isfinite(emb)):
+        raise InvalidTemplateError("embeddings hold NaN or infinite values; the embedder failed on this face")
+    for label, v in (("bundle_id", bundle_id), ("embedder", embedder)):
+        if not isinstance(v, str) or not v.strip():
+            raise InvalidTemplateError(f"{label} must be a non-empty string")
+    images = list(images or [])
+    for i, img in enumerate(images):
+        if not isinstance(img, (bytes, bytearray, memoryview)) or bytes(img[:3]) != b"\xff\xd8\xff":
+            raise ImageError(f"image {i} to enroll is not JPEG data; encode crops with cv2.imencode('.jpg', ...)")
+    if quality is not None:
+        quality = [float(q) for q in quality]
+        if len(quality) != emb.shape[0]:
+            raise InvalidTemplateError(f"got {len(quality)} quality scores for {emb.shape[0]} embeddings")
+    return emb, images, quality
 
 
 class Store:
@@ -251,24 +230,7 @@ class Store:
             the person after the write. One transaction; one 'enroll' audit row.
         """
         name = normalize_name(name)
-        emb = np.asarray(embeddings)
-        if emb.ndim != 2 or emb.shape[0] < 1 or emb.shape[1] < 1 or not np.issubdtype(emb.dtype, np.floating):
-            raise InvalidTemplateError(f"embeddings must be a float (N, D) array with N, D >= 1; got "
-                                       f"{emb.dtype} {emb.shape}")
-        emb = np.ascontiguousarray(emb, dtype="<f4")
-        if not np.all(np.isfinite(emb)):
-            raise InvalidTemplateError("embeddings hold NaN or infinite values; the embedder failed on this face")
-        for label, v in (("bundle_id", bundle_id), ("embedder", embedder)):
-            if not isinstance(v, str) or not v.strip():
-                raise InvalidTemplateError(f"{label} must be a non-empty string")
-        images = list(images or [])
-        for i, img in enumerate(images):
-            if not isinstance(img, (bytes, bytearray, memoryview)) or bytes(img[:3]) != b"\xff\xd8\xff":
-                raise ImageError(f"image {i} to enroll is not JPEG data; encode crops with cv2.imencode('.jpg', ...)")
-        if quality is not None:
-            quality = [float(q) for q in quality]
-            if len(quality) != emb.shape[0]:
-                raise InvalidTemplateError(f"got {len(quality)} quality scores for {emb.shape[0]} embeddings")
+        emb, images, quality = checked_templates(embeddings, bundle_id, embedder, images, quality)
         n, dim = emb.shape
         with self._write(f"enroll {name!r}") as conn:
             row = conn.execute("SELECT dim FROM templates WHERE bundle_id = ? LIMIT 1", (bundle_id,)).fetchone()
@@ -276,16 +238,7 @@ class Store:
                 raise InvalidTemplateError(f"bundle {bundle_id!r} has {row[0]}-dimensional templates but these "
                                            f"embeddings have {dim}: the bundle id does not match the embedder")
             now = self._clock()
-            found = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if found is None:
-                if not create:
-                    raise PersonNotFoundError(f"no one named {name!r} is enrolled; enroll them first "
-                                              f"(or check the spelling with `facegate people list`)")
-                pid = conn.execute("INSERT INTO people (name, created_at, updated_at) VALUES (?, ?, ?)",
-                                   (name, now, now)).lastrowid
-            else:
-                pid = found[0]
-                conn.execute("UPDATE people SET updated_at = ? WHERE id = ?", (now, pid))
+            pid, created = self._person_for_enroll(conn, name, create, now)
             tids = []
             for i in range(n):
                 tids.append(conn.execute(
@@ -299,9 +252,22 @@ class Store:
                              (pid, tids[i] if link else None, bytes(img), now))
             self._append_audit(conn, "enroll", name, {"templates": n, "images": len(images), "dim": dim,
                                                       "bundle_id": bundle_id, "embedder": embedder,
-                                                      "created": found is None})
+                                                      "created": created})
             person = self._person_row(conn, name)
         return person
+
+    @staticmethod
+    def _person_for_enroll(conn: sqlite3.Connection, name: str, create: bool, now: float) -> tuple[int, bool]:
+        """(person id, whether it was created now) of `name`, inside an enroll transaction."""
+        found = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if found is not None:
+            conn.execute("UPDATE people SET updated_at = ? WHERE id = ?", (now, found[0]))
+            return found[0], False
+        if not create:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; enroll them first "
+                                      f"(or check the spelling with `facegate people list`)")
+        return conn.execute("INSERT INTO people (name, created_at, updated_at) VALUES (?, ?, ?)",
+                            (name, now, now)).lastrowid, True
 
     def _person_row(self, conn: sqlite3.Connection, name: str) -> Person:
         row = conn.execute(self._PERSON_SQL + " WHERE p.name = ?", (name,)).fetchone()

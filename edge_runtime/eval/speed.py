@@ -18,7 +18,7 @@ import numpy as np
 
 from ..face import nearest_to_center
 from ..fusion import ScoreFusion
-from ..imageio import decode_image, load_image
+from ..imageio import decode_image, encode_jpeg, load_image
 from ..matching import TemplateGallery
 from ..paths import data_dir
 
@@ -42,14 +42,6 @@ def door_frame(photo_rgb: np.ndarray, size: tuple[int, int] = FRAME_SIZE, zoom: 
     frame = bg.copy()
     frame[y0:y0 + bh, x0:x0 + bw] = big
     return frame
-
-
-def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
-    """RGB uint8 (H, W, 3) -> JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def random_templates(n: int, dim: int, metric, seed: int = 0) -> np.ndarray:
@@ -108,7 +100,7 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
     """
     if not image_paths:
         raise ValueError("need at least one face photo")
-    frames = [encode_jpeg(door_frame(load_image(p))) for p in image_paths]
+    frames = [encode_jpeg(door_frame(load_image(p)), 90) for p in image_paths]
     people = np.arange(templates) // TEMPLATES_PER_PERSON
     enrolled = TemplateGallery(tuple(f"p{i}" for i in people), tuple(int(i) for i in people),
                                random_templates(templates, embedder.embedding_size, embedder.metric),
