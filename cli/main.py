@@ -47,6 +47,9 @@ def _device_commands(sub) -> None:
     e = sub.add_parser("enroll", help="enroll a person from photos (one face each)")
     e.add_argument("--name", required=True)
     e.add_argument("images", nargs="+", type=Path)
+    e.add_argument("--force", action="store_true",
+                   help="enroll photos whose face is already enrolled as someone else (different people who look "
+                        "alike): without it they are refused, since the door would open for either name")
     e.add_argument("--no-keep-images", dest="keep_images", action="store_false",
                    help="store only templates, not the aligned face crops")
     common(e)
@@ -54,14 +57,14 @@ def _device_commands(sub) -> None:
 
     pe = sub.add_parser("people", help="list, show, rename or delete enrolled people")
     psub = pe.add_subparsers(dest="people_command", required=True, metavar="ACTION")
-    x = psub.add_parser("list")
+    x = psub.add_parser("list", help="everyone enrolled, with their template and image counts")
     x.add_argument("--json", action="store_true")
-    x = psub.add_parser("show")
+    x = psub.add_parser("show", help="one person's record (JSON)")
     x.add_argument("name")
     x = psub.add_parser("delete", help="remove the person and every template and image of them")
     x.add_argument("name")
     x.add_argument("--yes", action="store_true", help="confirm")
-    x = psub.add_parser("rename")
+    x = psub.add_parser("rename", help="give an enrolled person another name")
     x.add_argument("name")
     x.add_argument("new_name")
     for x in psub.choices.values():

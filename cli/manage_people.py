@@ -9,11 +9,14 @@ from facegate.context import context
 
 
 def cmd_enroll(args) -> int:
-    from facegate.edge_runtime.enrollment import check_photos, enroll_checked
+    from facegate.edge_runtime.enrollment import check_photos, enroll_checked, refuse_lookalikes
     from facegate.edge_runtime.recognizer import Recognizer
 
     _, cfg, store, bundle = context(args)
-    results = check_photos(Recognizer(bundle, cfg), [(str(p), Path(p)) for p in args.images])
+    rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.metric))
+    results = check_photos(rec, [(str(p), Path(p)) for p in args.images])
+    if not args.force:
+        results = refuse_lookalikes(rec, args.name, results)
     for r in results:
         print(f"{r.source}: {'ok' if r.ok else 'refused: ' + r.reason}", file=sys.stderr)
     done = enroll_checked(store, bundle, args.name, results, keep_images=args.keep_images)
@@ -81,6 +84,7 @@ def cmd_identify(args) -> int:
             results = rec.analyze(load_image(p))
         except ImageError as e:
             out.append({"file": str(p), "error": str(e)})
+            print(f"facegate identify: {e}", file=sys.stderr)      # the message names the file
             failed += 1
             continue
         faces = [face_report(r) for r in results]
@@ -90,9 +94,7 @@ def cmd_identify(args) -> int:
         print(json.dumps(out, ensure_ascii=False, indent=1))
     else:
         for item in out:
-            if "error" in item:
-                print(f"{item['file']}: error: {item['error']}")
-            elif not item["faces"]:
+            if "faces" in item and not item["faces"]:
                 print(f"{item['file']}: no face")
             for f in item.get("faces", []):
                 who = f["person"] if f["person"] else "unusable (" + ", ".join(f["problems"]) + ")"

@@ -15,7 +15,7 @@ from .bundle import Bundle, load_bundle
 from .config import Config
 from .matching import json_score
 from .recognizer import FaceResult, PhotoResult, Recognizer
-from .store import Person, Store
+from .store import Person, Store, normalize_name
 
 
 def open_bundle(cfg: Config, path: str | Path | None = None, threads: int = 2) -> Bundle:
@@ -62,6 +62,32 @@ def enroll_checked(store: Store, bundle: Bundle, name: str, results: Sequence[Ph
     person = store.enroll(name, np.stack([r.embedding for r in good]), bundle.id, bundle.embedder.name,
                           images=images)
     return EnrollOutcome(person, list(results))
+
+
+def refuse_lookalikes(recognizer: Recognizer, name: str, results: Sequence[PhotoResult]) -> list[PhotoResult]:
+    """`results` with every good photo whose face is already enrolled as someone else refused.
+
+    recognizer: carries the store's templates (its operating point is the door's). A good photo whose
+    best match is another person at or above the door's threshold would give that face two names (the
+    door would open for either); it is refused with a reason naming the other person, so the caller can
+    ask for an explicit override (`facegate enroll --force`). Photos matching `name` itself are kept.
+    """
+    own = normalize_name(name)
+    good = [r for r in results if r.ok]
+    if not good or len(recognizer.templates) == 0:
+        return list(results)
+    found = dict(zip((id(r) for r in good), recognizer.templates.nearest(np.stack([r.embedding for r in good]),
+                                                                           recognizer.metric,
+                                                                           recognizer.threshold)))
+    out = []
+    for r in results:
+        m = found.get(id(r))
+        if m is not None and m.name is not None and m.name != own:
+            r = PhotoResult(r.source, False, f"this face is already enrolled as {m.name} (score {m.score:.3f}, at or "
+                                             f"above the door's threshold {recognizer.threshold:.3f}); if they are "
+                                             "different people, enroll with --force")
+        out.append(r)
+    return out
 
 
 @dataclass(frozen=True)
