@@ -28,6 +28,7 @@ from typing import Mapping
 
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from ..bundle import Bundle
 from ..config import load_config
@@ -79,6 +80,20 @@ STATUS_OF = [(PersonNotFoundError, 404), (InvalidNameError, 400), (DuplicateName
 
 class AdminConfigError(FacegateError, ValueError):
     """A create_app config value is not allowed."""
+
+
+class RowIdConverter(IntegerConverter):
+    """`<id:name>` in a route: a whole number of 1 to 18 ASCII digits (0 .. 10**18 - 1).
+
+    Every numeric URL part (row ids, image indexes) uses it, so a crafted number that SQLite cannot
+    bind (it stores 64-bit signed integers, at most 2**63 - 1, a 19-digit number) or that Python will
+    not parse (over 4300 digits) matches no route: a 404, instead of an OverflowError deep in a query.
+    The bound is in the pattern, not a range check, so such a URL matches no rule for any method
+    (werkzeug answers 405 when a rule for another method matched before a range check failed).
+    SQLite hands out row ids counting up from 1, far below the bound.
+    """
+
+    regex = r"[0-9]{1,18}"
 
 
 def _check_config(c) -> None:
@@ -168,6 +183,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.before_request(check_csrf)
     app.after_request(security_headers)
     app.teardown_appcontext(close_connections)
+    app.url_map.converters["id"] = RowIdConverter       # before the routes that use it are added
     for module in (auth, people, enroll, identify, events, settings, api):
         app.register_blueprint(module.bp)
     _register_errors(app)

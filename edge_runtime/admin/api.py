@@ -72,12 +72,12 @@ def people():
     return jsonify(people=[person_json(p) for p in store().people() if q in p.name.casefold()])
 
 
-@bp.route("/people/<int:person_id>")
+@bp.route("/people/<id:person_id>")
 def person(person_id: int):
     return jsonify(person_json(_person(person_id)))
 
 
-@bp.route("/people/<int:person_id>", methods=["PATCH"])
+@bp.route("/people/<id:person_id>", methods=["PATCH"])
 def rename(person_id: int):
     old = _person(person_id).name
     body = request.get_json(silent=True)
@@ -93,7 +93,7 @@ def rename(person_id: int):
     return jsonify(person_json(p))
 
 
-@bp.route("/people/<int:person_id>", methods=["DELETE"])
+@bp.route("/people/<id:person_id>", methods=["DELETE"])
 def delete(person_id: int):
     p = store().delete(_person(person_id).name)
     audit_action("delete", p.name, templates=p.templates, images=p.images)

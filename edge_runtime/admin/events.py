@@ -26,27 +26,55 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class EventFilter:
+    """A validated events query; the only source of the page's links (never the raw query arguments)."""
+
     event: str | None = None
     person: str | None = None
     since: float | None = None
     until: float | None = None
     limit: int = DEFAULT_LIMIT
 
+    def query_args(self) -> dict:
+        """The filter as query arguments for url_for: the fields that are set, nothing else."""
+        args = {"event": self.event, "person": self.person, "since": _number(self.since),
+                "until": _number(self.until), "limit": self.limit if self.limit != DEFAULT_LIMIT else None}
+        return {k: v for k, v in args.items() if v is not None}
+
+
+def _number(ts: float | None) -> int | float | None:
+    """A timestamp as written in a link: 1000 rather than 1000.0."""
+    return int(ts) if ts is not None and ts.is_integer() else ts
+
 
 def parse_time(text: str, field: str) -> float | None:
-    """Seconds since the epoch from '' (None), a number, or ISO 8601 (no zone = the device's local time)."""
+    """Seconds since the epoch from '' (None), a number, or ISO 8601 (no zone = the device's local time).
+
+    Raises FilterError unless the time is one the device's clock can show (finite, within its calendar).
+    """
     text = (text or "").strip()
     if not text:
         return None
     try:
-        return float(text)
+        ts = float(text)
     except ValueError:
-        pass
+        try:
+            ts = datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise FilterError(f"{field}={text!r} is not a time: use ISO 8601 such as 2024-05-01T08:00 or "
+                              f"seconds since 1970") from None
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise FilterError(f"{field}={text!r} is not a time: use ISO 8601 such as 2024-05-01T08:00 or seconds "
-                          f"since 1970") from None
+        datetime.fromtimestamp(ts)
+    except (OverflowError, OSError, ValueError):
+        raise FilterError(f"{field}={text!r} is outside the dates this device can show") from None
+    return ts
+
+
+def input_time(ts: float | None) -> str:
+    """A filter time as a datetime-local input's value (device local time), '' when unset."""
+    if ts is None:
+        return ""
+    t = datetime.fromtimestamp(ts)
+    return t.strftime("%Y-%m-%dT%H:%M:%S" if t.second else "%Y-%m-%dT%H:%M")
 
 
 def parse_filter(args) -> EventFilter:
@@ -100,11 +128,11 @@ def index():
         f = parse_filter(request.args)
     except FilterError as e:
         return render_template("events.html", rows=[], f=EventFilter(), kinds=event_kinds(), thumbs={},
-                               error=str(e), args=request.args), 400
+                               error=str(e), input_time=input_time), 400
     rows = query(f)
     thumbs = {p.name: p.id for p in store().people() if p.images}
     return render_template("events.html", rows=rows, f=f, kinds=event_kinds(), thumbs=thumbs, iso=iso,
-                           args=request.args)
+                           input_time=input_time)
 
 
 @bp.route("/events.csv")

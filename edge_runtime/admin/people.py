@@ -51,14 +51,14 @@ def reembed():
     return redirect(url_for("people.index"))
 
 
-@bp.route("/people/<int:person_id>")
+@bp.route("/people/<id:person_id>")
 def show(person_id: int):
     person = store().person(_name_or_404(person_id))
     stale = store().stale_templates(services().bundle.id).get(person.name, 0)
     return render_template("person.html", person=person, stale=stale)
 
 
-@bp.route("/people/<int:person_id>/images/<int:index>.jpg")
+@bp.route("/people/<id:person_id>/images/<id:index>.jpg")
 def image(person_id: int, index: int):
     images = store().images(_name_or_404(person_id))
     if not 0 <= index < len(images):
@@ -66,7 +66,7 @@ def image(person_id: int, index: int):
     return images[index], 200, {"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"}
 
 
-@bp.route("/people/<int:person_id>/rename", methods=["POST"])
+@bp.route("/people/<id:person_id>/rename", methods=["POST"])
 def rename(person_id: int):
     old = _name_or_404(person_id)
     try:
@@ -79,7 +79,7 @@ def rename(person_id: int):
     return redirect(url_for("people.show", person_id=person_id))
 
 
-@bp.route("/people/<int:person_id>/delete", methods=["GET", "POST"])
+@bp.route("/people/<id:person_id>/delete", methods=["GET", "POST"])
 def delete(person_id: int):
     """GET asks for confirmation; POST (with confirm=yes) deletes every template and image."""
     name = _name_or_404(person_id)

@@ -69,7 +69,7 @@ def create_token():
     return render_template("tokens.html", tokens=admin_db().tokens(), new_token=token, new_name=t.name)
 
 
-@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@bp.route("/tokens/<id:token_id>/revoke", methods=["POST"])
 def revoke_token(token_id: int):
     try:
         t = admin_db().revoke_token(token_id)
