@@ -10,26 +10,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
 
-
-def session(path: str | Path, threads: int) -> ort.InferenceSession:
-    """CPU session with `threads` intra-op threads (inter-op 1), full graph optimisation."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+from facegate.edge_runtime.sessions import open_session
 
 
 def latency_ms(paths: dict[str, str | Path], x: np.ndarray, threads: int = 1, rounds: int = 30,
                calls_per_round: int = 5, warmup: int = 5, settle_s: float = 0.05) -> dict[str, dict[str, float]]:
     """{name: {"median": ms, "p10": ms}} per call of each model on input `x`, interleaved.
 
-    Each session has its own thread pool, whose threads spin for a while after a run; the loop
-    sleeps `settle_s` before switching models so that spinning does not steal the cores of the
-    next model's pool (without the pause int8 SFace measured 13.1 ms at 2 threads instead of 7.8)."""
-    sessions = {k: session(p, threads) for k, p in paths.items()}
+    Each session has its own thread pool (sessions.open_session), whose threads spin for a while after
+    a run; the loop sleeps `settle_s` before switching models so that spinning does not steal the cores
+    of the next model's pool (without the pause the next model measures markedly slower)."""
+    sessions = {k: open_session(p, threads) for k, p in paths.items()}
     feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
     for k, s in sessions.items():
         for _ in range(warmup):
@@ -47,7 +39,7 @@ def latency_ms(paths: dict[str, str | Path], x: np.ndarray, threads: int = 1, ro
 
 def outputs(path: str | Path, inputs: Sequence[np.ndarray], threads: int = 2) -> list[list[np.ndarray]]:
     """Every output of the model for each input (batch-1 arrays fed one at a time)."""
-    s = session(path, threads)
+    s = open_session(path, threads)
     name = s.get_inputs()[0].name
     return [s.run(None, {name: x}) for x in inputs]
 

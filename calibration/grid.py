@@ -12,18 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.edge_runtime.detection import central_face
 from facegate.edge_runtime.eval.lfw import read_pairs
 from facegate.edge_runtime.eval.lfw_eval import pair_scores, scores_report
-from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .benchmark import embedding_drift, latency_ms
+from .quantize import METHODS as QUANT_METHODS
 from .quantize import quantize_model
 from .reader import EmbedderCalibrationReader, calibration_images
-from .report import write_md_json
+from .report import DETECTOR, write_md_json
 
-METHODS = ("MinMax", "Entropy", "Percentile")
+METHODS = tuple(QUANT_METHODS)          # every calibration method quantize_model knows
 LFW_NOISE = 0.0005         # 0.05 LFW points = 3 of 6,000 pairs: accuracies this close count as tied
 ACTIVATIONS = ("U8", "S8")
 
@@ -37,7 +38,7 @@ def pair_chips(lfw: Path, relpaths: list[str], detector_path: Path, embedders: d
     out = {n: {} for n in embedders}
     for rel in tqdm(relpaths, desc="lfw chips", unit="img"):
         img = load_image(Path(lfw) / rel)
-        face = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
+        face = central_face(det, img)
         if face is not None:
             for n, e in embedders.items():
                 out[n][rel] = e.align(img, face)
@@ -57,7 +58,7 @@ def calibration_grid(fp32: dict[str, Path], source: dict[str, Path], work: Path,
     """Quantise every embedder with every (method, activation type) and score each variant.
 
     Args:
-        fp32: {name: fp32 ONNX} including "retinaface_mnet025" (the detector for chips and calibration).
+        fp32: {name: fp32 ONNX} including report.DETECTOR (the detector for chips and calibration).
         source: {embedder: graph to quantise} (SFace: its PRelu-rewritten graph).
         images/limit: calibration images (default: LFW people outside pairs.txt).
     Returns:
@@ -72,7 +73,7 @@ def calibration_grid(fp32: dict[str, Path], source: dict[str, Path], work: Path,
     rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
     same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
     ref = {n: onnx_embedder(fp32[n]) for n in embedders}
-    chips = pair_chips(lfw, rels, fp32["retinaface_mnet025"], ref)
+    chips = pair_chips(lfw, rels, fp32[DETECTOR], ref)
     calib = calibration_images(images, limit=limit)
     for stale in (Path(work) / "grid").glob("*.ranges.json*"):    # ranges of an earlier run's images
         stale.unlink()
@@ -87,7 +88,7 @@ def calibration_grid(fp32: dict[str, Path], source: dict[str, Path], work: Path,
             for t in activations:
                 out = Path(work) / "grid" / f"{n}.{m}.{t}.onnx"
                 quantize_model(source[n], out, lambda p=fp32[n]: EmbedderCalibrationReader(
-                    p, calib, fp32["retinaface_mnet025"]), method=m, activation_type=t,
+                    p, calib, fp32[DETECTOR]), method=m, activation_type=t,
                     ranges_cache=Path(work) / "grid" / f"{n}.{m}.ranges.json")     # one calibration per method
                 e = onnx_embedder(out)
                 table = _embed(e, chips[n])

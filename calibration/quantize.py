@@ -5,7 +5,7 @@
 
 Calibration is done here rather than inside `quantize_static`, one chunk of inputs at a time, because
 onnxruntime's histogram calibrators (Entropy, Percentile) keep every intermediate output of a
-`collect_data` call in memory: the whole LFW calibration pool in one call does not fit in 24 GB.
+`collect_data` call in memory: the whole LFW calibration pool in one call does not fit in memory.
 The computed ranges reach `quantize_static` through its supported `calibration_cache_path`
 (`save_tensors_data` / `load_tensors_data`), so the quantiser itself is unchanged onnxruntime code.
 
@@ -33,6 +33,8 @@ from .reader import chunk_feeds, drain
 
 METHODS = {"MinMax": CalibrationMethod.MinMax, "Entropy": CalibrationMethod.Entropy,
            "Percentile": CalibrationMethod.Percentile}
+DEFAULT_METHOD = "Percentile"      # what `facegate calibrate` / `build-bundle` use unless told (README, calibration grid)
+DEFAULT_PERCENTILE = 99.99         # the Percentile method's clipping percentile
 TYPES = {"U8": QuantType.QUInt8, "S8": QuantType.QInt8}
 DEFAULT_CHUNK = 32                 # calibration inputs per collect_data call for histogram methods
 METADATA_KEY = "facegate.quantization"
@@ -56,8 +58,9 @@ def preprocess(fp32_path: str | Path, out_path: str | Path) -> dict:
         return {"skip_symbolic_shape": True}
 
 
-def calibrate(model_path: str | Path, reader: CalibrationDataReader, method: str = "MinMax",
-              percentile: float = 99.99, chunk_size: int = DEFAULT_CHUNK, work_dir: str | Path | None = None,
+def calibrate(model_path: str | Path, reader: CalibrationDataReader, method: str = DEFAULT_METHOD,
+              percentile: float = DEFAULT_PERCENTILE, chunk_size: int = DEFAULT_CHUNK,
+              work_dir: str | Path | None = None,
               symmetric: bool | None = None):
     """Tensor ranges (onnxruntime TensorsData) of `model_path` on the reader's inputs.
 
@@ -88,9 +91,9 @@ def calibrate(model_path: str | Path, reader: CalibrationDataReader, method: str
 
 
 def quantize_model(fp32_path: str | Path, out_path: str | Path,
-                   reader_factory: Callable[[], CalibrationDataReader], method: str = "MinMax",
+                   reader_factory: Callable[[], CalibrationDataReader], method: str = DEFAULT_METHOD,
                    activation_type: str = "U8", per_channel: bool = True, exclude_nodes: Sequence[str] = (),
-                   percentile: float = 99.99, chunk_size: int = DEFAULT_CHUNK,
+                   percentile: float = DEFAULT_PERCENTILE, chunk_size: int = DEFAULT_CHUNK,
                    extra_options: dict | None = None, ranges_cache: str | Path | None = None) -> Path:
     """Quantise an exported fp32 ONNX model to static int8 QDQ and write it to `out_path`.
 
@@ -98,8 +101,9 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
         fp32_path: ONNX model written by `facegate.export.onnx_export.export_model`.
         out_path: where the int8 model goes.
         reader_factory: zero-argument callable returning a fresh CalibrationDataReader
-            (see `calibration.reader.reader_factory`).
-        method: "MinMax", "Entropy" or "Percentile" (histogram methods are collected in chunks).
+            (e.g. `lambda: calibration.reader.EmbedderCalibrationReader(...)`).
+        method: "MinMax", "Entropy" or "Percentile" (default DEFAULT_METHOD; histogram methods are
+            collected in chunks).
         activation_type: "U8" (uint8 activations, the fast path on x86) or "S8".
         per_channel: per-output-channel int8 weights (True) or one scale per tensor.
         exclude_nodes: node names left in float (names as in the pre-processed graph; see debug.py).
@@ -115,6 +119,8 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
     """
     if activation_type not in TYPES:
         raise QuantizationError(f"unknown activation type {activation_type!r}; expected U8 or S8")
+    if method not in METHODS:
+        raise QuantizationError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     reader = reader_factory()
@@ -122,23 +128,16 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
         pre = Path(tmp) / "pre.onnx"
         pre_info = preprocess(fp32_path, pre)
         cache = Path(ranges_cache) if ranges_cache is not None else Path(tmp) / "ranges.json"
-        count = cache.with_name(cache.name + ".inputs")
-        if ranges_cache is not None and cache.is_file() and count.is_file():
-            n = int(count.read_text())
-        else:
-            ranges, n = calibrate(pre, reader, method, percentile, chunk_size, work_dir=tmp)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            save_tensors_data(ranges, cache)
-            count.write_text(str(n))
+        n = _ranges_file(pre, reader, cache, ranges_cache is not None, method, percentile, chunk_size, tmp)
         quantize_static(str(pre), str(out_path), calibration_data_reader=None, calibration_cache_path=str(cache),
                         quant_format=QuantFormat.QDQ, activation_type=TYPES[activation_type],
                         weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=False,
                         nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
                         extra_options=dict(extra_options or {}))
-    source = getattr(reader, "source", None) or type(reader).__name__
     info = {"method": method, "format": "QDQ", "activation_type": "uint8" if activation_type == "U8" else "int8",
             "weight_type": "int8", "per_channel": per_channel, "reduce_range": False,
-            "excluded_nodes": list(exclude_nodes), "calibration_inputs": n, "calibration_source": source,
+            "excluded_nodes": list(exclude_nodes), "calibration_inputs": n,
+            "calibration_source": getattr(reader, "source", None) or type(reader).__name__,
             "onnxruntime": onnxruntime.__version__, **pre_info}
     if method == "Percentile":
         info["percentile"] = percentile
@@ -146,6 +145,21 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
         info["extra_options"] = {k: v for k, v in extra_options.items() if _jsonable(v)}
     copy_metadata(fp32_path, out_path, {METADATA_KEY: json.dumps(info, sort_keys=True)})
     return out_path
+
+
+def _ranges_file(pre: Path, reader: CalibrationDataReader, cache: Path, reuse: bool, method: str,
+                 percentile: float, chunk_size: int, work_dir: str | Path) -> int:
+    """Make sure `cache` holds the tensor ranges of the pre-processed model `pre` and return how many
+    calibration inputs they came from: with `reuse`, an existing cache (and its `.inputs` count file)
+    is kept; otherwise the reader is drained (calibrate) and both files are written."""
+    count = cache.with_name(cache.name + ".inputs")
+    if reuse and cache.is_file() and count.is_file():
+        return int(count.read_text())
+    ranges, n = calibrate(pre, reader, method, percentile, chunk_size, work_dir=work_dir)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_data(ranges, cache)
+    count.write_text(str(n))
+    return n
 
 
 def _jsonable(v) -> bool:

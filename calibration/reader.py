@@ -1,58 +1,52 @@
 """Calibration data for static int8 quantisation: real images through the runtime's own preprocessing.
 
-The detector is calibrated on whole frames made by `FaceDetector.prepare` (shrunk to a longer side of
-640 like the runtime); an embedder on aligned chips made by `FaceEmbedder.align` + `.prepare` from
+The detector is calibrated on whole frames made by `FaceDetector.prepare` (shrunk like the runtime's
+photos, [detector] max_side); an embedder on aligned chips made by `FaceEmbedder.align` + `.prepare` from
 faces found by the fp32 ONNX detector (the face nearest the image centre, LFW's rule). Nothing here
 normalises pixels itself, so calibration sees exactly what the device will feed the network.
 
 By default the images are the LFW pictures of the people who appear in no pair of `pairs.txt`
-(1,468 people, 1,549 images), so no image or person of the accuracy table is seen by calibration.
+(`facegate.edge_runtime.eval.lfw.calibration_photos`), so no image or person of the accuracy table is
+seen by calibration.
 
 Example:
-    >>> images = calibration_images(data_dir=Path("../shared/data"), limit=64)
+    >>> images = calibration_images(limit=64)        # from the research data folder (paths.data_dir)
     >>> reader = EmbedderCalibrationReader("dlib_resnet.onnx", images, detector_path="retinaface.onnx")
     >>> for chunk in reader.chunks(32): ...      # CalibrationDataReader per chunk, for histogram methods
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from facegate.edge_runtime.config import DetectorConfig
 from facegate.edge_runtime.contract import DetectorContract, EmbedderContract
-from facegate.edge_runtime.detection import FaceDetector
+from facegate.edge_runtime.detection import FaceDetector, central_face
 from facegate.edge_runtime.embedding import FaceEmbedder
 from facegate.edge_runtime.errors import FacegateError
-from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
-from facegate.edge_runtime.face import nearest_to_center
+from facegate.edge_runtime.eval.lfw import calibration_photos
 from facegate.edge_runtime.imageio import load_image
+from facegate.edge_runtime.paths import data_dir as research_data_dir
 from facegate.edge_runtime.sessions import onnx_detector, open_session, read_contract
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-DETECTOR_MAX_SIDE = 640          # what the runtime's FaceDetector shrinks frames to
 
 
 class CalibrationDataError(FacegateError):
     """No usable calibration images or faces."""
 
 
-def default_data_dir() -> Path:
-    """$FACEGATE_DATA, default ../shared/data (the same rule as the CLI)."""
-    return Path(os.environ.get("FACEGATE_DATA", "../shared/data"))
-
-
-def lfw_calibration_images(data_dir: str | Path | None = None) -> list[Path]:
-    """Every LFW image of the people who appear in no pair of pairs.txt, sorted (1,549 images)."""
-    lfw = Path(data_dir if data_dir is not None else default_data_dir()) / "lfw"
-    pairs_file = lfw / "pairs.txt"
-    if not pairs_file.is_file():
-        raise CalibrationDataError(f"{pairs_file} not found: set FACEGATE_DATA to the shared data folder "
+def _lfw_images(data_dir: str | Path | None) -> list[Path]:
+    """calibration_photos of `data_dir`/lfw (default: paths.data_dir()). Raises CalibrationDataError
+    when that folder has no pairs.txt."""
+    lfw = Path(data_dir if data_dir is not None else research_data_dir()) / "lfw"
+    if not (lfw / "pairs.txt").is_file():
+        raise CalibrationDataError(f"{lfw / 'pairs.txt'} not found: set FACEGATE_DATA to the shared data folder "
                                    "or name a calibration image folder")
-    people = people_outside_pairs(lfw, read_pairs(pairs_file))
-    return [p for name in people for p in sorted((lfw / name).glob("*.jpg"))]
+    return calibration_photos(lfw)
 
 
 def folder_images(folder: str | Path) -> list[Path]:
@@ -65,11 +59,12 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 def calibration_images(folder: str | Path | None = None, data_dir: str | Path | None = None,
                        limit: int | None = None) -> list[Path]:
-    """Calibration images: those under `folder` if given, else the LFW people outside pairs.txt.
+    """Calibration images: those under `folder` if given, else the LFW calibration people's photos
+    (people outside pairs.txt) of `data_dir` (default: the research data folder, paths.data_dir()).
 
     `limit` keeps an evenly spread subset (every k-th image), so a small set still covers many people.
     """
-    images = folder_images(folder) if folder is not None else lfw_calibration_images(data_dir)
+    images = folder_images(folder) if folder is not None else _lfw_images(data_dir)
     if not images:
         raise CalibrationDataError(f"no *.jpg/*.png images under {folder}")
     if limit is not None and 0 < limit < len(images):
@@ -99,7 +94,7 @@ class ListReader(CalibrationDataReader):
 
 
 class _ImageReader(CalibrationDataReader):
-    """Base: makes one model input per image, lazily (a full pass over 1,549 images stays small).
+    """Base: makes one model input per image, lazily (a full pass over every image stays small).
 
     Subclasses implement `make_input(path) -> float32 array or None` (None = skip the image).
     Attributes after a pass: `used` (inputs given), `skipped` (image paths with no input).
@@ -156,9 +151,6 @@ class _ImageReader(CalibrationDataReader):
         """
         yield from chunk_feeds(iter(self), size)
 
-    def describe(self) -> str:
-        return f"{self.source} ({len(self.images)} images)"
-
 
 def chunk_feeds(feeds: Iterable[dict[str, np.ndarray]], size: int) -> Iterator[ListReader]:
     """Group feeds into ListReaders of at most `size` consecutive feeds whose arrays share shapes."""
@@ -187,14 +179,16 @@ def drain(reader: CalibrationDataReader) -> Iterator[dict[str, np.ndarray]]:
 
 
 class DetectorCalibrationReader(_ImageReader):
-    """Whole frames for a detector, made by `FaceDetector.prepare` (longer side shrunk to 640)."""
+    """Whole frames for a detector, made by `FaceDetector.prepare`: float32 (1, 3, h, w), the longer side
+    shrunk to `max_side` (None: the default config's [detector] max_side, as the runtime's photos)."""
 
     def __init__(self, model_path: str | Path, images: Sequence[str | Path], limit: int | None = None,
-                 max_side: int = DETECTOR_MAX_SIDE):
+                 max_side: int | None = None):
         super().__init__(model_path, images, limit)
         if not isinstance(self.contract, DetectorContract):
             raise CalibrationDataError(f"{self.model_path} is not a detector ({self.contract.kind})")
-        self.detector = FaceDetector(_no_run, self.contract, max_side=max_side)
+        side = max_side if max_side is not None else DetectorConfig().max_side
+        self.detector = FaceDetector(_no_run, self.contract, max_side=side)
         self.source = "detector frames"
 
     def make_input(self, path: Path) -> np.ndarray | None:
@@ -206,7 +200,7 @@ class EmbedderCalibrationReader(_ImageReader):
     """Aligned chips for an embedder: fp32 ONNX detector, face nearest the centre, align + prepare.
 
     Images where the detector finds no face are skipped (listed in `skipped` after a pass).
-    Chips are kept once made (uint8, 67 kB each at 150x150), so later passes skip detection.
+    Chips are kept once made (uint8, S*S*3 bytes each), so later passes skip detection.
     """
 
     def __init__(self, model_path: str | Path, images: Sequence[str | Path], detector_path: str | Path,
@@ -227,7 +221,7 @@ class EmbedderCalibrationReader(_ImageReader):
             if self._detector is None:
                 self._detector = onnx_detector(self.detector_path, threads=self.detector_threads)
             img = load_image(path)
-            face = nearest_to_center(self._detector.detect(img), img.shape[1], img.shape[0])
+            face = central_face(self._detector, img)
             self._chips[path] = None if face is None else self.embedder.align(img, face)
         return self._chips[path]
 
@@ -266,13 +260,3 @@ def reader_for_model(model_path: str | Path, images: Sequence[str | Path] | None
         r = EmbedderCalibrationReader(model_path, images, detector_path, limit)
     r.source = f"{r.source} from {origin}"
     return r
-
-
-def reader_factory(model_path: str | Path, **kwargs) -> Callable[[], CalibrationDataReader]:
-    """A zero-argument factory for `quantize_model`; every call gives a fresh reader (chips cached)."""
-    r = reader_for_model(model_path, **kwargs)
-
-    def make():
-        r.rewind()
-        return r
-    return make

@@ -7,20 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.edge_runtime.contract import DETECTOR as DETECTOR_CONTRACT
+from facegate.edge_runtime.detection import central_face
+from facegate.edge_runtime.embedding import FaceEmbedder
 from facegate.edge_runtime.eval.lfw import read_pairs
 from facegate.edge_runtime.eval.lfw_eval import evaluate_lfw
 from facegate.edge_runtime.eval.wider_eval import evaluate_wider
-from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .benchmark import embedding_drift, file_mb, latency_ms
 
+DETECTOR = DETECTOR_CONTRACT.name     # the detector's key in compare's fp32/int8 dicts
 
-def drift_chips(data_dir: Path, detector_path: Path, size: int, template, n: int = 200) -> np.ndarray:
-    """uint8 (n', S, S, 3) aligned chips from LFW pair images (fp32 detector), for drift checks."""
-    from facegate.edge_runtime.align import align_face
 
+def drift_chips(data_dir: Path, detector_path: Path, embedder: FaceEmbedder, n: int = 200) -> np.ndarray:
+    """uint8 RGB (n', S, S, 3) chips of `embedder` (its align) from up to `n` LFW pair images spread over
+    the sorted list, one per image where the fp32 detector finds a face (central_face), for drift checks."""
     lfw = Path(data_dir) / "lfw"
     pairs = read_pairs(lfw / "pairs.txt")
     rels = sorted({p.a for p in pairs})[:: max(1, len({p.a for p in pairs}) // n)][:n]
@@ -28,9 +31,9 @@ def drift_chips(data_dir: Path, detector_path: Path, size: int, template, n: int
     chips = []
     for r in rels:
         img = load_image(lfw / r)
-        f = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
-        if f is not None:
-            chips.append(align_face(img, f.landmarks, np.asarray(template), size))
+        face = central_face(det, img)
+        if face is not None:
+            chips.append(embedder.align(img, face))
     return np.stack(chips)
 
 
@@ -53,52 +56,65 @@ def compare(fp32: dict[str, Path], int8: dict[str, Path], data_dir: Path, lfw_li
     """Evaluate both variants of every model with the same code.
 
     Args:
-        fp32, int8: {"retinaface_mnet025": path, "<embedder>": path, ...} (same keys).
+        fp32, int8: {DETECTOR: path, "<embedder>": path, ...} (same keys).
     Returns:
-        {"models": {name: {"fp32": {...}, "int8": {...}, "drift": {...}}}, "settings": {...}}
+        {"models": {name: {"fp32": {...}, "int8": {...}, "drift": {...}, "speedup_1t", "speedup_2t"}},
+         "settings": {...}}
     """
     data_dir = Path(data_dir)
-    det = "retinaface_mnet025"
-    embedders = [n for n in fp32 if n != det]
+    embedders = [n for n in fp32 if n != DETECTOR]
     out = {"settings": {"lfw_limit": lfw_limit, "wider_limit": wider_limit}, "models": {}}
-    lfw = {}
-    for variant, paths in (("fp32", fp32), ("int8", int8)):
-        # the embedders are compared behind the same (fp32) detector, so a difference is theirs alone;
-        # the detector's own int8 cost is measured on WIDER
-        lfw[variant] = evaluate_lfw(data_dir / "lfw", onnx_detector(fp32[det]),
-                                    {n: onnx_embedder(paths[n]) for n in embedders},
-                                    progress=progress, limit=lfw_limit)
-    m = out["models"][det] = {}
-    frame = frame_input(data_dir, fp32[det])
-    for threads in (1, 2):
-        lat = latency_ms({"fp32": fp32[det], "int8": int8[det]}, frame, threads=threads)
-        for v in ("fp32", "int8"):
-            m.setdefault(v, {})[f"latency_ms_{threads}t"] = lat[v]["median"]
-    for v, paths in (("fp32", fp32), ("int8", int8)):
-        w = evaluate_wider(data_dir / "widerface_val_subset", onnx_detector(paths[det]), limit=wider_limit)
-        m[v].update({"wider_ap": w["ap"], "size_mb": file_mb(paths[det])})
+    # the embedders are compared behind the same (fp32) detector, so a difference is theirs alone;
+    # the detector's own int8 cost is measured on WIDER
+    lfw = {variant: evaluate_lfw(data_dir / "lfw", onnx_detector(fp32[DETECTOR]),
+                                 {n: onnx_embedder(paths[n]) for n in embedders}, progress=progress, limit=lfw_limit)
+           for variant, paths in (("fp32", fp32), ("int8", int8))}
+    out["models"][DETECTOR] = detector_entry(fp32[DETECTOR], int8[DETECTOR], data_dir, wider_limit)
     for n in embedders:
-        e = out["models"][n] = {}
-        c = onnx_embedder(fp32[n]).contract
-        chips = drift_chips(data_dir, fp32[det], c.input_size, c.template)
-        a, b = onnx_embedder(fp32[n]).embed(chips), onnx_embedder(int8[n]).embed(chips)
-        e["drift"] = {**embedding_drift(a, b), "l2_mean": float(np.linalg.norm(a - b, axis=1).mean()),
-                      "chips": len(chips)}
-        x = onnx_embedder(fp32[n]).prepare(chips[:1])
-        for threads in (1, 2):
-            lat = latency_ms({"fp32": fp32[n], "int8": int8[n]}, x, threads=threads)
-            for v in ("fp32", "int8"):
-                e.setdefault(v, {})[f"latency_ms_{threads}t"] = lat[v]["median"]
-        for v, paths in (("fp32", fp32), ("int8", int8)):
-            r = lfw[v]["results"][n]
-            e[v]["far_at_threshold"] = r["far_at_threshold_1e-3"]
-            e[v].update({"lfw_accuracy": r["accuracy"], "lfw_std": r["std"],
-                         "tar_at_far_1e-3": r["tar_at_far_0.001"], "threshold_at_far_1e-3": r["threshold_at_far_0.001"],
-                         "size_mb": file_mb(paths[n])})
-    for n, e in out["models"].items():
+        out["models"][n] = embedder_entry(fp32[n], int8[n], fp32[DETECTOR], data_dir,
+                                          {v: lfw[v]["results"][n] for v in lfw})
+    for e in out["models"].values():
         e["speedup_1t"] = e["fp32"]["latency_ms_1t"] / e["int8"]["latency_ms_1t"]
         e["speedup_2t"] = e["fp32"]["latency_ms_2t"] / e["int8"]["latency_ms_2t"]
     return out
+
+
+def add_latency(entry: dict, fp32: Path, int8: Path, x: np.ndarray) -> None:
+    """Set entry[variant]["latency_ms_<t>t"] (median ms per call on input `x`) for 1 and 2 threads,
+    both variants measured interleaved (latency_ms)."""
+    for threads in (1, 2):
+        lat = latency_ms({"fp32": fp32, "int8": int8}, x, threads=threads)
+        for v in ("fp32", "int8"):
+            entry.setdefault(v, {})[f"latency_ms_{threads}t"] = lat[v]["median"]
+
+
+def detector_entry(fp32: Path, int8: Path, data_dir: Path, wider_limit: int | None) -> dict:
+    """{"fp32": {...}, "int8": {...}}: latency on one real frame, WIDER AP and file size of each."""
+    m = {}
+    add_latency(m, fp32, int8, frame_input(data_dir, fp32))
+    for v, path in (("fp32", fp32), ("int8", int8)):
+        w = evaluate_wider(data_dir / "widerface_val_subset", onnx_detector(path), limit=wider_limit)
+        m[v].update({"wider_ap": w["ap"], "size_mb": file_mb(path)})
+    return m
+
+
+def embedder_entry(fp32: Path, int8: Path, detector: Path, data_dir: Path, lfw: dict[str, dict]) -> dict:
+    """{"drift": {...}, "fp32": {...}, "int8": {...}} of one embedder: embedding drift on LFW chips,
+    latency, and the LFW numbers of each variant (lfw: {variant: evaluate_lfw result of this embedder});
+    the drift chips come from the fp32 `detector`."""
+    ref = onnx_embedder(fp32)
+    chips = drift_chips(data_dir, detector, ref)
+    a, b = ref.embed(chips), onnx_embedder(int8).embed(chips)
+    e = {"drift": {**embedding_drift(a, b), "l2_mean": float(np.linalg.norm(a - b, axis=1).mean()),
+                   "chips": len(chips)}}
+    add_latency(e, fp32, int8, ref.prepare(chips[:1]))
+    for v, path in (("fp32", fp32), ("int8", int8)):
+        r = lfw[v]
+        e[v]["far_at_threshold"] = r["far_at_threshold_1e-3"]
+        e[v].update({"lfw_accuracy": r["accuracy"], "lfw_std": r["std"],
+                     "tar_at_far_1e-3": r["tar_at_far_0.001"], "threshold_at_far_1e-3": r["threshold_at_far_0.001"],
+                     "size_mb": file_mb(path)})
+    return e
 
 
 def markdown(report: dict) -> str:

@@ -9,22 +9,25 @@ from facegate.edge_runtime.paths import data_dir
 
 
 def calibration_settings(args):
-    """The --method/--activation-type/--images/... arguments as a CalibrationSettings."""
+    """The --method/--activation-type/--images/... arguments as a CalibrationSettings (--method not
+    given, i.e. None: calibration.quantize.DEFAULT_METHOD)."""
+    from facegate.calibration.quantize import DEFAULT_METHOD
     from facegate.export.bundle_build import CalibrationSettings
 
-    return CalibrationSettings(args.method, args.activation_type, args.images, args.limit, args.lfw_limit,
+    method = DEFAULT_METHOD if args.method is None else args.method
+    return CalibrationSettings(method, args.activation_type, args.images, args.limit, args.lfw_limit,
                                args.wider_limit, tuple(args.exclude))
 
 
 def cmd_export(args) -> int:
-    from facegate.export.onnx_export import export_model, sample_images
+    from facegate.export.onnx_export import FP32_TOLERANCE, export_model, sample_images
     from facegate.models.registry import list_models
 
     imgs = sample_images(args.images)
     for name in args.names or list_models():
         r = export_model(name, args.out / f"{name}.onnx", imgs, weights=args.weights)
         print(f"{name}: {r.path}  onnxruntime vs PyTorch max diff {r.max_abs_diff:.2e} "
-              f"on {r.inputs_compared} real inputs (limit 1e-4)")
+              f"on {r.inputs_compared} real inputs (limit {FP32_TOLERANCE:g})")
     return 0
 
 
@@ -75,7 +78,6 @@ def cmd_fit_operating_point(args) -> int:
 def cmd_build_bundle(args) -> int:
     from facegate.export.bundle_build import build_bundle
     from facegate.export.fusion_fit import FUSION_PARTS
-
 
     s = calibration_settings(args)
     report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or FUSION_PARTS),

@@ -33,14 +33,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_measure_template(args) -> int:
-    from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
+    from facegate.edge_runtime.eval.lfw import calibration_photos
     from facegate.edge_runtime.paths import data_dir
     from facegate.models.backend import torch_detector
     from facegate.models.template import measure_dlib_template
 
-    lfw = data_dir() / "lfw"
-    people = people_outside_pairs(lfw, read_pairs(lfw / "pairs.txt"))
-    paths = sorted(p for n in people for p in (lfw / n).glob("*.jpg"))[: args.limit]
+    paths = calibration_photos(data_dir() / "lfw")[: args.limit]
     result = measure_dlib_template(paths, torch_detector())
     print(json.dumps(result))
     if args.json:

@@ -1,6 +1,7 @@
 """Face detection: the FaceDetector model class and the RetinaFace post-processing it runs in numpy
 (prior boxes, box/landmark decoding, NMS) and the resize that puts a frame into the detector. The
-network itself only outputs raw tensors; `run` is an onnxruntime session or a PyTorch module."""
+network itself only outputs raw tensors; `run` is an onnxruntime session or a PyTorch module. Also the
+box IoU every box comparison uses, and `central_face`: the one face of a photo of one person."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import cv2
 import numpy as np
 
-from .face import Face
+from .face import Face, nearest_to_center
 from .preprocess import contract_input
 
 if TYPE_CHECKING:                      # contract.py imports PriorConfig from here
@@ -62,8 +63,29 @@ def decode_landmarks(pre: np.ndarray, priors: np.ndarray, variances=(0.1, 0.2)) 
     return priors[:, None, :2] + pre * variances[0] * priors[:, None, 2:]
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box of `a` with every box of `b`.
+
+    Args:
+        a: float (N, 4), b: float (M, 4) boxes x1, y1, x2, y2 (one (4,) box counts as (1, 4)).
+    Returns:
+        (N, M) IoU in [0, 1], 0 where both boxes are empty; float32 when both inputs are float32 (as the
+        detector's boxes are), else float64.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    dtype = np.promote_types(np.result_type(a, b), np.float32)
+    a, b = a.astype(dtype, copy=False).reshape(-1, 4), b.astype(dtype, copy=False).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(dtype, copy=False)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression.
+    """Greedy non-maximum suppression: the best remaining box is kept and every box overlapping it by
+    more than `iou_threshold` (box_iou) is dropped, until none remain.
 
     Args:
         boxes: float (N, 4) x1, y1, x2, y2. scores: float (N,).
@@ -71,19 +93,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         int64 indices of the kept boxes, highest score first.
     """
     order = np.argsort(-scores, kind="stable")
-    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
     keep = []
     while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
-        order = rest[iou <= iou_threshold]
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        order = rest[box_iou(boxes[best], boxes[rest])[0] <= iou_threshold]
     return np.asarray(keep, np.int64)
 
 
@@ -153,3 +167,12 @@ class FaceDetector:
         loc, conf, landms = self.run(x)
         return postprocess(loc[0], conf[0], landms[0], x.shape[2], x.shape[3], self.score_threshold,
                            self.nms_threshold, scale, self.contract.priors)
+
+
+def central_face(detector: FaceDetector, image_rgb: np.ndarray) -> Face | None:
+    """The detected face nearest the centre of an RGB uint8 (H, W, 3) photo, in its pixels (LFW's rule
+    for a photo of one person; face.nearest_to_center), or None when the detector finds no face.
+
+    detector: a FaceDetector, or anything with the same detect(image_rgb) -> list[Face].
+    The caller cuts its chips from the face with the embedder's align / align_all."""
+    return nearest_to_center(detector.detect(image_rgb), image_rgb.shape[1], image_rgb.shape[0])

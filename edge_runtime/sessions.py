@@ -23,10 +23,10 @@ def share_thread_pool(threads: int) -> None:
     """Run every onnxruntime session this process opens from now on on one pool of `threads` threads.
 
     Each session otherwise owns a pool whose threads spin for a while after every run; on a 2-core
-    device the detector's spinning pool then halves the embedder's speed and back (bench speed: detect
-    + align + embed 65-70 ms with two pools, 36-40 ms with a shared one). onnxruntime allows this once
-    per process, before its first session, and afterwards refuses sessions with pools of their own;
-    so the device commands call it at start (facegate.main), never library code or tests.
+    device the detector's spinning pool then steals the embedder's cores and back, so detect + align +
+    embed runs far slower on two pools than on one shared pool. onnxruntime allows this once per
+    process, before its first session, and afterwards refuses sessions with pools of their own; so
+    the device commands call it at start (facegate.main), never library code or tests.
     Raises FacegateError when called after a model was opened, or again with another size."""
     if _SHARED_POOL["threads"] == threads:
         return

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegate.calibration.prelu import prelu_to_conv_pair
-from facegate.calibration.quantize import quantize_model
+from facegate.calibration.quantize import DEFAULT_METHOD, quantize_model
 from facegate.calibration.reader import DetectorCalibrationReader, EmbedderCalibrationReader, calibration_images
-from facegate.calibration.report import compare, write_report
+from facegate.calibration.report import DETECTOR, compare, write_report
 
 from .bundle_write import ModelFile, set_fusion, write_bundle
 from .fusion_fit import FUSION_PARTS, fit_fusion
 from .onnx_export import export_model, sample_images
 from .operating_point_fit import record_score_models
 
-DETECTOR = "retinaface_mnet025"
 # onnxruntime has no int8 PRelu: these models get PRelu rewritten as Conv + Relu(Conv) -> Add
 # (exact for slopes < 1) before quantisation, so every block stays int8 (calibration/prelu.py).
 PRELU_REWRITE = {"sface"}
@@ -26,7 +25,7 @@ MAX_AP_LOSS = 0.01         # ... or 1 AP point for the detector
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    method: str = "Percentile"             # MinMax, Entropy or Percentile (99.99): the grid's best, README
+    method: str = DEFAULT_METHOD           # MinMax, Entropy or Percentile (calibration.quantize.METHODS)
     activation_type: str = "U8"            # U8 (uint8 activations) or S8
     images: Path | None = None             # calibration folder; None = LFW people outside pairs.txt
     limit: int | None = None               # calibration images (None = all)

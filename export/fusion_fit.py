@@ -21,6 +21,7 @@ import numpy as np
 
 from facegate.edge_runtime.bundle import load_bundle, read_manifest
 from facegate.edge_runtime.config import DetectorConfig
+from facegate.edge_runtime.contract import DETECTOR
 from facegate.edge_runtime.eval.lfw import read_pairs
 from facegate.edge_runtime.eval.lfw_eval import embed_images, pair_scores, scores_report
 from facegate.edge_runtime.eval.openset import (
@@ -37,6 +38,7 @@ from facegate.edge_runtime.fusion import ScoreFusion
 from facegate.edge_runtime.sessions import onnx_detector, onnx_embedder
 
 from .bundle_write import set_fusion
+from .operating_point_fit import calibration_relpaths
 
 FUSION_PARTS = ("sface", "dlib_resnet")
 WEIGHTS = tuple(np.round(np.linspace(0, 1, 21), 4))   # weight of the first part, step 0.05
@@ -104,50 +106,18 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
         fp32: {part: fp32 ONNX path} to report the fused LFW accuracy of the fp32 forms too.
         lfw_limit: quick runs: pairs per fold and class, and the open-set run on a matching subset.
     """
-    from facegate.calibration.reader import lfw_calibration_images
-
     data_dir = Path(data_dir)
-    lfw = data_dir / "lfw"
     parts = {n: load_bundle(bundle_dir, embedder=n) for n in FUSION_PARTS}
-    first = parts[FUSION_PARTS[0]]
+    detector = parts[FUSION_PARTS[0]].detector
     embedders = {n: b.embedder for n, b in parts.items()}
-    metrics = [embedders[n].metric for n in FUSION_PARTS]
-    pairs = read_pairs(lfw / "pairs.txt")
-    if lfw_limit:
-        pairs = [p for i, p in enumerate(pairs) if i % 300 < lfw_limit]
-    enrol, mated, nonmated = openset_relpaths(lfw)
-    # z-statistics need to know who is who, so they come from the LFW calibration people even when the
-    # int8 calibration used another folder
-    calib = [str(Path(p).relative_to(lfw)) for p in lfw_calibration_images(data_dir)]
-    if lfw_limit:          # quick runs: every 20th person of the open-set protocol
-        keep = {person(r) for r in enrol[::20]} | {person(r) for r in nonmated[::20]}
-        enrol, mated, nonmated = ([r for r in x if person(r) in keep] for x in (enrol, mated, nonmated))
-        calib = calib[::10]
+    pairs, enrol, mated, nonmated, calib = fusion_photos(data_dir, lfw_limit)
     rels = sorted(set(enrol) | set(mated) | set(nonmated) | {p.a for p in pairs} | {p.b for p in pairs}
                   | set(calib))
-    emb = embed_images(lfw, rels, first.detector, embedders, progress)["embeddings"]
-
-    stats = {n: impostor_stats(emb[n], calib, m) for n, m in zip(FUSION_PARTS, metrics)}
-    searches = {n: build_searches(emb[n], enrol, mated, nonmated, m) for n, m in zip(FUSION_PARTS, metrics)}
-    a, b = (searches[n] for n in FUSION_PARTS)
-    sa, sb = (stats[n][:2] for n in FUSION_PARTS)
-    pick = choose_weight(a, b, sa, sb)
-    w = pick["w"]
-    fusion = ScoreFusion(FUSION_PARTS, tuple(metrics), tuple(e.embedding_size for e in embedders.values()),
-                         (w, round(1 - w, 4)), (sa[0], sb[0]), (sa[1], sb[1]))
-
-    variants = {"int8": emb}
-    if fp32:
-        det = onnx_detector(fp32["retinaface_mnet025"]) if "retinaface_mnet025" in fp32 else first.detector
-        variants["fp32"] = embed_images(lfw, sorted({p.a for p in pairs} | {p.b for p in pairs}), det,
-                                        {n: onnx_embedder(fp32[n]) for n in FUSION_PARTS}, progress)["embeddings"]
-    lfw_report = {v: lfw_reports(pairs, table, fusion) for v, table in variants.items()}
+    emb = embed_images(data_dir / "lfw", rels, detector, embedders, progress)["embeddings"]
+    stats, searches, pick, fusion = fit_weight(emb, calib, (enrol, mated, nonmated), embedders)
+    lfw_report = lfw_variants(data_dir / "lfw", pairs, fusion, emb, detector, fp32, progress)
     fused_lfw = lfw_report["int8"]["fused"]
-
-    openset = {n: evaluate_openset(s) for n, s in searches.items()}
-    openset[fusion.name] = evaluate_openset(fuse(a, b, w, sa, sb))
-    heldout = {n: float(np.mean([f[k]["at_fpir"]["0.01"]["fnir"] for f in pick["folds"].values()]))
-               for n, k in ((FUSION_PARTS[0], "a"), (FUSION_PARTS[1], "b"), (fusion.name, "fused"))}
+    openset, heldout = openset_results(searches, stats, pick, fusion)
     precision = "+".join(parts[n].embedder_entry.precision for n in FUSION_PARTS)
     entry = {**fusion.to_json(), "precision": precision, "threshold": fused_lfw["threshold_at_far_0.001"],
              "target_far": 1e-3, "achieved_far": fused_lfw["far_at_threshold_1e-3"]}
@@ -161,3 +131,63 @@ def fit_fusion(bundle_dir: Path, data_dir: Path, fp32: dict[str, Path] | None = 
               "openset_heldout_fnir_at_fpir_0.01": heldout, "latency_ms_2t": latency,
               "default_embedder": choice, "decision": why}
     return {**entry, "report": report}
+
+
+def fusion_photos(data_dir: Path, lfw_limit: int | None) -> tuple[list, list[str], list[str], list[str], list[str]]:
+    """(LFW pairs, open-set enrol, mated and non-mated relpaths, calibration relpaths) the fusion is fitted
+    and scored on; lfw_limit (quick runs): that many pairs per fold and class, every 20th person of the
+    open-set protocol and every 10th calibration photo."""
+    lfw = Path(data_dir) / "lfw"
+    pairs = read_pairs(lfw / "pairs.txt")
+    if lfw_limit:
+        pairs = [p for i, p in enumerate(pairs) if i % 300 < lfw_limit]
+    enrol, mated, nonmated = openset_relpaths(lfw)
+    # z-statistics need to know who is who, so they come from the LFW calibration people even when the
+    # int8 calibration used another folder
+    calib = calibration_relpaths(data_dir)
+    if lfw_limit:
+        keep = {person(r) for r in enrol[::20]} | {person(r) for r in nonmated[::20]}
+        enrol, mated, nonmated = ([r for r in x if person(r) in keep] for x in (enrol, mated, nonmated))
+        calib = calib[::10]
+    return pairs, enrol, mated, nonmated, calib
+
+
+def fit_weight(emb: dict, calib: list[str], openset: tuple[list[str], list[str], list[str]],
+               embedders: dict) -> tuple[dict, dict, dict, ScoreFusion]:
+    """(impostor stats per part, open-set Searches per part, choose_weight result, the ScoreFusion) from
+    {part: {relpath: float32 (D,)}} embeddings, the calibration relpaths (z-statistics) and the open-set
+    (enrol, mated, nonmated) relpaths (weight)."""
+    metrics = [embedders[n].metric for n in FUSION_PARTS]
+    stats = {n: impostor_stats(emb[n], calib, m) for n, m in zip(FUSION_PARTS, metrics)}
+    searches = {n: build_searches(emb[n], *openset, m) for n, m in zip(FUSION_PARTS, metrics)}
+    a, b = (searches[n] for n in FUSION_PARTS)
+    sa, sb = (stats[n][:2] for n in FUSION_PARTS)
+    pick = choose_weight(a, b, sa, sb)
+    w = pick["w"]
+    fusion = ScoreFusion(FUSION_PARTS, tuple(metrics), tuple(e.embedding_size for e in embedders.values()),
+                         (w, round(1 - w, 4)), (sa[0], sb[0]), (sa[1], sb[1]))
+    return stats, searches, pick, fusion
+
+
+def lfw_variants(lfw: Path, pairs: list, fusion: ScoreFusion, emb: dict, detector, fp32: dict[str, Path] | None,
+                 progress: bool) -> dict:
+    """{"int8": lfw_reports of the bundle's embeddings `emb`, "fp32": the same for the fp32 forms (only
+    with `fp32`; its detector when fp32 has one, else `detector`)}."""
+    variants = {"int8": emb}
+    if fp32:
+        det = onnx_detector(fp32[DETECTOR.name]) if DETECTOR.name in fp32 else detector
+        variants["fp32"] = embed_images(lfw, sorted({p.a for p in pairs} | {p.b for p in pairs}), det,
+                                        {n: onnx_embedder(fp32[n]) for n in FUSION_PARTS}, progress)["embeddings"]
+    return {v: lfw_reports(pairs, table, fusion) for v, table in variants.items()}
+
+
+def openset_results(searches: dict, stats: dict, pick: dict, fusion: ScoreFusion) -> tuple[dict, dict[str, float]]:
+    """({part or fusion name: evaluate_openset}, {part or fusion name: held-out FNIR at FPIR 1%, the mean
+    over choose_weight's two folds})."""
+    a, b = (searches[n] for n in FUSION_PARTS)
+    sa, sb = (stats[n][:2] for n in FUSION_PARTS)
+    openset = {n: evaluate_openset(s) for n, s in searches.items()}
+    openset[fusion.name] = evaluate_openset(fuse(a, b, pick["w"], sa, sb))
+    heldout = {n: float(np.mean([f[k]["at_fpir"]["0.01"]["fnir"] for f in pick["folds"].values()]))
+               for n, k in ((FUSION_PARTS[0], "a"), (FUSION_PARTS[1], "b"), (fusion.name, "fused"))}
+    return openset, heldout

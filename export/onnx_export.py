@@ -11,13 +11,12 @@ import onnx
 import torch
 
 from facegate.edge_runtime.contract import to_metadata
-from facegate.edge_runtime.detection import FaceDetector
+from facegate.edge_runtime.detection import FaceDetector, central_face
 from facegate.edge_runtime.embedding import FaceEmbedder
-from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.paths import data_dir
 from facegate.edge_runtime.sessions import open_session, session_run
-from facegate.models.backend import torch_run
+from facegate.models.backend import torch_detector, torch_run
 from facegate.models.registry import build, get_spec
 
 from .metadata import add_metadata
@@ -66,8 +65,7 @@ def export_model(name: str, out: Path, sample_images: list[Path], weights: Path 
     """Export registered network `name` to `out` and prove it matches PyTorch on real images.
 
     The detector gets dynamic batch/height/width; embedders a dynamic batch. Raises
-    ExportMismatchError above FP32_TOLERANCE: max abs difference over every output, divided by the
-    output's largest magnitude where that is above 1 (raw box regressions reach ~10).
+    ExportMismatchError above FP32_TOLERANCE (see _max_diff).
     """
     if not sample_images:
         raise ValueError("export needs real sample images to compare PyTorch with onnxruntime")
@@ -95,34 +93,41 @@ def export_model(name: str, out: Path, sample_images: list[Path], weights: Path 
 
 
 def compare_with_torch(name: str, module, onnx_path: Path, images: list[Path]) -> tuple[float, int]:
-    """Max abs difference between PyTorch and onnxruntime on the real model inputs of `images`."""
+    """(max difference (_max_diff) between PyTorch and onnxruntime, inputs compared) on the real model
+    inputs of `images`: each image's prepared detector frame, or for an embedder one batch of the chips
+    of the face nearest each image's centre (PyTorch detector; images without a face are left out).
+    Raises ValueError when an embedder finds no face in any image."""
     contract = get_spec(name).contract
     ref_run, ort_run = torch_run(module), session_run(open_session(onnx_path, threads=2))
-    worst, n = 0.0, 0
     if contract.kind == "detector":
         det = FaceDetector(ref_run, contract)
-        for p in images:
-            x, _ = det.prepare(load_image(p))
-            worst = max(worst, _max_diff(ref_run(x), ort_run(x)))
-            n += 1
-        return worst, n
-    det = FaceDetector(torch_run(build("retinaface_mnet025")), get_spec("retinaface_mnet025").contract)
+        diffs = [_max_diff(ref_run(x), ort_run(x)) for x, _ in (det.prepare(load_image(p)) for p in images)]
+        return max(diffs, default=0.0), len(diffs)
     emb = FaceEmbedder(ref_run, contract)
-    chips = []
-    for p in images:
-        img = load_image(p)
-        face = nearest_to_center(det.detect(img), img.shape[1], img.shape[0])
-        if face is not None:
-            chips.append(emb.align(img, face))
-    if not chips:
-        raise ValueError("no face found in the sample images; cannot compare the embedder")
-    x = emb.prepare(np.stack(chips))
+    chips = _central_chips(emb, images)
+    x = emb.prepare(chips)
     return _max_diff(ref_run(x), ort_run(x)), len(chips)
 
 
+def _central_chips(embedder: FaceEmbedder, images: list[Path]) -> np.ndarray:
+    """uint8 RGB (n, S, S, 3): the embedder's chip of the face nearest each image's centre (PyTorch
+    detector). Raises ValueError when no image has a face."""
+    det = torch_detector()
+    chips = []
+    for p in images:
+        img = load_image(p)
+        face = central_face(det, img)
+        if face is not None:
+            chips.append(embedder.align(img, face))
+    if not chips:
+        raise ValueError("no face found in the sample images; cannot compare the embedder")
+    return np.stack(chips)
+
+
 def _max_diff(a, b) -> float:
-    """Largest absolute difference over all outputs, relative to each output's scale when that
-    exceeds 1 (the detector's raw regressions reach ~10, where float32 rounding alone is ~1e-5)."""
+    """Largest absolute difference over all outputs (lists of float arrays), relative to each output's
+    largest magnitude when that exceeds 1 (the detector's raw box regressions are large enough for
+    float32 rounding alone to exceed an absolute tolerance)."""
     worst = 0.0
     for x, y in zip(a, b):
         x, y = np.asarray(x), np.asarray(y)

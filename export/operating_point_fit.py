@@ -1,7 +1,7 @@
 """The score models behind the door's operating point, measured when a bundle is built.
 
 For every embedder of the bundle (and its fusion) the impostor and genuine scores of the LFW
-calibration people (people who appear in no pair of pairs.txt, `lfw_calibration_images`) are
+calibration people (people who appear in no pair of pairs.txt, `eval.lfw.lfw_people`) are
 measured and modelled (edge_runtime/operating_point.py): the runtime derives its threshold from
 them, the target false-open rate and the number of enrolled templates. No evaluation person is used.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facegate.edge_runtime.bundle import load_bundle, read_manifest
+from facegate.edge_runtime.eval.lfw import lfw_people
 from facegate.edge_runtime.eval.lfw_eval import embed_images
 from facegate.edge_runtime.eval.openset import pair_scores
 from facegate.edge_runtime.operating_point import ScoreModel, measure_model
@@ -18,11 +19,10 @@ from .bundle_write import update_manifest
 
 
 def calibration_relpaths(data_dir: Path) -> list[str]:
-    """The calibration people's images, relative to the LFW folder."""
-    from facegate.calibration.reader import lfw_calibration_images
-
-    lfw = Path(data_dir) / "lfw"
-    return [str(Path(p).relative_to(lfw)) for p in lfw_calibration_images(data_dir)]
+    """The calibration people's photos (eval.lfw.lfw_people), relative to the LFW folder, in
+    calibration_photos' order."""
+    calibration, _ = lfw_people(Path(data_dir) / "lfw")
+    return [r for photos in calibration.values() for r in photos]
 
 
 def fit_score_models(bundle_dir: Path, data_dir: Path, progress: bool = True) -> dict[str, ScoreModel]:

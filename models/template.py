@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 
 from facegate.edge_runtime.align import transform_points
-from facegate.edge_runtime.detection import FaceDetector
-from facegate.edge_runtime.face import nearest_to_center
+from facegate.edge_runtime.detection import FaceDetector, box_iou, central_face
 from facegate.edge_runtime.imageio import load_image
 
 from .sources import DLIB_RESNET
@@ -31,14 +30,6 @@ def dlib_chip_matrix(details) -> np.ndarray:
     src = (corners - c) @ rot.T + c
     dst = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]])
     return cv2.getAffineTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
-
-
-def _iou(a, b) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def measure_dlib_template(paths: list[Path], detector: FaceDetector, chip_size: int = 150,
@@ -58,12 +49,13 @@ def measure_dlib_template(paths: list[Path], detector: FaceDetector, chip_size: 
         img = load_image(p)
         h, w = img.shape[:2]
         rects = list(hog(img, 1))
-        face = nearest_to_center(detector.detect(img), w, h)
+        face = central_face(detector, img)
         if not rects or face is None:
             skipped += 1
             continue
         rect = min(rects, key=lambda r: (r.center().x - w / 2) ** 2 + (r.center().y - h / 2) ** 2)
-        if _iou((rect.left(), rect.top(), rect.right(), rect.bottom()), face.box) < 0.3:
+        hog_box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float32)
+        if box_iou(hog_box, face.box)[0, 0] < 0.3:
             skipped += 1          # the two detectors found different faces
             continue
         details = dlib.get_face_chip_details(predictor(img, rect), chip_size, padding)

@@ -8,8 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from facegate.calibration.benchmark import session
 from facegate.calibration.prelu import REWRITE_KEY, prelu_to_conv_pair
+from facegate.edge_runtime.sessions import open_session
 
 
 def _model(path, slopes2):
@@ -32,7 +32,7 @@ def _model(path, slopes2):
 
 
 def _run(path, x):
-    return session(path, 1).run(None, {"input": x})[0]
+    return open_session(path, 1).run(None, {"input": x})[0]
 
 
 def test_conv_pair_is_exact_below_slope_one(tmp_path):

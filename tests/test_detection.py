@@ -4,6 +4,8 @@ import pytest
 
 from facegate.edge_runtime.detection import (
     PriorConfig,
+    box_iou,
+    central_face,
     decode_boxes,
     decode_landmarks,
     nms,
@@ -47,6 +49,30 @@ def test_nms_keeps_best_of_overlapping():
     keep = nms(boxes, scores, 0.4)
     assert keep.tolist() == [1, 2]
     assert nms(boxes, scores, 0.99).tolist() == [1, 0, 2, 3]
+
+
+def test_box_iou_shapes_and_precision():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [3, 3, 3, 3]], np.float32)
+    iou = box_iou(a, b)
+    assert iou.shape == (1, 4) and iou.dtype == np.float32          # the detector's float32 stays float32
+    np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0, 0.0]], rtol=1e-6)
+    assert box_iou(a[0], b).shape == (1, 4)                          # one (4,) box counts as (1, 4)
+    assert box_iou(a.astype(np.float64), b).dtype == np.float64
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 4)
+    assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 0.0      # two empty boxes: 0, not NaN
+
+
+def test_central_face_is_the_face_nearest_the_centre():
+    from types import SimpleNamespace
+
+    from facegate.edge_runtime.face import Face
+
+    lm = np.zeros((5, 2), np.float32)
+    edge, middle = Face([0, 0, 20, 20], lm, 0.99), Face([40, 30, 60, 50], lm, 0.7)
+    image = np.zeros((80, 100, 3), np.uint8)
+    assert central_face(SimpleNamespace(detect=lambda img: [edge, middle]), image) is middle
+    assert central_face(SimpleNamespace(detect=lambda img: []), image) is None
 
 
 def test_postprocess_places_face_in_original_pixels():

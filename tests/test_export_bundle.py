@@ -8,6 +8,7 @@ import pytest
 
 from facegate.edge_runtime.bundle import BundleError, load_bundle
 from facegate.edge_runtime.contract import DETECTOR, SFACE, from_metadata
+from facegate.edge_runtime.detection import central_face
 from facegate.edge_runtime.errors import ContractError
 from facegate.edge_runtime.face import nearest_to_center
 from facegate.edge_runtime.imageio import load_image
@@ -123,7 +124,7 @@ def test_bundle_with_a_fusion_opens_it_as_one_embedder(bundle, data_dir):
     assert b.manifest.choices == ["sface", "dlib_resnet", "sface+dlib_resnet"]
     assert load_bundle(bundle, embedder="sface").metric == "cosine"        # the parts stay usable alone
     img = load_image(data_dir / "lfw/Colin_Powell/Colin_Powell_0001.jpg")
-    face = nearest_to_center(b.detector.detect(img), 250, 250)
+    face = central_face(b.detector, img)
     v = b.embedder.embed_sets([b.embedder.align_all(img, face)])
     np.testing.assert_allclose(v[0, :128], load_bundle(bundle, embedder="sface").embedder.embed(
         b.embedder.align(img, face))[0], atol=1e-5)

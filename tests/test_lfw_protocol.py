@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.eval.lfw import best_threshold, read_pairs, tar_at_far, ten_fold_accuracy
+from facegate.edge_runtime.eval.lfw import (
+    best_threshold,
+    calibration_photos,
+    lfw_people,
+    read_pairs,
+    tar_at_far,
+    ten_fold_accuracy,
+)
 
 
 def test_read_pairs(tmp_path):
@@ -12,6 +19,20 @@ def test_read_pairs(tmp_path):
     assert [(x.a, x.b, x.same, x.fold) for x in pairs] == [
         ("A/A_0001.jpg", "A/A_0002.jpg", True, 0), ("B/B_0001.jpg", "C/C_0003.jpg", False, 0),
         ("D/D_0002.jpg", "D/D_0004.jpg", True, 1), ("E/E_0001.jpg", "F/F_0001.jpg", False, 1)]
+
+
+def test_calibration_people_are_those_in_no_pair(tmp_path):
+    (tmp_path / "pairs.txt").write_text("1\t1\nA\t1\t2\nB\t1\tC\t1\n")
+    for person, photos in {"A": 2, "B": 1, "C": 1, "Zed": 2, "Kim": 1, "Empty": 0}.items():
+        (tmp_path / person).mkdir()
+        for i in range(photos, 0, -1):
+            (tmp_path / person / f"{person}_{i:04d}.jpg").write_bytes(b"")
+    (tmp_path / "Kim" / "notes.txt").write_text("not a photo")
+    calibration, evaluation = lfw_people(tmp_path)
+    assert calibration == {"Kim": ["Kim/Kim_0001.jpg"], "Zed": ["Zed/Zed_0001.jpg", "Zed/Zed_0002.jpg"]}
+    assert list(evaluation) == ["A", "B", "C"] and evaluation["A"] == ["A/A_0001.jpg", "A/A_0002.jpg"]
+    assert calibration_photos(tmp_path) == [tmp_path / "Kim/Kim_0001.jpg", tmp_path / "Zed/Zed_0001.jpg",
+                                            tmp_path / "Zed/Zed_0002.jpg"]
 
 
 def test_best_threshold_separable():

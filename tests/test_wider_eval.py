@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from facegate.edge_runtime.detection import box_iou
 from facegate.edge_runtime.eval.wider_eval import (
     average_precision,
-    box_iou,
     evaluate_wider,
     match_detections,
     pick_subset,

@@ -15,13 +15,12 @@ strangers of each other (`LFW_ALIASES`).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from ..matching import TemplateGallery
 from ..operating_point import ScoreModel, measure_model, operating_point
-from .lfw import people_outside_pairs, read_pairs
+from .lfw import lfw_people  # noqa: F401  (its home is lfw.py; cli/bench.py still imports it from here)
 from .openset import pair_scores
 
 # One person filed under two LFW names, found by listing the highest-scoring pairs of different names among
@@ -57,18 +56,6 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return max(0.0, c - h), min(1.0, c + h)
-
-
-def lfw_people(lfw_dir: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(calibration, evaluation): {person: sorted relpaths} of the people outside / inside pairs.txt."""
-    lfw = Path(lfw_dir)
-    calib = set(people_outside_pairs(lfw, read_pairs(lfw / "pairs.txt")))
-    cal, ev = {}, {}
-    for d in sorted(p for p in lfw.iterdir() if p.is_dir()):
-        rel = sorted(f"{d.name}/{f.name}" for f in d.iterdir() if f.suffix.lower() == ".jpg")
-        if rel:
-            (cal if d.name in calib else ev)[d.name] = rel
-    return cal, ev
 
 
 def fit_model(name: str, table: dict, calibration: dict[str, list[str]], metric) -> ScoreModel:

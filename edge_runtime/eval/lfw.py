@@ -49,6 +49,28 @@ def people_outside_pairs(lfw_dir: Path, pairs: list[Pair]) -> list[str]:
     return sorted(d.name for d in Path(lfw_dir).iterdir() if d.is_dir() and d.name not in used)
 
 
+def lfw_people(lfw_dir: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(calibration, evaluation): {person: sorted relpaths of their .jpg photos} of the people in no pair
+    of pairs.txt (people_outside_pairs: what calibration, score models and z-statistics are measured on)
+    and of everyone in pairs.txt (what is scored). Person folders without a photo are left out; both
+    dicts are in name order."""
+    lfw = Path(lfw_dir)
+    calib = set(people_outside_pairs(lfw, read_pairs(lfw / "pairs.txt")))
+    cal, ev = {}, {}
+    for d in sorted(p for p in lfw.iterdir() if p.is_dir()):
+        rel = sorted(f"{d.name}/{f.name}" for f in d.iterdir() if f.suffix.lower() == ".jpg")
+        if rel:
+            (cal if d.name in calib else ev)[d.name] = rel
+    return cal, ev
+
+
+def calibration_photos(lfw_dir: str | Path) -> list[Path]:
+    """Every photo of the calibration people (lfw_people's first half) as a path under `lfw_dir`, person by
+    person in name order, each person's photos sorted."""
+    calibration, _ = lfw_people(lfw_dir)
+    return [Path(lfw_dir) / r for photos in calibration.values() for r in photos]
+
+
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     """Threshold on similarity scores (higher = more alike) that maximises accuracy.
 

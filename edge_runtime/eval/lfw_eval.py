@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detection import FaceDetector
+from ..detection import FaceDetector, central_face
 from ..embedding import FaceEmbedder
-from ..face import nearest_to_center
 from ..imageio import load_image
 from ..matching import pair_similarity
 from .lfw import read_pairs, tar_at_far, ten_fold_accuracy
@@ -42,7 +41,7 @@ def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,
 
     for rel in tqdm(relpaths, desc="lfw", unit="img", disable=not progress):
         img = load_image(Path(lfw_dir) / rel)
-        face = nearest_to_center(detector.detect(img), img.shape[1], img.shape[0])
+        face = central_face(detector, img)
         if face is None:
             no_face.append(rel)
             continue

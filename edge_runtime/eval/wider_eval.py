@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detection import box_iou
 from ..imageio import load_image
 
 GT_FILE = "wider_face_val_bbx_gt.txt"
@@ -56,18 +57,6 @@ def read_wider_gt(path: str | Path) -> list[WiderImage]:
     return out
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of float (N, 4) and (M, 4) x1, y1, x2, y2 boxes -> float64 (N, M)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def match_detections(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray,
                      gt_ignore: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
     """Label one image's detections: int8 (D,) with 1 = TP, 0 = FP, -1 = ignored (see module doc).
@@ -80,7 +69,7 @@ def match_detections(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np
     labels = np.zeros(len(det_scores), np.int8)
     if len(det_scores) == 0:
         return labels
-    iou = box_iou(det_boxes, gt_boxes)
+    iou = box_iou(np.asarray(det_boxes, np.float64), gt_boxes)          # float64 (D, G)
     taken = gt_ignore.copy()                      # ignore boxes are never "matched"
     for d in np.argsort(-det_scores, kind="stable"):
         if iou.shape[1] == 0:
