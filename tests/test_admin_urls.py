@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from test_admin import _token, csrf, set_up_admin
 from werkzeug.routing import IntegerConverter
 
 from facegate.edge_runtime.admin import create_app
@@ -14,7 +15,6 @@ from facegate.edge_runtime.admin.services import EXTENSION
 from facegate.edge_runtime.config import Config
 from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.store import Store
-from test_admin import _token, csrf, set_up_admin
 
 HUGE = "99999999999999999999999"                 # > 2**63 - 1: SQLite cannot bind it
 INT64_MAX = 2 ** 63 - 1

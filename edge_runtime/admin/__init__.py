@@ -14,8 +14,11 @@ Config keys (all optional):
     SESSION_COOKIE_SECURE   True, False or "auto" (Secure flag when the request came over TLS; default)
     SESSION_COOKIE_SAMESITE "Lax" (default) or "Strict"
     SESSION_IDLE_S, SESSION_MAX_AGE_S   log out after 2 h idle / 12 h in all
-    LOGIN_MAX_FAILURES, LOGIN_BACKOFF_S, LOGIN_BACKOFF_MAX_S, LOGIN_FORGET_S   login throttling
-        (after 5 failures: locked 30 s, doubling per further failure up to 15 min; forgotten after 24 h)
+    LOGIN_MAX_FAILURES, LOGIN_BACKOFF_S, LOGIN_BACKOFF_MAX_S, LOGIN_SLOWDOWN_S, LOGIN_SLOWDOWN_MAX_S,
+    LOGIN_FORGET_S   login throttling: after 5 failed logins an address is locked (for that user, and
+        for every user) 30 s, doubling per further failure up to 15 min; after 5 failures for a user
+        from anywhere, that user's next attempt waits 1 s, doubling up to 60 s (a delay, never a lock,
+        so guesses from elsewhere cannot keep the administrator out); forgotten after 24 h
     MAX_CONTENT_LENGTH  bytes per request (32 MiB); MAX_PHOTOS photos per request (20)
     CLOCK           time source (time.time), for tests
 """
@@ -68,6 +71,8 @@ DEFAULTS = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_BACKOFF_S": 30.0,
     "LOGIN_BACKOFF_MAX_S": 900.0,
+    "LOGIN_SLOWDOWN_S": 1.0,
+    "LOGIN_SLOWDOWN_MAX_S": 60.0,
     "LOGIN_FORGET_S": 24 * 3600.0,
     "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
     "MAX_PHOTOS": 20,
@@ -102,7 +107,9 @@ def _check_config(c) -> None:
     if c["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict"):
         raise AdminConfigError(f"SESSION_COOKIE_SAMESITE = {c['SESSION_COOKIE_SAMESITE']!r}: use 'Lax' or 'Strict' "
                                f"(None would let other sites send logged-in requests)")
-    for key in ("LOGIN_MAX_FAILURES", "MAX_PHOTOS", "MAX_CONTENT_LENGTH", "SESSION_IDLE_S", "SESSION_MAX_AGE_S"):
+    for key in ("LOGIN_MAX_FAILURES", "LOGIN_BACKOFF_S", "LOGIN_BACKOFF_MAX_S", "LOGIN_SLOWDOWN_S",
+                "LOGIN_SLOWDOWN_MAX_S", "LOGIN_FORGET_S", "MAX_PHOTOS", "MAX_CONTENT_LENGTH", "SESSION_IDLE_S",
+                "SESSION_MAX_AGE_S"):
         if not isinstance(c[key], (int, float)) or c[key] <= 0:
             raise AdminConfigError(f"{key} = {c[key]!r} must be a positive number")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from .db import AdminDBError
-from .security import LoginThrottled, ensure_not_throttled, is_api, login_failed, rotate_csrf, safe_next, throttle_keys
+from .security import LoginThrottled, attempt_failed, attempt_succeeded, is_api, rotate_csrf, safe_next, start_attempt
 from .services import admin_db, sentence, services, store
 
 bp = Blueprint("auth", __name__)
@@ -70,18 +70,15 @@ def login():
     if request.method == "POST":
         username = request.form.get("username", "")
         password = request.form.get("password", "")
-        keys = throttle_keys(username)
         try:
-            ensure_not_throttled(keys)
+            attempt = start_attempt(username)
             admin = admin_db().authenticate(username, password)
             if admin is None:
-                lock = login_failed(keys)
                 _audit("admin_login_failed", username=username[:64])
-                if lock:
-                    raise LoginThrottled(lock)
+                attempt_failed(attempt)
                 error, status = "Wrong username or password.", 401
             else:
-                admin_db().clear_failures(keys)
+                attempt_succeeded(attempt)
                 _start_session(admin)
                 _audit("admin_login", username=admin.username)
                 return redirect(safe_next(request.args.get("next"), url_for("people.index")))
@@ -98,13 +95,14 @@ def setup():
     error, status, headers = None, 200, {}
     username = request.form.get("username", "admin")
     if request.method == "POST":
-        keys = [f"setup-ip:{request.remote_addr or '?'}"]
         try:
-            ensure_not_throttled(keys)
-            if not admin_db().check_setup_token(request.form.get("token", "")):
-                lock = login_failed(keys)
-                if lock:
-                    raise LoginThrottled(lock)
+            attempt = start_attempt(None)
+            token_ok = admin_db().check_setup_token(request.form.get("token", ""))
+            if token_ok:
+                attempt_succeeded(attempt)        # a typo in the new password below is no guess
+            else:
+                attempt_failed(attempt)
+            if not token_ok:
                 error, status = ("The setup token is wrong. Copy it from the server log (the line 'setup token: "
                                  "...'), or run `facegate admin init` on the device."), 403
             elif request.form.get("password", "") != request.form.get("confirm", ""):
@@ -140,13 +138,14 @@ def password():
     """Change your own password; ends every other session of yours."""
     error, status, headers = None, 200, {}
     if request.method == "POST":
-        keys = throttle_keys(g.admin.username)
         try:
-            ensure_not_throttled(keys)
-            if admin_db().authenticate(g.admin.username, request.form.get("current", "")) is None:
-                lock = login_failed(keys)
-                if lock:
-                    raise LoginThrottled(lock)
+            attempt = start_attempt(g.admin.username)
+            current_ok = admin_db().authenticate(g.admin.username, request.form.get("current", "")) is not None
+            if current_ok:
+                attempt_succeeded(attempt)        # a typo in the new password below is no guess
+            else:
+                attempt_failed(attempt)
+            if not current_ok:
                 error, status = "The current password is wrong.", 403
             elif request.form.get("password", "") != request.form.get("confirm", ""):
                 error, status = "The two new passwords differ.", 400

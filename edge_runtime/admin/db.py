@@ -18,7 +18,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -105,6 +105,23 @@ class ApiToken:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a failed-login counter closes: after `after` failures, for `first_s` seconds, doubling with
+    every further failure up to `max_s`."""
+
+    after: int
+    first_s: float
+    max_s: float
+
+    def closed_for(self, failures: int) -> float:
+        """Seconds the counter stays closed after its `failures`-th failure (0 below `after`)."""
+        if failures < self.after:
+            return 0.0
+        doublings = min(failures - self.after, 64)      # past any cap already; 2.0 ** n cannot overflow
+        return min(self.max_s, self.first_s * 2.0 ** doublings)
 
 
 def digest(secret: str) -> str:
@@ -311,43 +328,49 @@ class AdminDB:
         return ApiToken(*row)
 
     # -- failed logins ---------------------------------------------------------------------
-    def locked_for(self, keys: list[str]) -> float:
-        """Seconds until every key may try again (0 = not locked)."""
-        now = self.clock()
-        wait = 0.0
-        for k in keys:
-            row = self._one("SELECT locked_until FROM login_attempts WHERE key = ?", (k,))
-            if row and row[0] > now:
-                wait = max(wait, row[0] - now)
-        return wait
+    def begin_login_attempt(self, counters: Sequence[tuple[str, Backoff]], forget_s: float) -> tuple[float, dict]:
+        """Check and charge one login attempt in a single write transaction (BEGIN IMMEDIATE).
 
-    def record_failure(self, keys: list[str], max_failures: int, backoff_s: float, backoff_max_s: float,
-                       forget_s: float) -> float:
-        """Count a failed login against each key; returns the lock (seconds) now in force, 0 if none.
-
-        After `max_failures` failures a key is locked for `backoff_s`, doubling with every further
-        failure up to `backoff_max_s`; counters are forgotten `forget_s` after the last failure.
+        Parallel attempts therefore cannot all pass the check before any of them is recorded.
+        Args:
+            counters: (key, Backoff) of every failed-login counter the attempt is charged to.
+            forget_s: a counter whose last failure is older than this starts again from 0.
+        Returns:
+            (wait, {}) with wait > 0, nothing charged, while any counter is closed: the seconds until
+            all are open; else (0, {key: seconds it is now closed}) after counting the attempt as a
+            failure against every counter, before the password is checked (`end_login_attempt`
+            takes it back when the password was right).
         """
-        now = self.clock()
-        lock = 0.0
-        with self._write("record a failed login") as c:
-            for k in keys:
-                row = c.execute("SELECT failures, last_failure_at FROM login_attempts WHERE key = ?", (k,)).fetchone()
-                failures = 1 if row is None or now - row[1] > forget_s else row[0] + 1
-                until = 0.0
-                if failures >= max_failures:
-                    secs = min(backoff_max_s, backoff_s * 2 ** (failures - max_failures))
-                    until = now + secs
-                    lock = max(lock, secs)
+        with self._write("check the login throttle") as c:
+            now = self.clock()                  # under the write lock: attempts are timed in the order they run
+            c.execute("DELETE FROM login_attempts WHERE last_failure_at < ? AND locked_until <= ?",
+                      (now - forget_s, now))
+            rows = {k: c.execute("SELECT failures, locked_until FROM login_attempts WHERE key = ?", (k,)).fetchone()
+                    for k, _ in counters}
+            wait = max((r[1] - now for r in rows.values() if r is not None and r[1] > now), default=0.0)
+            if wait > 0:
+                return wait, {}
+            closed = {}
+            for key, backoff in counters:
+                failures = 1 if rows[key] is None else rows[key][0] + 1
+                closed[key] = backoff.closed_for(failures)
                 c.execute("INSERT INTO login_attempts (key, failures, last_failure_at, locked_until) "
                           "VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, "
                           "last_failure_at = excluded.last_failure_at, locked_until = excluded.locked_until",
-                          (k, failures, now, until))
-        return lock
+                          (key, failures, now, now + closed[key] if closed[key] > 0 else 0.0))
+        return 0.0, closed
 
-    def clear_failures(self, keys: list[str]) -> None:
+    def end_login_attempt(self, clear: Sequence[str], refund: Sequence[str]) -> None:
+        """The attempt charged by `begin_login_attempt` was right: forget the counters in `clear` and
+        take the attempt's failure back from those in `refund` (their other failures still count).
+
+        A refunded counter opens again: it was open when the attempt was charged (else the attempt
+        would have been refused), so only this attempt's own charge can have closed it.
+        """
         with self._write("reset failed logins") as c:
-            c.executemany("DELETE FROM login_attempts WHERE key = ?", [(k,) for k in keys])
+            c.executemany("DELETE FROM login_attempts WHERE key = ?", [(k,) for k in clear])
+            c.executemany("UPDATE login_attempts SET failures = max(failures - 1, 0), locked_until = 0 "
+                          "WHERE key = ?", [(k,) for k in refund])
 
 
 def admin_db_path(home: Path) -> Path:

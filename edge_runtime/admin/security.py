@@ -7,11 +7,13 @@ CSRF: each session carries a random token; every state-changing request from the
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from .db import Backoff
 from .services import admin_db
 
 API_PREFIX = "/api/v1"
@@ -25,7 +27,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 class LoginThrottled(Exception):
-    """Too many failed logins from this address or for this user; `retry_after` in seconds."""
+    """Too many failed logins from this address, or for this user from anywhere; `retry_after` in seconds."""
 
     def __init__(self, retry_after: float):
         self.retry_after = max(1, int(retry_after + 0.999))
@@ -87,23 +89,52 @@ def security_headers(response):
     return response
 
 
-def throttle_keys(username: str) -> list[str]:
-    """The counters a login attempt is charged to: the client address and the (lower-cased) username."""
-    return [f"ip:{request.remote_addr or '?'}", f"user:{(username or '').strip().lower()}"]
+@dataclass(frozen=True)
+class Attempt:
+    """A login-type attempt the throttle let through; it counts as a failure until `attempt_succeeded`."""
+
+    locks: tuple[str, ...]          # counters that lock: this address, and this user from this address
+    slows: tuple[str, ...]          # counters that only slow down: this user from anywhere
+    closed_for: float               # seconds the charge locked a `locks` counter for (0: none)
 
 
-def ensure_not_throttled(keys: list[str]) -> None:
-    """Raise LoginThrottled while any of the keys is locked."""
-    wait = admin_db().locked_for(keys)
+def _counter_keys(username: str | None) -> tuple[list[str], list[str]]:
+    """(lock keys, slow-down keys) of an attempt from this request's address; no username: setup token."""
+    ip = request.remote_addr or "?"
+    if username is None:
+        return [f"setup-ip:{ip}"], []
+    user = username.strip().lower()[:64]
+    return [f"user+ip:{user}@{ip}", f"ip:{ip}"], [f"user:{user}"]
+
+
+def start_attempt(username: str | None) -> Attempt:
+    """Check and charge a password (or, with None, setup-token) attempt in one write transaction.
+
+    Failures lock the (user, address) pair and the address (LOGIN_BACKOFF_S doubling up to
+    LOGIN_BACKOFF_MAX_S after LOGIN_MAX_FAILURES); user-wide they only add a delay between attempts
+    (LOGIN_SLOWDOWN_S doubling up to LOGIN_SLOWDOWN_MAX_S), so guesses from elsewhere cannot lock the
+    administrator out. Raises LoginThrottled, charging nothing, while a counter is closed.
+    """
+    c = current_app.config
+    locks, slows = _counter_keys(username)
+    lock = Backoff(c["LOGIN_MAX_FAILURES"], c["LOGIN_BACKOFF_S"], c["LOGIN_BACKOFF_MAX_S"])
+    slow = Backoff(c["LOGIN_MAX_FAILURES"], c["LOGIN_SLOWDOWN_S"], c["LOGIN_SLOWDOWN_MAX_S"])
+    wait, closed = admin_db().begin_login_attempt([(k, lock) for k in locks] + [(k, slow) for k in slows],
+                                                  c["LOGIN_FORGET_S"])
     if wait > 0:
         raise LoginThrottled(wait)
+    return Attempt(tuple(locks), tuple(slows), max(closed[k] for k in locks))
 
 
-def login_failed(keys: list[str]) -> float:
-    """Charge a failed attempt to the keys; returns the lock now in force (0 if none)."""
-    c = current_app.config
-    return admin_db().record_failure(keys, c["LOGIN_MAX_FAILURES"], c["LOGIN_BACKOFF_S"], c["LOGIN_BACKOFF_MAX_S"],
-                                     c["LOGIN_FORGET_S"])
+def attempt_failed(attempt: Attempt) -> None:
+    """The password (or token) was wrong: raise LoginThrottled if this failure locked the address."""
+    if attempt.closed_for > 0:
+        raise LoginThrottled(attempt.closed_for)
+
+
+def attempt_succeeded(attempt: Attempt) -> None:
+    """The password was right: this address's counters are forgotten, the user-wide one takes it back."""
+    admin_db().end_login_attempt(attempt.locks, attempt.slows)
 
 
 def safe_next(target: str | None, default: str) -> str:
