@@ -262,7 +262,8 @@ def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
     """The door's numbers at its operating point ({name: (table, metric)}; the first is the bundle's)."""
     from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
     from facegate.edge_runtime.config import RecognitionConfig
-    from facegate.edge_runtime.eval.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model, lfw_people
+    from facegate.edge_runtime.eval.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model
+    from facegate.edge_runtime.eval.lfw import lfw_people
 
     calibration, evaluation = lfw_people(lfw)
     target = args.false_open_rate or RecognitionConfig().false_open_rate

@@ -136,9 +136,9 @@ def _admin_commands(sub) -> None:
 
 def calib_args(sp):
     sp.add_argument("--work", type=Path, default=Path("build/models"), help="folder for fp32/int8 models")
-    sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default="Percentile",
-                    help="calibration method (default Percentile: the choice of `calibrate --grid`, see "
-                         "docs/calibration_grid.md)")
+    sp.add_argument("--method", choices=["MinMax", "Entropy", "Percentile"], default=None,
+                    help="calibration method (default: calibration.quantize.DEFAULT_METHOD, the choice of "
+                         "`calibrate --grid`, see docs/calibration_grid.md)")
     sp.add_argument("--activation-type", choices=["U8", "S8"], default="U8",
                     help="int8 activations: U8 (uint8, U8S8) or S8 (S8S8)")
     sp.add_argument("--images", type=Path, help="calibration image folder (default: LFW people outside "

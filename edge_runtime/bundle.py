@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .contract import from_metadata
 from .detection import FaceDetector
 from .embedding import FaceEmbedder, FusedEmbedder
 from .errors import FacegateError
@@ -203,9 +202,3 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
             raise BundleError(f"bundle {root}: {e}") from None
         return Bundle(root, m, det, emb, m.fusion)
     return Bundle(root, m, det, part(name), m.embedders[name])
-
-
-def manifest_contracts(path: Path) -> dict:
-    """The contracts recorded in the bundle manifest, parsed (for comparisons across rebuilds)."""
-    m = read_manifest(path)
-    return {k: from_metadata({"facegate.contract": json.dumps(v)}) for k, v in m.raw["contracts"].items()}

@@ -150,7 +150,7 @@ def test_recognizer_threshold_is_recomputed_when_people_come_and_go():
 
 
 def _lfw_split(data_dir):
-    from facegate.edge_runtime.eval.door_eval import lfw_people
+    from facegate.edge_runtime.eval.lfw import lfw_people
 
     _, evaluation = lfw_people(data_dir / "lfw")
     several = sorted(p for p, v in evaluation.items() if len(v) >= 2)

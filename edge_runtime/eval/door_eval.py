@@ -20,7 +20,6 @@ import numpy as np
 
 from ..matching import TemplateGallery
 from ..operating_point import ScoreModel, measure_model, operating_point
-from .lfw import lfw_people  # noqa: F401  (its home is lfw.py; cli/bench.py still imports it from here)
 from .openset import pair_scores
 
 # One person filed under two LFW names, found by listing the highest-scoring pairs of different names among

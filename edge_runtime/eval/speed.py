@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..face import nearest_to_center
+from ..detection import central_face
 from ..fusion import ScoreFusion
 from ..imageio import decode_image, encode_jpeg, load_image
 from ..matching import TemplateGallery
@@ -114,7 +114,7 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
             t0 = time.perf_counter()
             img = decode_image(data, "frame")
             t1 = time.perf_counter()
-            face = nearest_to_center(detector.detect(img), img.shape[1], img.shape[0])
+            face = central_face(detector, img)
             t2 = time.perf_counter()
             if face is None:
                 raise ValueError(f"no face found in the frame made from {image_paths[k % len(frames)]}")
