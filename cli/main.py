@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="On-device face recognition: detect, align, embed, match, decide.")
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands):
+    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands, _photos_commands):
         add(sub)
     return p
 
@@ -275,6 +275,81 @@ def _bench_commands(sub) -> None:
                         "per template; the default embedder), cosine = SFace alone, euclidean = dlib alone")
     b.add_argument("--json", type=Path)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
+
+
+def _photos_commands(sub) -> None:
+    """photos scan|watch|recluster|people|show|name|merge|move|forget|export|bench: the photo organiser."""
+    ph = sub.add_parser("photos", help="sort a folder of photos by person (its own photos.db in the data home)")
+    psub = ph.add_subparsers(dest="photos_command", required=True, metavar="ACTION")
+    progress = ("progress on stderr: a tqdm bar (photos/s, ETA) when tqdm is installed, else a plain counter "
+                "line (the device install has no tqdm)")
+
+    def reads_photos(x):
+        common(x)
+        x.add_argument("--false-merge-rate", type=float, default=1e-5,
+                       help="clustering threshold as the rate at which two different people's faces score above "
+                            "it (from the bundle's impostor score model; default 1e-5)")
+        x.add_argument("--threshold", type=float, help="clustering threshold as a raw score (overrides the rate)")
+        x.set_defaults(share_pool=True)
+
+    x = psub.add_parser("scan", help="read new and changed photos (JPEG, PNG, WebP; HEIC with facegate[heic]) "
+                                     "and sort their faces into people; " + progress)
+    x.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders (or single photos) to scan")
+    x.add_argument("--quiet", action="store_true", help="no progress display")
+    reads_photos(x)
+    x.set_defaults(func=_lazy("facegate.photos:cmd_scan"))
+    x = psub.add_parser("watch", help="scan DIR again every --interval seconds (polling; stop with Ctrl-C)")
+    x.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    x.add_argument("--interval", type=float, default=30.0, help="seconds between scans (default 30)")
+    reads_photos(x)
+    x.set_defaults(func=_lazy("facegate.photos:cmd_watch"))
+    x = psub.add_parser("recluster", help="group again the people you never named, merged or moved (ids kept "
+                                          "where the groups stay)")
+    reads_photos(x)
+    x.set_defaults(func=_lazy("facegate.photos:cmd_recluster"))
+
+    x = psub.add_parser("people", help="people found: id, name, faces, photos")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_people"))
+    x = psub.add_parser("show", help="one person's faces (face id, photo, box) as JSON")
+    x.add_argument("person", help="id or name")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_show"))
+    x = psub.add_parser("name", help="name a person (photo library only; never enrolls them at the door)")
+    x.add_argument("person", help="id or name")
+    x.add_argument("name")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_edit"))
+    x = psub.add_parser("merge", help="move every face of B into A")
+    x.add_argument("a", metavar="A")
+    x.add_argument("b", metavar="B")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_edit"))
+    x = psub.add_parser("move", help="put one face into a person or 'unsorted'; it stays there")
+    x.add_argument("face", type=int, help="face id (from photos show)")
+    x.add_argument("person", metavar="PERSON|unsorted")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_edit"))
+    x = psub.add_parser("forget", help="drop the photos at or below DIR from the library (files untouched)")
+    x.add_argument("dir", type=Path, metavar="DIR")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_forget"))
+    x = psub.add_parser("export", help="one folder per person of symlinks (default) or copies of their photos")
+    x.add_argument("out", type=Path, metavar="OUT")
+    x.add_argument("--json", type=Path, metavar="FILE", help='also write {"people": {name or id: [photo, ...]}, '
+                                                             '"unsorted": [photo, ...]}')
+    how = x.add_mutually_exclusive_group()
+    how.add_argument("--link", action="store_true", help="symlinks (the default)")
+    how.add_argument("--copy", action="store_true", help="copies")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_export"))
+    for name in ("people", "show", "name", "merge", "move", "forget", "export"):
+        common(psub.choices[name], bundle=False)
+
+    x = psub.add_parser("bench", help="clustering on LFW (people with >= 10 photos + 1,000 one-photo distractors) "
+                                      "vs true identities and vs OpenCV Zoo's YuNet + SFace + DBSCAN; " + progress)
+    x.add_argument("--json", type=Path, help="write the report as JSON")
+    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    x.add_argument("--work", type=Path, default=Path("build/photos_bench"),
+                   help="folder for the bench's photos.db (kept: a second run re-reads nothing)")
+    x.add_argument("--speed-photos", type=int, default=200, help="photos timed for the scan rate (fresh library)")
+    x.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
+    reads_photos(x)
+    x.set_defaults(func=_lazy("facegate.photos:cmd_bench"), share_pool=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,188 @@
+"""`facegate photos ...`: the photo organiser (scan, watch, people, show, name, merge, move, forget, export,
+recluster, bench). The progress display lives here: tqdm when installed, else a plain counter line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _library(args):
+    from facegate.edge_runtime.paths import data_home
+    from facegate.edge_runtime.photos.db import PhotoDB, photos_path
+
+    return PhotoDB(photos_path(data_home(args.home)))
+
+
+def progress_display(unit: str = "photo"):
+    """(callback(done, total, path), close()) drawing progress on stderr: a tqdm bar with photos/s and ETA,
+    or, without tqdm (the device install), one counter line rewritten in place."""
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return _plain_progress(unit)
+    bar = None
+
+    def update(done: int, total: int, path: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    return update, lambda: bar is not None and bar.close()
+
+
+def _plain_progress(unit: str):
+    start = time.monotonic()
+
+    def update(done: int, total: int, path: str) -> None:
+        rate = done / max(time.monotonic() - start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0
+        print(f"\r{done}/{total} {unit}s, {rate:.1f}/s, ETA {eta:.0f} s", end="", file=sys.stderr, flush=True)
+
+    return update, lambda: print(file=sys.stderr)
+
+
+def open_pipeline(args):
+    """(photo db, recognizer, door names, linkage threshold) for the commands that read photos."""
+    from facegate.context import context
+    from facegate.edge_runtime.photos.cluster import linkage_threshold
+    from facegate.edge_runtime.photos.db import PhotoDB, PhotoLibraryError, photos_path
+    from facegate.edge_runtime.photos.organize import DoorNames
+    from facegate.edge_runtime.recognizer import Recognizer
+
+    home, cfg, store, bundle = context(args)
+    templates = store.templates(bundle.id, bundle.metric)
+    store.close()
+    if args.threshold is not None:
+        threshold = args.threshold
+    elif bundle.score_model is None:
+        raise PhotoLibraryError(f"bundle {bundle.id} has no score model to derive the clustering threshold from; "
+                                f"pass --threshold or run `facegate fit-operating-point`")
+    else:
+        threshold = linkage_threshold(bundle.score_model, args.false_merge_rate)
+    door = DoorNames(templates, Recognizer(bundle, cfg, templates).threshold)
+    return PhotoDB(photos_path(home)), Recognizer(bundle, cfg), door, threshold
+
+
+def scan_and_sort(db, recognizer, door, threshold, roots, quiet: bool = False):
+    """One scan of `roots` then placing the new faces; prints a summary line to stdout."""
+    from facegate.edge_runtime.photos.organize import organize
+    from facegate.edge_runtime.photos.scan import scan
+
+    update, close = (lambda *a: None, lambda: None) if quiet else progress_display()
+    try:
+        report = scan(db, recognizer, roots, update)
+    finally:
+        close()
+    placed = organize(db, recognizer.bundle.id, recognizer.metric, threshold, door)
+    for path, reason in report.problems:
+        print(f"facegate photos: skipped {path}: {reason}", file=sys.stderr)
+    print(f"{report.found} photos found: {report.read} read, {report.unchanged} unchanged, {report.removed} removed, "
+          f"{len(report.problems)} skipped; {report.faces} faces; {placed.placed} placed, {placed.new_people} new "
+          f"people, {placed.door_named} named from the door")
+    return report
+
+
+def cmd_scan(args) -> int:
+    db, rec, door, threshold = open_pipeline(args)
+    with db:
+        scan_and_sort(db, rec, door, threshold, [str(d) for d in args.dirs], args.quiet)
+    return 0
+
+
+def cmd_watch(args) -> int:
+    from facegate.edge_runtime.photos.watch import watch
+
+    db, rec, door, threshold = open_pipeline(args)
+    print(f"watching {', '.join(map(str, args.dirs))} every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+    with db:
+        watch(lambda: scan_and_sort(db, rec, door, threshold, [str(d) for d in args.dirs], quiet=True),
+              args.interval)
+    return 0
+
+
+def cmd_recluster(args) -> int:
+    from facegate.edge_runtime.photos.organize import recluster
+
+    db, rec, door, threshold = open_pipeline(args)
+    with db:
+        r = recluster(db, rec.bundle.id, rec.metric, threshold, door)
+    print(f"{r.placed} faces grouped again; {r.new_people} new people; {r.door_named} named from the door")
+    return 0
+
+
+def cmd_people(args) -> int:
+    from facegate.edge_runtime.photos.people import list_people
+
+    with _library(args) as db:
+        people = list_people(db)
+        unsorted = db.read("SELECT count(*) FROM faces WHERE person_id IS NULL")[0][0]
+    if args.json:
+        print(json.dumps({"people": [p.to_json() for p in people], "unsorted_faces": unsorted}, indent=2))
+        return 0
+    print(f"{'id':>6}  {'faces':>5}  {'photos':>6}  name")
+    for p in people:
+        print(f"{p.id:>6}  {p.faces:>5}  {p.photos:>6}  {p.name or '-'}{' (door)' if p.name_source == 'door' else ''}")
+    print(f"{len(people)} people; {unsorted} faces unsorted")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from facegate.edge_runtime.photos.people import find_person, person_faces
+
+    with _library(args) as db:
+        pid = find_person(db, args.person)
+        name = db.read("SELECT name FROM people WHERE id = ?", (pid,))[0][0]
+        faces = person_faces(db, pid)
+    print(json.dumps({"id": pid, "name": name, "faces": [{"face": f, "photo": p, "box": list(b)}
+                                                         for f, p, b in faces]}, indent=2))
+    return 0
+
+
+def cmd_edit(args) -> int:
+    """name, merge, move: the user's changes (kept through every re-cluster)."""
+    from facegate.edge_runtime.photos import people as pp
+
+    with _library(args) as db:
+        if args.photos_command == "name":
+            pid = pp.find_person(db, args.person)
+            pp.name_person(db, pid, args.name)
+            print(f"person {pid} is now {args.name!r} (in the photo library only; the door is not changed)")
+        elif args.photos_command == "merge":
+            a, b = pp.find_person(db, args.a), pp.find_person(db, args.b)
+            print(f"{pp.merge_people(db, a, b)} faces of person {b} moved into person {a}")
+        else:
+            dest = pp.move_face(db, args.face, args.person)
+            print(f"face {args.face} moved to {'unsorted' if dest is None else f'person {dest}'}")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    import os
+
+    from facegate.edge_runtime.photos.people import forget_folder
+
+    with _library(args) as db:
+        n = forget_folder(db, os.path.abspath(args.dir))
+    print(f"{n} photos forgotten (the files are untouched)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from facegate.edge_runtime.photos.export import export_folders
+
+    with _library(args) as db:
+        data = export_folders(db, args.out, "copy" if args.copy else "link", args.json)
+    print(f"{len(data['people'])} people and {len(data['unsorted'])} unsorted photos exported to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from facegate.edge_runtime.eval.photos_report import run_bench
+
+    report = run_bench(args, progress_display)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,162 @@
+"""Grouping faces into people: average-linkage agglomerative clustering on the bundle's metric, with the
+rule that two faces of one photo are never the same person. Plain functions over numpy arrays.
+
+Why average linkage: two groups merge only when the *mean* score over every pair of their faces
+reaches the threshold, so one lookalike pair cannot chain two people together (what sinks DBSCAN and
+single linkage), and a person's group is not split by one bad photo (what complete linkage does).
+
+The threshold comes from the bundle's impostor score model (operating_point.ScoreModel): the score a
+comparison of two different people reaches with probability `false_merge_rate`. It is a rate, not a
+raw score, so it carries over to another bundle or embedder with its own model.
+
+Scale: no all-pairs matrix. Each new face's K best neighbours at or above the threshold are found in
+blocks (memory ~ block x N); average linkage then runs on that sparse candidate graph, each cluster
+pair's mean score computed exactly from its members when first needed and updated by the
+Lance-Williams rule after a merge (a merge needs some pair at or above the threshold, so pairs with no
+candidate edge could never merge).
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from ..fusion import ScoreFusion
+from ..matching import similarity
+from ..operating_point import ScoreModel
+
+DEFAULT_FALSE_MERGE_RATE = 1e-5   # per comparison of two different people (see docs/photos.md)
+NEIGHBOURS = 20                   # candidate edges kept per face
+BLOCK_CELLS = 1 << 21             # scores computed at once when finding neighbours (float32 cells)
+
+
+def linkage_threshold(model: ScoreModel, false_merge_rate: float = DEFAULT_FALSE_MERGE_RATE) -> float:
+    """The mean score two groups need to merge: the impostor score exceeded with `false_merge_rate`."""
+    return float(model.quantile(false_merge_rate))
+
+
+def neighbour_edges(emb: np.ndarray, rows: np.ndarray, metric: str | ScoreFusion, threshold: float,
+                    k: int = NEIGHBOURS, block_cells: int = BLOCK_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each face of `rows`' k most similar other faces that score >= threshold.
+
+    Args:
+        emb: float32 (N, D) embeddings; rows: int (R,) indices into emb.
+    Returns:
+        (a, b, score): int64 (E,), int64 (E,), float32 (E,) with a in rows, b != a.
+    """
+    n = len(emb)
+    k = min(k, n - 1)
+    if k < 1 or len(rows) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    step = max(1, block_cells // n)
+    out_a, out_b, out_s = [], [], []
+    for i in range(0, len(rows), step):
+        r = np.asarray(rows[i:i + step], np.int64)
+        s = similarity(emb[r], emb, metric)
+        s[np.arange(len(r)), r] = -np.inf
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        ts = np.take_along_axis(s, top, axis=1)
+        keep = ts >= threshold
+        out_a.append(np.repeat(r, keep.sum(1)))
+        out_b.append(top[keep])
+        out_s.append(ts[keep])
+    return np.concatenate(out_a), np.concatenate(out_b).astype(np.int64), np.concatenate(out_s).astype(np.float32)
+
+
+def average_linkage(emb: np.ndarray, photo_ids: np.ndarray, initial: np.ndarray, metric: str | ScoreFusion,
+                    threshold: float, k: int = NEIGHBOURS) -> np.ndarray:
+    """Cluster faces, keeping the groups that already exist.
+
+    Args:
+        emb: float32 (N, D) embeddings.
+        photo_ids: int (N,) photo of each face: faces of one photo never share a cluster.
+        initial: int (N,) existing group of each face (>= 0; kept whole, never merged with another
+            existing group, new faces may join it), -1 for a face to place.
+        threshold: mean pair score at or above which two clusters merge.
+    Returns:
+        int64 (N,) labels: existing faces keep theirs, new groups are numbered from initial.max() + 1.
+    """
+    initial = np.asarray(initial, np.int64)
+    state = _State(emb, photo_ids, initial, metric)
+    a, b, s = neighbour_edges(emb, np.flatnonzero(initial < 0), metric, threshold, k)
+    for i, j, score in zip(a.tolist(), b.tolist(), s.tolist()):
+        state.add_edge(state.cluster_of[i], state.cluster_of[j], score)
+    state.run(threshold)
+    return state.labels(initial)
+
+
+class _State:
+    """Clusters (member lists, photo sets), the candidate graph with exact mean scores, the merge heap."""
+
+    def __init__(self, emb, photo_ids, initial, metric):
+        self.emb, self.metric = emb, metric
+        existing = np.unique(initial[initial >= 0])
+        self.cluster_of = np.empty(len(emb), np.int64)
+        self.members: dict[int, list[int]] = {}
+        self.frozen: dict[int, int] = {}          # cluster -> existing label it carries
+        for c, label in enumerate(existing.tolist()):
+            self.members[c], self.frozen[c] = np.flatnonzero(initial == label).tolist(), label
+        for i in np.flatnonzero(initial < 0).tolist():
+            self.members[len(self.members)] = [i]
+        for c, m in self.members.items():
+            self.cluster_of[m] = c
+        self.photos = {c: set(np.asarray(photo_ids)[m].tolist()) for c, m in self.members.items()}
+        self.nbr: dict[int, dict[int, float]] = {c: {} for c in self.members}
+        self.version = dict.fromkeys(self.members, 0)
+        self.heap: list = []
+
+    def mean_score(self, a: int, b: int) -> float:
+        return float(similarity(self.emb[self.members[a]], self.emb[self.members[b]], self.metric).mean())
+
+    def add_edge(self, a: int, b: int, score: float) -> None:
+        if a == b or b in self.nbr[a] or (a in self.frozen and b in self.frozen):
+            return
+        if len(self.members[a]) > 1 or len(self.members[b]) > 1:
+            score = self.mean_score(a, b)
+        self._set(a, b, score)
+
+    def _set(self, a: int, b: int, score: float) -> None:
+        self.nbr[a][b] = self.nbr[b][a] = score
+        heapq.heappush(self.heap, (-score, a, b, self.version[a], self.version[b]))
+
+    def run(self, threshold: float) -> None:
+        while self.heap:
+            neg, a, b, va, vb = heapq.heappop(self.heap)
+            if -neg < threshold:
+                break
+            if a not in self.members or b not in self.members or (va, vb) != (self.version[a], self.version[b]):
+                continue
+            if self.photos[a] & self.photos[b]:
+                continue          # cannot-link: the two clusters share a photo
+            self.merge(a, b)
+
+    def merge(self, a: int, b: int) -> None:
+        """Merge the smaller-ranked cluster into the one that survives (an existing group always does)."""
+        if b in self.frozen or (a not in self.frozen and len(self.members[b]) > len(self.members[a])):
+            a, b = b, a
+        na, nb = len(self.members[a]), len(self.members[b])
+        na_nbr, nb_nbr = self.nbr.pop(a), self.nbr.pop(b)
+        self.members[a] += self.members.pop(b)
+        self.photos[a] |= self.photos.pop(b)
+        self.version[a] += 1
+        self.nbr[a] = {}
+        for c in (set(na_nbr) | set(nb_nbr)) - {a, b}:
+            del_a, del_b = self.nbr[c].pop(a, None), self.nbr[c].pop(b, None)
+            if a in self.frozen and c in self.frozen:
+                continue
+            if del_a is not None and del_b is not None:
+                score = (na * del_a + nb * del_b) / (na + nb)      # Lance-Williams for average linkage
+            else:
+                score = self.mean_score(a, c)
+            self._set(a, c, score)
+
+    def labels(self, initial: np.ndarray) -> np.ndarray:
+        out = np.empty(len(self.emb), np.int64)
+        nxt = int(initial.max(initial=-1)) + 1
+        for c in sorted(self.members, key=lambda c: min(self.members[c])):
+            if c in self.frozen:
+                out[self.members[c]] = self.frozen[c]
+            else:
+                out[self.members[c]] = nxt
+                nxt += 1
+        return out
