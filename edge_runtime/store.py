@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import time
 import unicodedata
@@ -40,6 +41,12 @@ from .store_schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401  (SCHEMA_VERS
 log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 100
+_SPACES = re.compile(r"\s+")                   # after control characters are refused: spaces of any width
+JOINERS = frozenset("\u200c\u200d")           # ZERO WIDTH NON-JOINER, ZERO WIDTH JOINER
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")     # Hangul fillers: letters that draw nothing
+VIRAMA = 9                                      # canonical combining class of a virama
+JOINING_SCRIPTS = frozenset({"ARABIC", "SYRIAC", "NKO", "MONGOLIAN", "MANDAIC", "MANICHAEAN", "PSALTER", "ADLAM",
+                             "HANIFI", "SOGDIAN", "PHAGS-PA"})   # cursive scripts whose letters a ZWNJ keeps apart
 
 
 
@@ -52,7 +59,7 @@ class DuplicateNameError(StoreError):
 
 
 class InvalidNameError(StoreError, ValueError):
-    """A name is empty, too long or holds control characters."""
+    """A name is empty, too long, or holds control, invisible or text-direction characters."""
 
 
 class InvalidTemplateError(StoreError, ValueError):
@@ -83,22 +90,69 @@ class AuditRow:
 
 
 def normalize_name(name: str) -> str:
-    """A person's name as stored: stripped, NFC-normalised, 1..100 characters, no control characters.
+    """A new person's name as stored: NFC-normalised, stripped, runs of spaces made one space, 1..100
+    characters, and nothing that shows differently from what it is.
 
-    Raises InvalidNameError.
+    Refused: control characters (tab, newline, ...), and invisible or text-direction characters
+    (Unicode format characters, category Cf, such as U+200B ZERO WIDTH SPACE and U+202E RIGHT-TO-LEFT
+    OVERRIDE, and the Hangul fillers), with which two names that look the same would be two people.
+    ZERO WIDTH (NON-)JOINER stay where they shape a script (see `_joiner_shapes`). The message names
+    the code points. Raises InvalidNameError.
     """
-    if not isinstance(name, str):
-        raise InvalidNameError(f"a name must be text, got {type(name).__name__}")
-    n = unicodedata.normalize("NFC", name.strip())
-    if not n:
-        raise InvalidNameError("the name is empty: give the person's name")
-    if len(n) > MAX_NAME_CHARS:
-        raise InvalidNameError(f"the name has {len(n)} characters; at most {MAX_NAME_CHARS} are allowed")
+    n = stored_name(name)
     bad = [c for c in n if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")]
     if bad:
         raise InvalidNameError(f"the name {n!r} holds control characters ({', '.join(f'U+{ord(c):04X}' for c in bad)}); "
                                f"remove them")
+    n = _SPACES.sub(" ", n)
+    hidden = dict.fromkeys(c for i, c in enumerate(n) if _hidden(n, i))
+    if hidden:
+        codes = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in hidden)
+        raise InvalidNameError(f"the name {n!r} holds invisible or text-direction characters ({codes}), with which "
+                               f"two names can look the same; remove them (to add photos to someone enrolled under "
+                               f"such a name, rename them first)")
+    if not n:
+        raise InvalidNameError("the name is empty: give the person's name")
+    if len(n) > MAX_NAME_CHARS:
+        raise InvalidNameError(f"the name has {len(n)} characters; at most {MAX_NAME_CHARS} are allowed")
     return n
+
+
+def stored_name(name: str) -> str:
+    """A name as looked up: NFC-normalised and stripped, nothing refused but non-text.
+
+    Finds people by their stored name, also those enrolled before `normalize_name` refused hidden
+    characters and double spaces, so they stay reachable to be recognised, renamed or deleted.
+    """
+    if not isinstance(name, str):
+        raise InvalidNameError(f"a name must be text, got {type(name).__name__}")
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def _hidden(n: str, i: int) -> bool:
+    """Whether n[i] draws nothing on its own: a format character (Cf) or a Hangul filler, except a
+    joiner that shapes its neighbours."""
+    c = n[i]
+    if c in INVISIBLE_LETTERS:
+        return True
+    return unicodedata.category(c) == "Cf" and not (c in JOINERS and _joiner_shapes(n, i))
+
+
+def _joiner_shapes(n: str, i: int) -> bool:
+    """Whether the joiner n[i] changes how its neighbours are drawn (after RFC 5892's CONTEXTJ rules):
+    after a virama (Indic conjuncts), or between two letters of one cursive script (Persian names)."""
+    before, after = n[i - 1] if i > 0 else "", n[i + 1] if i + 1 < len(n) else ""
+    if before and unicodedata.combining(before) == VIRAMA:
+        return True
+    script = _script(before)
+    return script in JOINING_SCRIPTS and _script(after) == script
+
+
+def _script(c: str) -> str:
+    """The script word of a letter or mark's Unicode name ('ARABIC' for U+0645); '' for anything else."""
+    if not c or unicodedata.category(c)[0] not in "LM":
+        return ""
+    return unicodedata.name(c, "").split(" ")[0]
 
 
 def stale_templates_message(stale: dict[str, int]) -> str:
@@ -281,7 +335,7 @@ class Store:
 
     def person(self, name: str) -> Person:
         """One person; PersonNotFoundError if nobody has that name."""
-        name = normalize_name(name)
+        name = stored_name(name)
         rows = self._read(self._PERSON_SQL + " WHERE p.name = ?", (name,))
         if not rows:
             raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
@@ -289,7 +343,7 @@ class Store:
 
     def rename(self, old: str, new: str) -> Person:
         """Rename a person; DuplicateNameError if `new` is taken. Audit 'rename'."""
-        old, new = normalize_name(old), normalize_name(new)
+        old, new = stored_name(old), normalize_name(new)
         with self._write(f"rename {old!r}") as conn:
             pid = self._person_id(conn, old)
             if new != old:
@@ -307,7 +361,7 @@ class Store:
         The freed pages are zeroed (secure_delete) and the WAL is checkpointed and truncated, so
         the biometric data does not linger in the files. Returns the person as it was.
         """
-        name = normalize_name(name)
+        name = stored_name(name)
         with self._write(f"delete {name!r}") as conn:
             person = self._person_row(conn, name)
             conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
@@ -330,7 +384,7 @@ class Store:
 
     def touch_seen(self, name: str, ts: float) -> None:
         """Record when a person was last recognised (seconds since the epoch)."""
-        name = normalize_name(name)
+        name = stored_name(name)
         with self._write(f"update {name!r}") as conn:
             if conn.execute("UPDATE people SET last_seen_at = ? WHERE name = ?", (float(ts), name)).rowcount == 0:
                 raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
@@ -409,7 +463,7 @@ class Store:
 
     def images(self, name: str) -> list[bytes]:
         """A person's stored JPEG images, oldest first."""
-        name = normalize_name(name)
+        name = stored_name(name)
         rows = self._read("SELECT p.id, i.jpeg FROM people p LEFT JOIN images i ON i.person_id = p.id "
                           "WHERE p.name = ? ORDER BY i.id", (name,))
         if not rows:

@@ -262,6 +262,66 @@ def test_name_limits():
     assert normalize_name("e\u0301") == "é"
 
 
+# (name, the code points the refusal must name): invisible, text-direction and other format (Cf) characters
+HIDDEN = [("Bob\u200b", ["U+200B"]), ("\u202eBob", ["U+202E"]), ("A\u2066B\u2069", ["U+2066", "U+2069"]),
+          ("Bo\u00adb", ["U+00AD"]), ("x\u2060y", ["U+2060"]), ("\ufeffBob", ["U+FEFF"]),
+          ("Bob\U000e0041", ["U+E0041"]), ("Ana\u200b\u200bMaria", ["U+200B"]),
+          ("B\u200co", ["U+200C"]),        # a joiner between Latin letters changes nothing on screen
+          ("Bob\u200d", ["U+200D"]), ("\u3164", ["U+3164"]), ("Ann\u3164", ["U+3164"])]
+
+
+@pytest.mark.parametrize("bad, codes", HIDDEN)
+def test_names_with_invisible_or_direction_characters_are_refused(db, bad, codes):
+    with pytest.raises(InvalidNameError, match="invisible or text-direction") as e:
+        normalize_name(bad)
+    for code in codes:
+        assert code in str(e.value)
+    assert str(e.value).count("U+") == len(codes)                   # each code point named once
+    with Store(db) as s:
+        s.enroll("Bob", _emb(1), "b", "sface")
+        with pytest.raises(InvalidNameError, match=codes[0].replace("+", r"\+")):
+            s.enroll(bad, _emb(1), "b", "sface")
+        with pytest.raises(InvalidNameError, match=codes[0].replace("+", r"\+")):
+            s.rename("Bob", bad)
+        assert [p.name for p in s.people()] == ["Bob"]
+
+
+def test_joiners_that_shape_the_script_are_kept():
+    for name in ["ميلاد\u200cرضا",                  # Persian: ZWNJ between Arabic letters
+                 "क्\u200dष",                        # Devanagari: ZWJ after a virama
+                 "ශ්\u200dරී"]:                      # Sinhala
+        assert normalize_name(name) == name
+
+
+def test_whitespace_runs_become_one_space(db):
+    for raw in ["Ana  Maria", "Ana\u00a0Maria", " Ana \u3000 Maria ", "Ana\u2009Maria"]:
+        assert normalize_name(raw) == "Ana Maria"
+    with Store(db) as s:
+        s.enroll("Ana Maria", _emb(1), "b", "sface")
+        s.enroll("Bob", _emb(1), "b", "sface")
+        with pytest.raises(DuplicateNameError):                        # no look-alike second "Ana Maria"
+            s.rename("Bob", "Ana\u00a0 Maria")
+        assert s.enroll("Ana  Maria", _emb(1), "b", "sface").templates == 2     # the same person
+
+
+def test_names_stored_before_the_rules_stay_reachable(db):
+    """People enrolled when hidden characters and double spaces were still accepted can be found,
+    recognised, renamed and deleted by their stored name (only new names must follow the rules)."""
+    with Store(db) as s:
+        s.enroll("Zed", _emb(1), "b", "sface", images=[JPEG])
+        legacy = {"Zed": "Zed\u200b", "Two": "Two  Spaces"}
+        s.enroll("Two", _emb(1), "b", "sface")
+        for new, old in legacy.items():
+            s.conn.execute("UPDATE people SET name = ? WHERE name = ?", (old, new))
+        assert s.person("Zed\u200b").templates == 1 and s.images("Zed\u200b") == [JPEG]
+        s.touch_seen("Zed\u200b", 5.0)                         # the door records a legacy name's visit
+        assert s.rename("Zed\u200b", "Zed").last_seen_at == 5.0
+        assert s.delete("Two  Spaces").templates == 1
+        with pytest.raises(InvalidNameError, match="U\\+200B"):  # new templates need a clean name
+            s.enroll("Zed\u200b", _emb(1), "b", "sface")
+        assert [p.name for p in s.people()] == ["Zed"]
+
+
 def test_duplicate_names(db):
     with Store(db) as s:
         a = s.enroll("Alice", _emb(2), "b", "sface")
