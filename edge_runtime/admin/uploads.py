@@ -1,8 +1,9 @@
 """Uploaded photos: read into memory, never written to disk, file names used only as display labels.
 
 Whether a file is an image is decided by decoding it (`imageio.decode_image`, which also applies
-EXIF orientation and refuses decompression bombs and truncated files), never by its name or
-its declared content type. The request size is capped by Flask's MAX_CONTENT_LENGTH.
+EXIF orientation and refuses formats whose header it does not read, decompression bombs and truncated
+files), never by its name or its declared content type. The request size is capped by Flask's
+MAX_CONTENT_LENGTH; imageio bounds how many decodes run at once.
 """
 from __future__ import annotations
 
@@ -27,11 +28,17 @@ def label(filename: str | None, index: int) -> str:
 
 
 def read_photos(field: str = "photos", max_count: int | None = None) -> list[tuple[str, bytes]]:
-    """(label, bytes) of each non-empty file sent in `field`. UploadError when none or too many."""
+    """(label, bytes) of each file sent in `field`, in order. UploadError when none or too many.
+
+    Only a part with neither a file name nor content (a file input left empty) is skipped: a photo sent
+    without a file name is kept (labelled "photo N"), an empty file with a name is kept (decoding tells
+    the user it is empty), so no upload disappears without a word.
+    """
     limit = max_count or current_app.config["MAX_PHOTOS"]
-    files = [f for f in request.files.getlist(field) if f and (f.filename or f.content_length)]
-    if not files:
+    parts = [(f.filename, f.read()) for f in request.files.getlist(field)]
+    photos = [(name, data) for name, data in parts if name or data]
+    if not photos:
         raise UploadError("choose at least one photo to upload")
-    if len(files) > limit:
-        raise UploadError(f"{len(files)} photos sent; at most {limit} per request")
-    return [(label(f.filename, i), f.read()) for i, f in enumerate(files)]
+    if len(photos) > limit:
+        raise UploadError(f"{len(photos)} photos sent; at most {limit} per request")
+    return [(label(name, i), data) for i, (name, data) in enumerate(photos)]
