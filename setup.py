@@ -44,7 +44,10 @@ setup(
             "dlib-bin==20.0.1.post1",
             "playwright>=1.40",              # admin page browser test, driving Debian's /usr/bin/chromium
             "openapi-spec-validator>=0.7",   # validates the admin API's openapi.json
+            "paho-mqtt>=2.0",                # the MQTT door against a real mosquitto (Debian's /usr/sbin/mosquitto)
         ],
+        # [door] kind = "mqtt" on the device
+        "mqtt": ["paho-mqtt>=2.0"],
     },
     entry_points={"console_scripts": ["facegate = facegate.main:main"]},
 )
