@@ -11,7 +11,9 @@ from facegate.context import context
 def cmd_enroll(args) -> int:
     from facegate.edge_runtime.enrollment import check_photos, enroll_checked, refuse_lookalikes
     from facegate.edge_runtime.recognizer import Recognizer
+    from facegate.edge_runtime.store import normalize_name
 
+    args.name = normalize_name(args.name)          # a refused name costs no model run
     _, cfg, store, bundle = context(args)
     rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.metric))
     results = check_photos(rec, [(str(p), Path(p)) for p in args.images])

@@ -90,10 +90,12 @@ def photo(path, name=None):
     return (io.BytesIO(path.read_bytes()), name or path.name)
 
 
-def enroll(client, name, *files, keep=True):
+def enroll(client, name, *files, keep=True, force=False):
     data = {"csrf_token": csrf(client, "/enroll"), "name": name, "photos": list(files)}
     if keep:
         data["keep_images"] = "on"
+    if force:
+        data["force"] = "on"
     return client.post("/enroll", data=data, content_type="multipart/form-data")
 
 
@@ -366,6 +368,25 @@ def test_enroll_keeps_only_good_photos_and_shows_their_crops(admin, app, powell,
     assert r.status_code == 400 and "at least one photo" in r.get_data(as_text=True)
 
 
+def test_enroll_refuses_a_face_already_enrolled_as_someone_else_unless_forced(admin, app, powell):
+    assert enroll(admin, "Colin Powell", photo(powell[0])).status_code == 200
+    r = enroll(admin, "Mr Lookalike", photo(powell[1]))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 422 and "already enrolled as Colin Powell" in html
+    assert set(people(app)) == {"Colin Powell"}
+    assert 'name="force"' in html                                     # the page offers the override
+    assert enroll(admin, "Mr Lookalike", photo(powell[1]), force=True).status_code == 200
+    assert set(people(app)) == {"Colin Powell", "Mr Lookalike"}
+    # the API: refused with the reason, then accepted with force=true
+    h, c = _token(app), app.test_client()
+    r = c.post("/api/v1/enroll", headers=h, content_type="multipart/form-data",
+               data={"name": "Another", "photos": [photo(powell[2])]})
+    assert r.status_code == 422 and "already enrolled as" in r.json["photos"][0]["reason"]
+    r = c.post("/api/v1/enroll", headers=h, content_type="multipart/form-data",
+               data={"name": "Another", "photos": [photo(powell[2])], "force": "true"})
+    assert r.status_code == 201
+
+
 def test_enroll_page_offers_the_webcam_burst_and_its_check_stores_and_logs_nothing(admin, app, powell, caplog):
     html = admin.get("/enroll").get_data(as_text=True)
     assert 'data-shots="5"' in html and 'data-min-good="3"' in html and "Take a burst of pictures" in html
@@ -603,7 +624,8 @@ def test_runtime_writes_while_the_app_enrolls(admin, app, powell):
     t.start()
     try:
         for i in range(3):
-            r = enroll(admin, f"Person {i}", photo(powell[i]), photo(powell[i + 3]))
+            # one man's photos under three names (force: the lookalike check is not what is tested here)
+            r = enroll(admin, f"Person {i}", photo(powell[i]), photo(powell[i + 3]), force=True)
             assert r.status_code == 200, r.get_data(as_text=True)
     finally:
         stop.set()

@@ -103,8 +103,9 @@ def delete(person_id: int):
 @bp.route("/enroll", methods=["POST"])
 def enroll():
     keep = request.form.get("keep_images", "true").lower() not in ("false", "0", "no")
+    force = request.form.get("force", "false").lower() in ("true", "1", "yes")
     try:
-        outcome = enroll_photos(request.form.get("name", ""), read_photos(), keep)
+        outcome = enroll_photos(request.form.get("name", ""), read_photos(), keep, force)
     except InvalidNameError as e:
         return error(400, str(e))
     except UploadError as e:

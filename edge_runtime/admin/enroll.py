@@ -5,9 +5,9 @@ import base64
 
 from flask import Blueprint, jsonify, render_template, request
 
-from ..enrollment import EnrollOutcome, check_photos, enroll_checked
+from ..enrollment import EnrollOutcome, check_photos, enroll_checked, refuse_lookalikes
 from ..store import StoreError, normalize_name
-from .services import audit_action, sentence, services, store
+from .services import audit_action, enrolled_templates, sentence, services, store
 from .uploads import UploadError, read_photos
 
 bp = Blueprint("enroll", __name__)
@@ -19,15 +19,21 @@ WEBCAM_SHOTS = 5
 WEBCAM_MIN_GOOD = 3
 
 
-def enroll_photos(name: str, photos: list[tuple[str, bytes]], keep_images: bool = True) -> EnrollOutcome:
+def enroll_photos(name: str, photos: list[tuple[str, bytes]], keep_images: bool = True,
+                  force: bool = False) -> EnrollOutcome:
     """Check each (label, bytes) photo and store the good ones for `name` (shared by the page and the API).
 
-    Raises InvalidNameError before any model runs; StoreError if the write fails.
+    A photo whose face is already enrolled as someone else is refused unless `force` (the admin says they
+    are different people who look alike). Raises InvalidNameError before any model runs; StoreError if
+    the write fails.
     """
     name = normalize_name(name)
     s = services()
     with s.inference():
-        results = check_photos(s.recognizer(), photos)
+        rec = s.recognizer(enrolled_templates())
+        results = check_photos(rec, photos)
+    if not force:
+        results = refuse_lookalikes(rec, name, results)
     outcome = enroll_checked(store(), s.bundle, name, results, keep_images=keep_images)
     if outcome.person is not None:
         audit_action("enroll", outcome.person.name, kept=len(outcome.kept), refused=len(outcome.refused))
@@ -43,12 +49,13 @@ def data_uri(jpeg: bytes | None) -> str | None:
 def page():
     name = request.values.get("name", "")
     keep = request.method == "GET" or request.form.get("keep_images") == "on"
+    force = request.form.get("force") == "on"
     webcam = dict(shots=WEBCAM_SHOTS, min_good=WEBCAM_MIN_GOOD)
     if request.method == "GET":
         return render_template("enroll.html", name=name, keep=keep, outcome=None, **webcam)
     try:
         photos = read_photos()
-        outcome = enroll_photos(name, photos, keep)
+        outcome = enroll_photos(name, photos, keep, force)
     except (UploadError, StoreError) as e:
         return render_template("enroll.html", name=name, keep=keep, outcome=None, error=sentence(e), **webcam), 400
     status = 200 if outcome.person is not None else 422
