@@ -8,11 +8,8 @@ from facegate.context import context
 
 
 def cmd_run(args) -> int:
-    from facegate.edge_runtime.door.actuators import make_door
+    """`facegate run`: exit code 0 when the source ends or on Ctrl-C; door and store failures do not end it."""
     from facegate.edge_runtime.door.camera import FrameSource
-    from facegate.edge_runtime.door.decision import DoorDecider
-    from facegate.edge_runtime.door.runner import Runner
-    from facegate.edge_runtime.recognizer import Recognizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
@@ -23,16 +20,39 @@ def cmd_run(args) -> int:
         cam = dataclasses.replace(cam, source=args.source)
     source = FrameSource.from_config(cam, realtime=args.realtime)
     events = open(args.events, "a", encoding="utf-8") if args.events else sys.stdout
-    door = make_door(cfg.door)
-    runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events)
     try:
-        stats = runner.run(source.frames(), show=args.show, record=args.record)
-    except KeyboardInterrupt:
-        stats = runner.stats
+        stats = _run(cfg, store, bundle, source, events, args)
     finally:
         source.close()
         if args.events:
             events.close()
-    print(f"facegate run: {stats.frames} frames, {stats.frames_with_face} with a face, "
-          f"{stats.opens} openings, {stats.seconds:.1f} s", file=sys.stderr)
+    print(summary(stats), file=sys.stderr)
     return 0
+
+
+def _run(cfg, store, bundle, source, events, args):
+    """Build the door and the runner, run until the source ends (or Ctrl-C); the door is closed either way."""
+    from facegate.edge_runtime.door.actuators import make_door
+    from facegate.edge_runtime.door.decision import DoorDecider
+    from facegate.edge_runtime.door.runner import Runner
+    from facegate.edge_runtime.recognizer import Recognizer
+
+    door = make_door(cfg.door)
+    try:
+        runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events)
+    except BaseException:
+        door.close()
+        raise
+    try:
+        return runner.run(source.frames(), show=args.show, record=args.record)
+    except KeyboardInterrupt:
+        return runner.close()
+
+
+def summary(stats) -> str:
+    """The one-line run summary: frames, openings delivered, openings that failed, audit rows lost."""
+    line = (f"facegate run: {stats.frames} frames, {stats.frames_with_face} with a face, {stats.opens} openings, "
+            f"{stats.failed_opens} failed openings (door command not delivered)")
+    if stats.audit_lost:
+        line += f", {stats.audit_lost} audit rows lost"
+    return line + f", {stats.seconds:.1f} s"

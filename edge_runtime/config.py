@@ -157,13 +157,22 @@ class DoorConfig(_Section):
     gpio_pin: int | None = _f(None, "BCM pin number of the relay (kind = gpio)", lo=0, hi=63, example=17)
     active_high: bool = _f(True, "true if the relay opens when the pin is high (kind = gpio)")
     open_s: float = _f(3.0, "seconds the door stays unlocked, then it locks again", lo=0.0, lo_open=True, hi=600.0)
-    url: str | None = _f(None, "http(s) address that receives a JSON POST per event (kind = webhook)",
+    url: str | None = _f(None, "http(s) address that receives a signed JSON POST per door command (kind = webhook)",
                          example="http://door.local/api/event")
-    timeout_s: float = _f(2.0, "seconds to wait for the webhook or MQTT broker before giving up", lo=0.0,
+    timeout_s: float = _f(2.0, "seconds a webhook or MQTT door command may take from the decision: one not "
+                               "delivered by then (webhook answered 2xx, MQTT written to the broker) is dropped, "
+                               "never sent late nor retried, and audited as door_error; each message expires this "
+                               "long after it was made, and receivers reject it after that", lo=0.0,
                           lo_open=True, hi=60.0)
+    secret_file: str | None = _f(None, "absolute path of a file (chmod 600, at least 32 characters) holding the "
+                                       "secret shared with the receiver; every webhook and MQTT message carries an "
+                                       "HMAC-SHA256 signature made with it, and these doors refuse to start without "
+                                       "it (kind = webhook or mqtt; docs/door_receivers.md)",
+                                 example="/var/lib/facegate/door.key")
     mqtt_host: str | None = _f(None, "MQTT broker host name (kind = mqtt)", example="localhost")
     mqtt_port: int = _f(1883, "MQTT broker port", lo=1, hi=65535)
-    mqtt_topic: str = _f("facegate/door", "MQTT topic the JSON events are published on")
+    mqtt_topic: str = _f("facegate/door", "MQTT topic the signed door messages are published on (QoS 0, never "
+                                          "retained)")
 
     def _check(self):
         if self.kind == "gpio" and self.gpio_pin is None:
@@ -173,6 +182,9 @@ class DoorConfig(_Section):
                 raise ConfigError("door.kind = 'webhook' needs door.url", "door.url")
             if not self.url.lower().startswith(("http://", "https://")):
                 raise ConfigError(f"door.url = {self.url!r} must start with http:// or https://", "door.url")
+        if self.secret_file is not None and not Path(self.secret_file).expanduser().is_absolute():
+            raise ConfigError(f"door.secret_file = {self.secret_file!r} must be an absolute path (it is read "
+                              f"wherever facegate is started from)", "door.secret_file")
         if self.kind == "mqtt" and not self.mqtt_host:
             raise ConfigError("door.kind = 'mqtt' needs door.mqtt_host (the broker)", "door.mqtt_host")
         if not self.mqtt_topic or any(c in self.mqtt_topic for c in "#+\0"):

@@ -149,3 +149,71 @@ def test_sface_alone_keeps_old_sface_templates_through_reembed(home, fp32_bundle
     assert main(["identify", "--home", str(home), "--bundle", shipped, "--json", str(lfw / "Colin_Powell_0002.jpg")]) == 0
     face = json.loads(capsys.readouterr().out)[0]["faces"][0]
     assert face["person"] == "Colin Powell" and face["score"] > load_bundle(shipped, embedder="sface").threshold
+
+
+class _FaultyRelay:
+    """gpiozero.OutputDevice whose on() raises (a relay driver fault); `value` 0 = locked."""
+
+    last = None
+
+    def __init__(self, pin, active_high=True, initial_value=False):
+        self.value = 0
+        _FaultyRelay.last = self
+
+    def on(self):
+        raise OSError("relay driver fault")
+
+    def off(self):
+        self.value = 0
+
+    def close(self):
+        pass
+
+
+def test_run_outlives_a_locked_store_and_a_faulty_relay(home, fp32_bundle, data_dir, tmp_path, capsys, monkeypatch):
+    """Another process holds the store past the busy timeout and the relay faults: `facegate run` goes on
+    (door locked), audits the relay errors as door_error and writes every row later, in order, with rc 0."""
+    import sqlite3
+    import sys
+    import threading
+    import time
+    import types
+
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import BUSY_TIMEOUT_MS, Store
+
+    clips = data_dir / "videos/face_recognition"
+    assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    (home / "config.toml").write_text('[door]\nkind = "gpio"\ngpio_pin = 17\n')
+    monkeypatch.setitem(sys.modules, "gpiozero", types.SimpleNamespace(OutputDevice=_FaultyRelay))
+    events = tmp_path / "events.jsonl"
+    holder = sqlite3.connect(store_path(home), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+
+    ended = threading.Event()
+
+    def release():
+        """Hold the store until a write has surely failed: the busy timeout after the first opening, and more."""
+        while not ended.is_set() and '"decision": "open"' not in (events.read_text() if events.exists() else ""):
+            time.sleep(0.05)
+        ended.wait(BUSY_TIMEOUT_MS / 1000 + 1.5)
+        holder.execute("COMMIT")
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    capsys.readouterr()
+    try:
+        rc = _run(home, fp32_bundle, clips / "short_hamilton_clip.mp4", events)
+    finally:
+        ended.set()
+        releaser.join()
+    assert rc == 0
+    assert "0 openings" in capsys.readouterr().err and _FaultyRelay.last.value == 0
+    with Store(store_path(home)) as s:
+        rows = [r for r in reversed(s.audit(limit=1000)) if r.event != "enroll"]
+    errors = [r for r in rows if r.event == "door_error"]
+    assert errors and not [r for r in rows if r.event == "door_open"]
+    assert all(r.person_name == "Lin-Manuel Miranda" and "relay driver fault" in r.details["error"] for r in errors)
+    frame_ts = [r.details["ts"] for r in rows if "ts" in r.details]
+    assert frame_ts == sorted(frame_ts) and any("at" in r.details for r in rows)      # late rows, in order

@@ -3,29 +3,41 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import IO
 
 import cv2
 import numpy as np
 
-from ..matching import json_score
+from ..matching import TemplateGallery, json_score
 from ..recognizer import FaceResult, Recognizer, door_candidate
-from ..store import Store
+from ..store import Store, StoreError
 from .actuators import Door
+from .audit import AUDIT_BUFFER_ROWS, AuditWriter
 from .decision import DENY, OPEN, Decision, DoorDecider
+from .delivery import Command
 
 log = logging.getLogger("facegate.run")
+
+AUDIT_EXIT_WAIT_S = 10.0        # at exit, how long to wait for the store to take the queued audit rows
 
 
 @dataclass
 class RunStats:
+    """What one `facegate run` did. `opens` counts openings whose door command was delivered;
+    `failed_opens` those decided but not delivered (audited as door_error); `audit_lost` audit rows
+    that never reached the store (dropped when its buffer was full, or still waiting at exit)."""
+
     frames: int = 0
     frames_with_face: int = 0
     opens: int = 0
+    failed_opens: int = 0
     denies: int = 0
+    audit_lost: int = 0
     seconds: float = 0.0
     stage_ms: dict = field(default_factory=dict)
 
@@ -49,18 +61,37 @@ def draw(frame_rgb: np.ndarray, results: list[FaceResult], decision: Decision) -
 
 
 class Runner:
-    """Consumes frames and drives the door. One instance per `facegate run`."""
+    """Consumes frames and drives the door. One instance per `facegate run`.
+
+    The frame loop never waits for the door or the store: door commands are queued (a network door
+    delivers them from its own thread, with a deadline) and their outcomes audited as they come in;
+    audit rows go through an AuditWriter that keeps them, in order, while the store refuses writes.
+    A door or store failure is logged and audited, and the door stays locked; it never ends the run.
+
+    Args:
+        recognizer, store, door, decider: the pipeline, the enrollment store (read here for new
+            templates; audit rows are written through `store.path` by the AuditWriter), the door and
+            the k-of-n decision.
+        events: where JSON-line events go, one per frame with a face.
+        refresh_s: how often to look for enrollments made meanwhile.
+        deny_log_s: at most one "deny" audit row per this many seconds.
+        audit_rows: audit rows that may wait for the store before new ones are dropped.
+    """
 
     def __init__(self, recognizer: Recognizer, store: Store, door: Door, decider: DoorDecider,
-                 events: IO[str] = sys.stdout, refresh_s: float = 2.0, deny_log_s: float = 5.0):
+                 events: IO[str] = sys.stdout, refresh_s: float = 2.0, deny_log_s: float = 5.0,
+                 audit_rows: int = AUDIT_BUFFER_ROWS):
         self.recognizer = recognizer
         self.store = store
         self.door = door
         self.decider = decider
         self.events = events
-        self.refresh_s = refresh_s          # how often to look for enrollments made meanwhile
-        self.deny_log_s = deny_log_s        # at most one "deny" audit row per this many seconds
+        self.refresh_s = refresh_s
+        self.deny_log_s = deny_log_s
         self.stats = RunStats()
+        self.audit = AuditWriter(store.path, busy_timeout_ms=_busy_timeout_ms(store), max_rows=audit_rows)
+        self._pending: deque[tuple[Command, dict]] = deque()
+        self._closed = False
         self._data_version = None
         self._last_refresh = -1e9
         self._last_deny_log = -1e9
@@ -77,10 +108,20 @@ class Runner:
             if self.recognizer.operating != before:
                 log.info("operating point: %s", self.recognizer.operating.describe())
 
+    def _refresh_now(self) -> None:
+        """`refresh_templates`, kept from ending the run. Fail-secure on a store error: nobody is matched
+        (someone deleted meanwhile must not keep opening the door) until the templates can be read again."""
+        try:
+            self.refresh_templates()
+        except (StoreError, sqlite3.Error) as e:
+            log.error("cannot read the enrolled templates (%s); nobody is recognised until they can be read", e)
+            self.recognizer.templates = TemplateGallery.empty(self.recognizer.bundle.metric)
+            self._data_version = None                   # reload at the next refresh
+
     def process(self, ts: float, frame_rgb: np.ndarray) -> tuple[list[FaceResult], Decision, dict | None]:
         """One frame: returns the face results, the decision and the event emitted (None if no face)."""
         if ts - self._last_refresh >= self.refresh_s:
-            self.refresh_templates()
+            self._refresh_now()
             self._last_refresh = ts
         t0 = time.perf_counter()
         results = self.recognizer.analyze(frame_rgb, live=True)
@@ -95,6 +136,7 @@ class Runner:
             self.events.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.events.flush()
         self._act(ts, decision)
+        self.settle()
         return results, decision, event
 
     def _event(self, ts, results, cand, decision, ms) -> dict:
@@ -107,40 +149,108 @@ class Runner:
 
     def _act(self, ts: float, decision: Decision) -> None:
         if decision.action == OPEN:
-            self.stats.opens += 1
-            opened = self.door.open(decision.name, f"{decision.votes} matching frames")
-            self.store.log("door_open" if opened else "door_error", decision.name, score=json_score(decision.score),
-                           votes=decision.votes, ts=ts)
-            self.store.touch_seen(decision.name, time.time())
+            cmd = self._command("open", decision.name, f"{decision.votes} matching frames")
+            self._pending.append((cmd, {"score": json_score(decision.score), "votes": decision.votes, "ts": ts}))
+            self.audit.seen(decision.name, time.time())
         elif decision.action == DENY:
             self.stats.denies += 1
             if ts - self._last_deny_log >= self.deny_log_s:
-                self.store.log("deny", decision.name, reason=decision.reason, score=json_score(decision.score), ts=ts)
+                self.audit.log("deny", decision.name, reason=decision.reason, score=json_score(decision.score), ts=ts)
                 self._last_deny_log = ts
 
+    def _command(self, event: str, person: str | None = None, reason: str = "") -> Command:
+        """door.open / door.lock; an exception from the door becomes a failed Command (and a lock attempt)."""
+        try:
+            return self.door.open(person, reason) if event == "open" else self.door.lock()
+        except Exception as e:                   # any door fault: the door must stay locked, the loop go on
+            log.exception("door: the %r command raised", event)
+            if event == "open":
+                self._lock_after_error()
+            return Command.finished(event, person, False, f"{type(e).__name__}: {e}")
+
+    def _lock_after_error(self) -> None:
+        try:
+            self.door.lock()
+        except Exception:
+            log.exception("door: locking after a failed open raised too")
+
+    def settle(self) -> None:
+        """Audit, in order, the door commands whose outcome is known (or whose deadline has passed)."""
+        while self._pending:
+            cmd, details = self._pending[0]
+            if not cmd.expire():
+                return
+            self._pending.popleft()
+            self._audit_outcome(cmd, details)
+
+    def _audit_outcome(self, cmd: Command, details: dict) -> None:
+        """door_open for a delivered open, door_error for any command not delivered (counted in stats)."""
+        if cmd.delivered:
+            if cmd.event == "open":
+                self.stats.opens += 1
+                self.audit.log("door_open", cmd.person, **details)
+            return
+        if cmd.event == "open":
+            self.stats.failed_opens += 1
+        self.audit.log("door_error", cmd.person, command=cmd.event, error=cmd.error, **details)
+
+    def close(self, audit_wait_s: float = AUDIT_EXIT_WAIT_S) -> RunStats:
+        """End the run (idempotent): settle pending door commands (waiting at most to their deadlines),
+        lock the door once and release it, then write the audit rows still queued (at most
+        `audit_wait_s` seconds). Returns the stats."""
+        if self._closed:
+            return self.stats
+        self._closed = True
+        for cmd, _ in list(self._pending):
+            cmd.wait(cmd.remaining())
+        self.settle()
+        try:
+            locked = self.door.close()
+        except Exception as e:
+            log.exception("door: closing the door raised")
+            locked = Command.finished("lock", None, False, f"{type(e).__name__}: {e}")
+        if locked is not None:
+            locked.wait(locked.remaining())
+            locked.expire()
+            self._audit_outcome(locked, {})
+        self.stats.audit_lost = self.audit.dropped_total + self.audit.close(audit_wait_s)
+        return self.stats
+
     def run(self, frames, show: bool = False, record: str | None = None, record_fps: float = 25.0) -> RunStats:
-        """Consume (ts, frame) pairs until the source ends or the process is interrupted."""
+        """Lock, consume (ts, frame) pairs until the source ends or the process is interrupted, then `close`
+        (which locks once more, the only lock at exit)."""
         writer = None
         start = time.perf_counter()
-        self.door.lock()
+        self._pending.append((self._command("lock"), {}))
         try:
             for ts, frame in frames:
                 results, decision, _ = self.process(ts, frame)
                 if show or record:
-                    vis = draw(frame, results, decision)
-                    if record:
-                        if writer is None:
-                            h, w = vis.shape[:2]
-                            writer = cv2.VideoWriter(record, cv2.VideoWriter_fourcc(*"MJPG"), record_fps, (w, h))
-                        writer.write(vis)
-                    if show:
-                        cv2.imshow("facegate", vis)
-                        if cv2.waitKey(1) & 0xFF == ord("q"):
-                            break
+                    writer, stop = _show(draw(frame, results, decision), show, record, record_fps, writer)
+                    if stop:
+                        break
         finally:
-            self.door.lock()
-            self.door.close()
             if writer is not None:
                 writer.release()
+            self.close()
             self.stats.seconds = time.perf_counter() - start
         return self.stats
+
+
+def _show(vis: np.ndarray, show: bool, record: str | None, record_fps: float, writer):
+    """Write the drawn BGR frame `vis` to the recording and/or the window: (the video writer, whether
+    the user pressed q)."""
+    if record:
+        if writer is None:
+            h, w = vis.shape[:2]
+            writer = cv2.VideoWriter(record, cv2.VideoWriter_fourcc(*"MJPG"), record_fps, (w, h))
+        writer.write(vis)
+    if show:
+        cv2.imshow("facegate", vis)
+        return writer, cv2.waitKey(1) & 0xFF == ord("q")
+    return writer, False
+
+
+def _busy_timeout_ms(store: Store) -> int:
+    """The busy timeout (ms) of `store`'s connection, for the audit writer's own connection."""
+    return int(store.conn.execute("PRAGMA busy_timeout").fetchone()[0])
