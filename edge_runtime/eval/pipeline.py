@@ -85,7 +85,7 @@ def run_door_clip(clip: DoorClip, home: Path, bundle_dir: Path | None = None, em
                 opened = i
     finally:
         cap.release()
-        runner.door.close()
+        runner.close()
     report = _report(runner, np.array(times) * 1000, np.array(with_face, bool), first_seen, opened, fps_src)
     return dict(report, threads=threads)
 
