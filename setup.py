@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["facegate", *[f"facegate.{p}" for p in PARTS],
-              *[f"facegate.edge_runtime.{room}" for room in ("admin", "door", "eval")]],
+              *[f"facegate.edge_runtime.{room}" for room in ("admin", "door", "eval", "photos")]],
     package_dir={"facegate": "cli", **{f"facegate.{p}": p for p in PARTS}},
     package_data={"facegate.edge_runtime": ["admin/templates/*.html", "admin/static/*", "admin/openapi.*",
                                             "bundle_default/*"]},
@@ -48,6 +48,8 @@ setup(
         ],
         # [door] kind = "mqtt" on the device
         "mqtt": ["paho-mqtt>=2.0"],
+        # HEIC/HEIF photos in `facegate photos scan` (JPEG, PNG and WebP need nothing more)
+        "heic": ["pillow-heif"],
     },
     entry_points={"console_scripts": ["facegate = facegate.main:main"]},
 )

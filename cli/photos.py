@@ -180,7 +180,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from facegate.edge_runtime.eval.photos_report import run_bench
+    from facegate.edge_runtime.eval.photos_eval import run_bench
 
     report = run_bench(args, progress_display)
     if args.json:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("models", "export", "calibration", "edge_runtime", "cli")
 # the device install (setup.py install_requires) and the import names it brings; optional door libraries
 DEVICE_THIRD_PARTY = {"numpy", "cv2", "onnxruntime", "flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous",
-                      "waitress", "gpiozero", "paho"}
+                      "waitress", "gpiozero", "paho",
+                      "pillow_heif", "PIL"}  # HEIC photos (facegate[heic]), imported only when a .heic file is read
 NEVER_ON_DEVICE = {"torch", "torchvision", "tqdm", "matplotlib", "onnx", "dlib"}
 
 

@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from photos_helpers import PEOPLE, central_people, copy_photos, recognizer, scan_and_sort, threshold
+from test_photos_helpers import PEOPLE, central_people, copy_photos, recognizer, scan_and_sort, threshold
 
 from facegate.edge_runtime.matching import TemplateGallery
 from facegate.edge_runtime.photos import people as pp

@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from photos_helpers import copy_photos, recognizer, scan_and_sort
+from test_photos_helpers import copy_photos, recognizer, scan_and_sort
 
 from facegate.edge_runtime.photos.db import PhotoDB
 from facegate.edge_runtime.photos.lock import ScanBusyError, scan_lock

@@ -25,7 +25,7 @@ def bench_photos(lfw_dir: str | Path, min_photos: int = MIN_PHOTOS, distractors:
                  seed: int = SEED) -> tuple[list[str], list[str], list[str]]:
     """(photo paths, their true person, distractor names): every photo of each person with >= min_photos
     photos, and one photo each of `distractors` people drawn (seeded) from the one-photo people."""
-    lfw = Path(lfw_dir)
+    lfw = Path(lfw_dir).resolve()
     people = {d.name: sorted(str(f) for f in d.iterdir() if f.suffix.lower() == ".jpg")
               for d in sorted(lfw.iterdir()) if d.is_dir()}
     many = [n for n, ps in people.items() if len(ps) >= min_photos]
@@ -123,3 +123,199 @@ def peer_embeddings(peer, paths: list[str], progress=None) -> tuple[np.ndarray, 
         if progress is not None:
             progress(i + 1, len(paths), p)
     return out, found, len(paths) / (time.perf_counter() - t0)
+
+
+def labelled_face_ids(db, paths: list[str]) -> dict[str, int | None]:
+    """{photo path: id of its face nearest the centre (any quality), None without a face}."""
+    rows = db.read("SELECT ph.path, ph.width, ph.height, f.id, f.box FROM photos ph LEFT JOIN faces f "
+                   "ON f.photo_id = ph.id ORDER BY ph.path, f.idx")
+    by: dict[str, list] = {}
+    for path, w, h, fid, box in rows:
+        entry = by.setdefault(path, [(h, w), [], []])
+        if fid is not None:
+            entry[1].append(fid)
+            entry[2].append(np.frombuffer(box, "<f4"))
+    out = {}
+    for p in paths:
+        shape, ids, boxes = by.get(p, ((0, 0), [], []))
+        i = labelled_faces(boxes, shape) if ids else None
+        out[p] = None if i is None else ids[i]
+    return out
+
+
+def score_labels(truth: list[str], face_of_photo: list[int | None], label_of_face: dict[int, int]) -> dict:
+    """Clustering scores over the bench photos: a photo whose labelled face is missing or unsorted counts as a
+    person of its own. Adds `sorted_fraction` (photos whose labelled face is in a person) and the same scores
+    over those photos only (`sorted_faces_only`: the clustering's own decisions, the quality gate aside)."""
+    found = np.empty(len(truth), np.int64)
+    nxt = max(label_of_face.values(), default=0) + 1
+    for i, fid in enumerate(face_of_photo):
+        if fid is not None and fid in label_of_face:
+            found[i] = label_of_face[fid]
+        else:
+            found[i], nxt = nxt, nxt + 1
+    done = np.array([f is not None and f in label_of_face for f in face_of_photo])
+    _, t = np.unique(np.asarray(truth), return_inverse=True)
+    out = clustering_scores(t, found)
+    out["sorted_fraction"] = float(done.mean())
+    out["sorted_faces_only"] = clustering_scores(t[done], found[done])
+    return out
+
+
+def moved(threshold: float, fraction: float) -> float:
+    """The threshold moved by `fraction` of its size (-0.1: 10% lower, looser; +0.1: 10% higher, stricter)."""
+    return threshold + fraction * abs(threshold)
+
+
+def cluster_at(db, bundle_id: str, metric, threshold: float) -> tuple[dict[int, int], float]:
+    """Every usable face clustered from scratch: ({face id: label}, seconds)."""
+    from ..photos.cluster import average_linkage
+
+    t = db.usable_faces(bundle_id)
+    t0 = time.perf_counter()
+    labels = average_linkage(t.embeddings, t.photo_ids, np.full(len(t.face_ids), -1), metric, threshold)
+    return dict(zip(t.face_ids.tolist(), labels.tolist())), time.perf_counter() - t0
+
+
+def ours(db, bundle_id: str, metric, threshold: float, truth: list[str], faces: list[int | None]) -> dict:
+    """Our clustering at the threshold and at -10% / +10% of it."""
+    out = {}
+    for name, frac in (("at_threshold", 0.0), ("minus_10pct", -0.1), ("plus_10pct", 0.1)):
+        t = moved(threshold, frac)
+        labels, secs = cluster_at(db, bundle_id, metric, t)
+        out[name] = {"threshold": t, "cluster_s": round(secs, 2), **score_labels(truth, faces, labels)}
+    return out
+
+
+def peer_scores(emb: np.ndarray, found: np.ndarray, truth: list[str], eps: float = 0.5) -> dict:
+    """The peer's DBSCAN at eps and -10% / +10% of it (noise and missed faces = people of their own)."""
+    _, t = np.unique(np.asarray(truth), return_inverse=True)
+    out = {}
+    for name, e in (("at_threshold", eps), ("eps_minus_10pct", eps * 0.9), ("eps_plus_10pct", eps * 1.1)):
+        labels = np.full(len(truth), -1, np.int64)
+        labels[found] = dbscan_cosine(emb[found], e)
+        s = clustering_scores(t, noise_as_singletons(labels))
+        s["sorted_fraction"] = float(np.mean(labels >= 0))
+        out[name] = {"eps": e, **s}
+    return out
+
+
+def scan_speed(bundle_path, threads: int, paths: list[str], work: str) -> dict:
+    """Scan `paths` into a fresh library in this (fresh) process: photos/s and the process's peak RSS (MB)."""
+    import tempfile
+
+    from ..config import Config
+    from ..enrollment import open_bundle
+    from ..photos.db import PhotoDB
+    from ..photos.scan import scan
+    from ..recognizer import Recognizer
+    from ..sessions import share_thread_pool
+    from .speed import peak_rss_mb
+
+    share_thread_pool(threads)
+    cfg = Config()
+    rec = Recognizer(open_bundle(cfg, bundle_path, threads), cfg)
+    with tempfile.TemporaryDirectory(dir=work) as tmp, PhotoDB(Path(tmp) / "photos.db") as db:
+        t0 = time.perf_counter()
+        scan(db, rec, paths)
+        secs = time.perf_counter() - t0
+    return {"photos": len(paths), "threads": threads, "photos_per_s": len(paths) / secs, "peak_rss_mb": peak_rss_mb()}
+
+
+def peer_run(paths: list[str], truth: list[str], work: Path, threads: int, progress=None) -> dict:
+    """OpenCV Zoo's YuNet + SFace on the same photos (embeddings cached in `work`), DBSCAN eps 0.5."""
+    import hashlib
+
+    from .peers import OpenCVZooPeer
+
+    key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    cache = work / f"peer_{key}.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        emb, found, rate = z["emb"], z["found"], float(z["rate"])
+    else:
+        emb, found, rate = peer_embeddings(OpenCVZooPeer(threads=threads), paths, progress)
+        np.savez(cache, emb=emb, found=found, rate=rate)
+    return {"photos_per_s": rate, "threads": threads, **peer_scores(emb, found, truth)}
+
+
+def run_bench(args, progress_display) -> dict:
+    """The whole bench (see the module docstring); prints the Markdown report and returns the JSON one."""
+    from ..config import Config
+    from ..enrollment import open_bundle
+    from ..paths import data_dir
+    from ..photos.cluster import linkage_threshold
+    from ..photos.db import PhotoDB
+    from ..photos.scan import scan
+    from ..recognizer import Recognizer
+    from .speed import fresh_process, peak_rss_mb
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    paths, truth, distractors = bench_photos(data_dir() / "lfw")
+    cfg = Config()
+    rec = Recognizer(open_bundle(cfg, args.bundle, args.threads), cfg)
+    threshold = args.threshold if args.threshold is not None else \
+        linkage_threshold(rec.bundle.score_model, args.false_merge_rate)
+    with PhotoDB(work / "photos.db") as db:
+        update, close = progress_display()
+        scan(db, rec, paths, update)
+        close()
+        faces = labelled_face_ids(db, paths)
+        result = ours(db, rec.bundle.id, rec.metric, threshold, truth, [faces[p] for p in paths])
+    sample = paths[:: max(1, len(paths) // args.speed_photos)][: args.speed_photos]
+    report = {"bundle": rec.bundle.id, "false_merge_rate": None if args.threshold is not None else args.false_merge_rate,
+              "photos": len(paths), "people": len(set(truth)), "min_photos": MIN_PHOTOS, "distractors": len(distractors),
+              "seed": SEED, "ours": result,
+              "scan": fresh_process(scan_speed, args.bundle, 2, sample, str(work)),
+              "bench_peak_rss_mb": peak_rss_mb(),
+              "people_used": sorted(set(truth) - set(distractors)), "distractors_used": distractors}
+    if not args.no_peer:
+        update, close = progress_display()
+        report["peer"] = peer_run(paths, truth, work, 2, update)
+        close()
+    md = markdown(report)
+    print(md)
+    if getattr(args, "markdown", None):
+        Path(args.markdown).write_text(md)
+    return report
+
+
+def _row(name: str, s: dict, what: str) -> str:
+    so = s["sorted_faces_only"] if "sorted_faces_only" in s else None
+    extra = (f" | {so['pairwise_precision']:.4f} / {so['pairwise_recall']:.4f} / {so['pairwise_f1']:.4f}"
+             if so else " | -")
+    return (f"| {name} | {what} | {s['pairwise_precision']:.4f} | {s['pairwise_recall']:.4f} | {s['pairwise_f1']:.4f} "
+            f"| {s['bcubed_f1']:.4f} | {s['people_found']} | {s['sorted_fraction']:.3f}{extra} |")
+
+
+def markdown(r: dict) -> str:
+    """The report as a Markdown page (docs/photos_benchmark.md)."""
+    o = r["ours"]
+    lines = [
+        "# Photo organiser benchmark (`facegate photos bench`)", "",
+        f"LFW: {r['people'] - r['distractors']} people with >= {r['min_photos']} photos plus {r['distractors']} "
+        f"one-photo distractors (seed {r['seed']}): {r['photos']} photos, {r['people']} true people. Bundle "
+        f"`{r['bundle']}`. Each photo's labelled face is the one nearest its centre; a labelled face the quality "
+        "gate sends to unsorted (or no face found) counts as a person of its own. The last column scores only "
+        "the photos whose labelled face was sorted (the clustering's own decisions).", "",
+        "| method | threshold | pairwise P | pairwise R | pairwise F1 | BCubed F1 | people found | sorted "
+        "| sorted only: P / R / F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, key in (("ours", "at_threshold"), ("ours -10%", "minus_10pct"), ("ours +10%", "plus_10pct")):
+        lines.append(_row(name, o[key], f"{o[key]['threshold']:.3f} ({o[key]['cluster_s']:.1f} s)"))
+    if "peer" in r:
+        for name, key in (("OpenCV Zoo + DBSCAN", "at_threshold"), ("peer eps -10%", "eps_minus_10pct"),
+                          ("peer eps +10%", "eps_plus_10pct")):
+            lines.append(_row(name, r["peer"][key], f"eps {r['peer'][key]['eps']:.2f}"))
+    s = r["scan"]
+    lines += ["", f"Scan: {s['photos_per_s']:.2f} photos/s at {s['threads']} threads ({s['photos']} photos, fresh "
+              f"library), peak RSS {s['peak_rss_mb']:.0f} MB; the whole bench process peaked at "
+              f"{r['bench_peak_rss_mb']:.0f} MB."]
+    if "peer" in r:
+        lines.append(f"Peer scan (YuNet + SFace, central face only): {r['peer']['photos_per_s']:.2f} photos/s at "
+                     f"{r['peer']['threads']} threads.")
+    lines += ["", "People used: " + ", ".join(r["people_used"]) + ".", "",
+              "Distractors: " + ", ".join(r["distractors_used"]) + ".", ""]
+    return "\n".join(lines)

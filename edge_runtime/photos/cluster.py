@@ -105,14 +105,15 @@ class _State:
         self.version = dict.fromkeys(self.members, 0)
         self.heap: list = []
 
-    def mean_score(self, a: int, b: int) -> float:
-        return float(similarity(self.emb[self.members[a]], self.emb[self.members[b]], self.metric).mean())
+    def mean_score(self, a: list[int], b: list[int]) -> float:
+        """Mean score over every pair of faces of member lists a and b."""
+        return float(similarity(self.emb[a], self.emb[b], self.metric).mean())
 
     def add_edge(self, a: int, b: int, score: float) -> None:
         if a == b or b in self.nbr[a] or (a in self.frozen and b in self.frozen):
             return
         if len(self.members[a]) > 1 or len(self.members[b]) > 1:
-            score = self.mean_score(a, b)
+            score = self.mean_score(self.members[a], self.members[b])
         self._set(a, b, score)
 
     def _set(self, a: int, b: int, score: float) -> None:
@@ -134,21 +135,22 @@ class _State:
         """Merge the smaller-ranked cluster into the one that survives (an existing group always does)."""
         if b in self.frozen or (a not in self.frozen and len(self.members[b]) > len(self.members[a])):
             a, b = b, a
-        na, nb = len(self.members[a]), len(self.members[b])
+        mem_a, mem_b = self.members[a], self.members.pop(b)
+        na, nb = len(mem_a), len(mem_b)
         na_nbr, nb_nbr = self.nbr.pop(a), self.nbr.pop(b)
-        self.members[a] += self.members.pop(b)
         self.photos[a] |= self.photos.pop(b)
         self.version[a] += 1
         self.nbr[a] = {}
         for c in (set(na_nbr) | set(nb_nbr)) - {a, b}:
-            del_a, del_b = self.nbr[c].pop(a, None), self.nbr[c].pop(b, None)
+            self.nbr[c].pop(a, None)
+            self.nbr[c].pop(b, None)
             if a in self.frozen and c in self.frozen:
                 continue
-            if del_a is not None and del_b is not None:
-                score = (na * del_a + nb * del_b) / (na + nb)      # Lance-Williams for average linkage
-            else:
-                score = self.mean_score(a, c)
-            self._set(a, c, score)
+            # Lance-Williams for average linkage; a side with no edge to c is measured (the small one, mostly)
+            sa = na_nbr[c] if c in na_nbr else self.mean_score(mem_a, self.members[c])
+            sb = nb_nbr[c] if c in nb_nbr else self.mean_score(mem_b, self.members[c])
+            self._set(a, c, (na * sa + nb * sb) / (na + nb))
+        self.members[a] = mem_a + mem_b
 
     def labels(self, initial: np.ndarray) -> np.ndarray:
         out = np.empty(len(self.emb), np.int64)
