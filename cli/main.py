@@ -336,6 +336,9 @@ def _photos_commands(sub) -> None:
     how = x.add_mutually_exclusive_group()
     how.add_argument("--link", action="store_true", help="symlinks (the default)")
     how.add_argument("--copy", action="store_true", help="copies")
+    x.add_argument("--xmp", action="store_true", help="also an XMP sidecar next to each exported photo "
+                                                      "(<file name>.xmp) with its face regions (MWG regions: "
+                                                      "digiKam, Immich, darktable)")
     x.set_defaults(func=_lazy("facegate.photos:cmd_export"))
     for name in ("people", "show", "name", "merge", "move", "forget", "export"):
         common(psub.choices[name], bundle=False)

@@ -174,8 +174,9 @@ def cmd_export(args) -> int:
     from facegate.edge_runtime.photos.export import export_folders
 
     with _library(args) as db:
-        data = export_folders(db, args.out, "copy" if args.copy else "link", args.json)
-    print(f"{len(data['people'])} people and {len(data['unsorted'])} unsorted photos exported to {args.out}")
+        data = export_folders(db, args.out, "copy" if args.copy else "link", args.json, xmp=args.xmp)
+    sidecars = " with XMP face regions" if args.xmp else ""
+    print(f"{len(data['people'])} people and {len(data['unsorted'])} unsorted photos exported to {args.out}{sidecars}")
     return 0
 
 

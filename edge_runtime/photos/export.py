@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..files import atomic_write_bytes
 from .db import PhotoDB, PhotoLibraryError
+from .xmp import photo_regions, read_orientation, sidecar_path, sidecar_xml
 
 
 def sorting(db: PhotoDB) -> dict:
@@ -40,19 +41,28 @@ def safe_folder_name(key: str) -> str:
     return name or "_"
 
 
-def export_folders(db: PhotoDB, out: str | Path, mode: str = "link", json_file: str | Path | None = None) -> dict:
+def export_folders(db: PhotoDB, out: str | Path, mode: str = "link", json_file: str | Path | None = None,
+                   xmp: bool = False) -> dict:
     """Write OUT/<person>/<photo file name> for every person's photos (and OUT/unsorted) as symlinks
-    (mode "link") or copies ("copy"); existing entries are left as they are. Returns the sorting map."""
+    (mode "link") or copies ("copy"); existing entries are left as they are. With `xmp`, each exported
+    photo also gets an XMP sidecar next to it (<file name>.xmp, rewritten on every export) with the face
+    regions of all the people in it (xmp.py). Returns the sorting map."""
     if mode not in ("link", "copy"):
         raise ValueError(f"mode must be 'link' or 'copy', got {mode!r}")
     data = sorting(db)
+    regions = photo_regions(db) if xmp else {}
+    orientations: dict[str, int] = {}
     out = Path(out)
     try:
         for key, paths in [*data["people"].items(), ("unsorted", data["unsorted"])]:
             folder = out / safe_folder_name(key)
             folder.mkdir(parents=True, exist_ok=True)
             for src in paths:
-                _place(Path(src), folder, mode)
+                dest = _place(Path(src), folder, mode)
+                if src in regions:
+                    if src not in orientations:
+                        orientations[src] = read_orientation(src)
+                    atomic_write_bytes(sidecar_path(dest), sidecar_xml(regions[src], orientations[src]))
         if json_file is not None:
             atomic_write_bytes(json_file, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
     except OSError as e:
@@ -61,18 +71,20 @@ def export_folders(db: PhotoDB, out: str | Path, mode: str = "link", json_file: 
     return data
 
 
-def _place(src: Path, folder: Path, mode: str) -> None:
-    """Link or copy `src` into `folder`; a different photo with the same file name gets a numbered name."""
+def _place(src: Path, folder: Path, mode: str) -> Path:
+    """Link or copy `src` into `folder`; a different photo with the same file name gets a numbered name.
+    Returns where it is in `folder`."""
     dest = folder / src.name
     n = 1
     while os.path.lexists(dest):
         if dest.is_symlink() and os.readlink(dest) == str(src):
-            return
+            return dest
         if mode == "copy" and dest.is_file() and not dest.is_symlink() and dest.stat().st_size == src.stat().st_size:
-            return
+            return dest
         dest = folder / f"{src.stem}_{n}{src.suffix}"
         n += 1
     if mode == "link":
         os.symlink(src, dest)
     else:
         shutil.copy2(src, dest)
+    return dest
