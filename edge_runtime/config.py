@@ -220,8 +220,32 @@ class CameraConfig(_Section):
                               "camera.source")
 
 
+@dataclass(frozen=True)
+class PhotosConfig(_Section):
+    SECTION = "photos"
+    DOC = ("The photo organiser (facegate photos): its own quality gate, looser than the door's [detector] one. "
+           "Sorting photos is not a security decision, and a face left out of the clustering stays unsorted "
+           "while a doubtful face that is clustered only joins a person when it scores with that person's faces "
+           "at the clustering threshold; so only faces an embedding cannot describe are kept out: tiny, very "
+           "blurred, very dark, or turned so far that the eye landmarks are guesses. A change applies to photos "
+           "read from then on (docs/photos.md)")
+    min_face_px: int = _f(32, "faces with a box side smaller than this many pixels stay unsorted (the 112-pixel "
+                              "SFace chip would be upsampled more than 3.5 times)", lo=1, hi=8192)
+    min_sharpness: float = _f(10.0, "variance of the Laplacian of the aligned chip below which a face stays "
+                                    "unsorted (a quarter of the door's [detector] min_sharpness)", lo=0.0)
+    min_brightness: float = _f(15.0, "mean luminance (0..255) of the aligned chip below which a face stays unsorted",
+                               lo=0.0, hi=255.0)
+    max_yaw_ratio: float = _f(1.0, "nose offset from the eye midpoint along the eye line, as a fraction of the eye "
+                                   "distance, above which a face stays unsorted (beyond 1 the head is near profile "
+                                   "and the far eye's landmark is a guess)", lo=0.0, lo_open=True)
+    batch: int = _f(16, "photos whose faces are embedded together in one model run (each photo is still "
+                        "committed on its own, so a stopped scan loses at most the photos of an unfinished batch, "
+                        "which the next scan reads again)", lo=1, hi=256)
+
+
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
-                             "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig}
+                             "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
+                             "photos": PhotosConfig}
 
 
 @dataclass(frozen=True)
@@ -233,6 +257,7 @@ class Config:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     door: DoorConfig = field(default_factory=DoorConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    photos: PhotosConfig = field(default_factory=PhotosConfig)
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
