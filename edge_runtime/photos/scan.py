@@ -5,11 +5,17 @@ A file is read again only when its size or mtime changed and then only when its 
 scan stopped at any moment resumes where it stopped: nothing lost, nothing twice. Photos that are gone
 from a scanned folder are dropped. Bad files are recorded with their reason and not read again until
 they change. Progress is reported through a callback; the command line draws it.
+
+Faces pass the photo gate ([photos] in the config, looser than the door's [detector] gate). The faces
+of up to [photos] batch photos are embedded in one model run; a reader thread reads, hashes and
+decodes the next batch's files meanwhile (the models release the GIL).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,8 +23,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..config import Config, DetectorConfig
 from ..errors import ImageError
 from ..imageio import MAX_FILE_BYTES, MAX_PIXELS, decode_image, encode_jpeg
+from ..quality import face_quality
 from ..recognizer import Recognizer
 from .db import FaceRecord, PhotoDB
 from .lock import scan_lock
@@ -44,6 +52,29 @@ class ScanReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
+def photo_gate(config: Config) -> DetectorConfig:
+    """The [detector] section with the photo gate's limits ([photos]) in place of the door's."""
+    p = config.photos
+    return dataclasses.replace(config.detector, min_face_px=p.min_face_px, min_sharpness=p.min_sharpness,
+                               min_brightness=p.min_brightness, max_yaw_ratio=p.max_yaw_ratio)
+
+
+@dataclass
+class _Loaded:
+    """One photo to read: its stat and known row; filled by the reader thread with bytes' hash and pixels."""
+
+    path: str
+    st: os.stat_result
+    known: object
+    sha: str = ""
+    image: np.ndarray | None = None
+    error: str = ""                 # not an image (recorded with this reason)
+    unread: str = ""                # could not be read (reported, not recorded)
+    same: bool = False
+    shape: tuple[int, int] = (0, 0)
+    faces: list = field(default_factory=list)
+
+
 def scan(db: PhotoDB, recognizer: Recognizer, roots: list[str | Path], progress: Progress | None = None) -> ScanReport:
     """Bring the library up to date with the photos at or below `roots` (folders or files).
 
@@ -53,10 +84,15 @@ def scan(db: PhotoDB, recognizer: Recognizer, roots: list[str | Path], progress:
         listing = list_photos(roots)
         report = ScanReport(found=len(listing.files), problems=list(listing.problems))
         report.removed = _drop_missing(db, roots, set(listing.files), listing.unreadable_dirs)
-        for i, path in enumerate(listing.files):
-            _scan_one(db, recognizer, path, report)
-            if progress is not None:
-                progress(i + 1, len(listing.files), path)
+        files, n = listing.files, recognizer.config.photos.batch
+        chunks = [files[i:i + n] for i in range(0, len(files), n)]
+        counter = _Counter(len(files), progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="photo-reader") as reader:
+            ahead = _start(db, recognizer, chunks[0], report, reader) if chunks else []
+            for k in range(len(chunks)):
+                current = ahead
+                ahead = _start(db, recognizer, chunks[k + 1], report, reader) if k + 1 < len(chunks) else []
+                _finish(db, recognizer, current, report, counter)
         return report
 
 
@@ -75,48 +111,137 @@ def _drop_missing(db: PhotoDB, roots, present: set[str], unreadable: list[str]) 
     return db.drop_photos(gone)
 
 
-def _scan_one(db: PhotoDB, recognizer: Recognizer, path: str, report: ScanReport) -> None:
+@dataclass
+class _Counter:
+    """Calls progress(done, total, path) once per photo, after it is committed or skipped."""
+
+    total: int
+    progress: Progress | None
+    done: int = 0
+
+    def __call__(self, path: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, path)
+
+
+def _start(db: PhotoDB, recognizer: Recognizer, paths: list[str], report: ScanReport,
+           reader) -> list[tuple[str, Future | None]]:
+    """Skip unchanged photos (stat only) and record too large ones (None); hand the others to the reader
+    thread (a Future of _Loaded)."""
     bundle_id = recognizer.bundle.id
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as e:            # vanished or unreadable since the walk
+            report.problems.append((path, e.strerror or str(e)))
+            out.append((path, None))
+            continue
+        known = db.photo(path)
+        if known and known.bundle_id == bundle_id and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            report.unchanged += 1
+            out.append((path, None))
+        elif st.st_size > MAX_FILE_BYTES:
+            db.put_photo(path, st.st_size, st.st_mtime_ns, "", bundle_id, "error",
+                         f"file is {st.st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+            report.problems.append((path, "too large"))
+            out.append((path, None))
+        else:
+            same = known.sha256 if known and known.bundle_id == bundle_id else None
+            out.append((path, reader.submit(_read, _Loaded(path, st, known), same)))
+    return out
+
+
+def _read(item: _Loaded, known_sha: str | None) -> _Loaded:
+    """(reader thread) The file's bytes hashed and, when its content is new, decoded. Never raises."""
     try:
-        st = os.stat(path)
-    except OSError as e:            # vanished or unreadable since the walk
-        report.problems.append((path, e.strerror or str(e)))
-        return
-    known = db.photo(path)
-    if known and known.bundle_id == bundle_id and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
-        report.unchanged += 1
-        return
-    if st.st_size > MAX_FILE_BYTES:
-        db.put_photo(path, st.st_size, st.st_mtime_ns, "", bundle_id, "error",
-                     f"file is {st.st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
-        report.problems.append((path, "too large"))
-        return
-    try:
-        data = Path(path).read_bytes()
+        data = Path(item.path).read_bytes()
     except OSError as e:
-        report.problems.append((path, e.strerror or str(e)))
-        return
-    sha = hashlib.sha256(data).hexdigest()
-    if known and known.bundle_id == bundle_id and known.sha256 == sha:
-        db.touch_photo(known.id, st.st_size, st.st_mtime_ns)
-        report.unchanged += 1
-        return
-    _analyze(db, recognizer, path, st, sha, data, report)
-
-
-def _analyze(db: PhotoDB, recognizer: Recognizer, path: str, st, sha: str, data: bytes, report: ScanReport) -> None:
-    bundle_id = recognizer.bundle.id
+        item.unread = e.strerror or str(e)
+        return item
+    item.sha = hashlib.sha256(data).hexdigest()
+    if item.sha == known_sha:
+        item.same = True
+        return item
     try:
-        image = decode_photo(data, path)
+        item.image = decode_photo(data, item.path)
     except ImageError as e:
-        db.put_photo(path, st.st_size, st.st_mtime_ns, sha, bundle_id, "error", str(e))
-        report.problems.append((path, str(e)))
+        item.error = str(e)
+    return item
+
+
+def _finish(db: PhotoDB, recognizer: Recognizer, batch: list[tuple[str, Future | None]], report: ScanReport,
+            counter: _Counter) -> None:
+    """Find the faces of a batch of photos, embed the usable ones in one run, commit each photo on its own."""
+    gate = photo_gate(recognizer.config)
+    items = [(path, None if f is None else f.result()) for path, f in batch]
+    for _, it in items:
+        if it is not None and it.image is not None:
+            it.shape = it.image.shape[:2]
+            it.faces = find_faces(recognizer, it.image, gate)
+            it.image = None                 # the thumbnails are cut; the pixels are not needed any more
+    embed_faces(recognizer, [f for _, it in items if it is not None for f in it.faces])
+    for path, it in items:
+        if it is not None:
+            _commit(db, recognizer.bundle.id, it, report)
+        counter(path)
+
+
+def _commit(db: PhotoDB, bundle_id: str, it: _Loaded, report: ScanReport) -> None:
+    """Record one read photo (its faces found and embedded) in one transaction."""
+    st = it.st
+    if it.same:
+        db.touch_photo(it.known.id, st.st_size, st.st_mtime_ns)
+        report.unchanged += 1
+    elif it.unread:
+        report.problems.append((it.path, it.unread))
+    elif it.error:
+        db.put_photo(it.path, st.st_size, st.st_mtime_ns, it.sha, bundle_id, "error", it.error)
+        report.problems.append((it.path, it.error))
+    else:
+        records = [f.record() for f in it.faces]
+        db.put_photo(it.path, st.st_size, st.st_mtime_ns, it.sha, bundle_id, "ok" if records else "no_faces", "",
+                     records, it.shape)
+        report.read += 1
+        report.faces += len(records)
+
+
+@dataclass
+class FoundFace:
+    """A face found in a photo: the detection, its photo-gate problems, its chips (usable faces only, until
+    embedded), its thumbnail and, once embedded, its embedding."""
+
+    face: object
+    problems: tuple[str, ...]
+    chips: tuple[np.ndarray, ...] | None
+    thumb: bytes
+    embedding: np.ndarray | None = None
+
+    def record(self) -> FaceRecord:
+        f = self.face
+        return FaceRecord(f.box, f.landmarks, f.score, self.problems, self.embedding, self.thumb)
+
+
+def find_faces(recognizer: Recognizer, image: np.ndarray, gate: DetectorConfig) -> list[FoundFace]:
+    """Detect, align and gate every face of an RGB uint8 (H, W, 3) photo; thumbnails cut, nothing embedded."""
+    faces = recognizer.bundle.detector.detect(image, recognizer.config.detector.max_side)
+    emb, out = recognizer.bundle.embedder, []
+    for f in faces:
+        chips = emb.align_all(image, f)
+        problems = tuple(face_quality(f, chips[0], gate))
+        out.append(FoundFace(f, problems, None if problems else chips, face_thumbnail(image, f.box)))
+    return out
+
+
+def embed_faces(recognizer: Recognizer, faces: list[FoundFace]) -> None:
+    """Embed every usable face of `faces` in one run per model (their chips are then dropped)."""
+    good = [f for f in faces if f.chips is not None]
+    if not good:
         return
-    faces = [face_record(image, r, recognizer) for r in recognizer.analyze(image)]
-    db.put_photo(path, st.st_size, st.st_mtime_ns, sha, bundle_id, "ok" if faces else "no_faces", "", faces,
-                 image.shape[:2])
-    report.read += 1
-    report.faces += len(faces)
+    vecs = recognizer.bundle.embedder.embed_sets([f.chips for f in good])
+    for f, v in zip(good, vecs):
+        f.embedding, f.chips = v, None
 
 
 def decode_photo(data: bytes, name: str) -> np.ndarray:
@@ -142,13 +267,6 @@ def decode_photo(data: bytes, name: str) -> np.ndarray:
     except Exception as e:          # pillow-heif raises plain ValueError/RuntimeError for bad files
         raise ImageError(f"{name}: not a readable HEIC image ({e})") from None
     return np.asarray(pil, np.uint8)
-
-
-def face_record(image: np.ndarray, result, recognizer: Recognizer) -> FaceRecord:
-    """FaceResult -> FaceRecord with a JPEG thumbnail cut around the box from the RGB uint8 (H, W, 3) photo."""
-    f = result.face
-    return FaceRecord(f.box, f.landmarks, f.score, tuple(result.problems),
-                      f.embedding if result.usable else None, face_thumbnail(image, f.box))
 
 
 def face_thumbnail(image: np.ndarray, box: np.ndarray) -> bytes:
