@@ -226,7 +226,7 @@ def backend_args(sp, max_side: int | None = 640):
 
 
 def _bench_commands(sub) -> None:
-    """bench lfw|speed|wider|pipeline|openset|identify."""
+    """bench lfw|speed|wider|pipeline|openset|identify|photos."""
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("lfw", help="LFW 10-fold verification accuracy")
@@ -275,22 +275,48 @@ def _bench_commands(sub) -> None:
                         "per template; the default embedder), cosine = SFace alone, euclidean = dlib alone")
     b.add_argument("--json", type=Path)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
+    _bench_photos(bsub)
+
+
+def _bench_photos(bsub) -> None:
+    """bench photos: the photo organiser's benchmark (docs/photos_benchmark.md)."""
+    b = bsub.add_parser("photos", help="photo organiser on LFW (people with >= 10 photos + 1,000 one-photo "
+                                        "distractors) vs true identities and vs OpenCV Zoo's YuNet + SFace + DBSCAN; "
+                                        "scan rate, peak RSS, incremental naming check; " + PHOTOS_PROGRESS)
+    b.add_argument("--json", type=Path, help="write the report as JSON")
+    b.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    b.add_argument("--work", type=Path, default=Path("build/photos_bench"),
+                   help="folder for the bench's libraries, keyed on the bundle and the photo gate (kept: a second "
+                        "run re-reads nothing)")
+    b.add_argument("--speed-photos", type=int, default=500,
+                   help="photos timed for ours and the peer's scan rate (fresh library, fresh processes)")
+    b.add_argument("--rss-photos", type=int, default=13233,
+                   help="LFW photos (spread over all of LFW) scanned in a fresh process for the peak RSS; 0 skips")
+    b.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
+    _photos_reads(b)
+    b.set_defaults(func=_lazy("facegate.photos:cmd_bench"), share_pool=False)
+
+
+PHOTOS_PROGRESS = ("progress on stderr: a tqdm bar (photos/s, ETA) when tqdm is installed, else a plain counter "
+                   "line (the device install has no tqdm)")
+
+
+def _photos_reads(x) -> None:
+    """The options of the photos commands that read photos (scan, watch, recluster, bench photos)."""
+    common(x)
+    x.add_argument("--false-merge-rate", type=float, default=1e-5,
+                   help="clustering threshold as the rate at which two different people's faces score above "
+                        "it (from the bundle's impostor score model; default 1e-5)")
+    x.add_argument("--threshold", type=float, help="clustering threshold as a raw score (overrides the rate)")
+    x.set_defaults(share_pool=True)
 
 
 def _photos_commands(sub) -> None:
-    """photos scan|watch|recluster|people|show|name|merge|move|forget|export|bench: the photo organiser."""
+    """photos scan|watch|recluster, then the library's own actions (_photos_library_commands)."""
     ph = sub.add_parser("photos", help="sort a folder of photos by person (its own photos.db in the data home)")
     psub = ph.add_subparsers(dest="photos_command", required=True, metavar="ACTION")
-    progress = ("progress on stderr: a tqdm bar (photos/s, ETA) when tqdm is installed, else a plain counter "
-                "line (the device install has no tqdm)")
-
-    def reads_photos(x):
-        common(x)
-        x.add_argument("--false-merge-rate", type=float, default=1e-5,
-                       help="clustering threshold as the rate at which two different people's faces score above "
-                            "it (from the bundle's impostor score model; default 1e-5)")
-        x.add_argument("--threshold", type=float, help="clustering threshold as a raw score (overrides the rate)")
-        x.set_defaults(share_pool=True)
+    progress = PHOTOS_PROGRESS
+    reads_photos = _photos_reads
 
     x = psub.add_parser("scan", help="read new and changed photos (JPEG, PNG, WebP; HEIC with facegate[heic]) "
                                      "and sort their faces into people; " + progress)
@@ -307,7 +333,11 @@ def _photos_commands(sub) -> None:
                                           "where the groups stay)")
     reads_photos(x)
     x.set_defaults(func=_lazy("facegate.photos:cmd_recluster"))
+    _photos_library_commands(psub)
 
+
+def _photos_library_commands(psub) -> None:
+    """photos people|show|name|merge|move|forget|export: the library's own actions (no models)."""
     x = psub.add_parser("people", help="people found: id, name, faces, photos")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=_lazy("facegate.photos:cmd_people"))
@@ -342,17 +372,6 @@ def _photos_commands(sub) -> None:
     x.set_defaults(func=_lazy("facegate.photos:cmd_export"))
     for name in ("people", "show", "name", "merge", "move", "forget", "export"):
         common(psub.choices[name], bundle=False)
-
-    x = psub.add_parser("bench", help="clustering on LFW (people with >= 10 photos + 1,000 one-photo distractors) "
-                                      "vs true identities and vs OpenCV Zoo's YuNet + SFace + DBSCAN; " + progress)
-    x.add_argument("--json", type=Path, help="write the report as JSON")
-    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
-    x.add_argument("--work", type=Path, default=Path("build/photos_bench"),
-                   help="folder for the bench's photos.db (kept: a second run re-reads nothing)")
-    x.add_argument("--speed-photos", type=int, default=200, help="photos timed for the scan rate (fresh library)")
-    x.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
-    reads_photos(x)
-    x.set_defaults(func=_lazy("facegate.photos:cmd_bench"), share_pool=False)
 
 
 def main(argv: list[str] | None = None) -> int:

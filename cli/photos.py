@@ -1,5 +1,6 @@
 """`facegate photos ...`: the photo organiser (scan, watch, people, show, name, merge, move, forget, export,
-recluster, bench). The progress display lives here: tqdm when installed, else a plain counter line."""
+recluster; cmd_bench runs `facegate bench photos`). The progress display lives here: tqdm when installed,
+else a plain counter line."""
 from __future__ import annotations
 
 import json
