@@ -1,4 +1,4 @@
-"""`facegate photos bench`: the photo organiser on LFW against the true identities, and the OpenCV Zoo peer.
+"""`facegate bench photos`: the photo organiser on LFW against the true identities, and the OpenCV Zoo peer.
 
 The set: every LFW person with >= MIN_PHOTOS photos plus DISTRACTORS one-photo people (fixed seed). Each
 photo's labelled face is the face nearest its centre (LFW's rule); other faces in the photo (people in
@@ -200,8 +200,40 @@ def peer_scores(emb: np.ndarray, found: np.ndarray, truth: list[str], eps: float
     return out
 
 
-def scan_speed(bundle_path, threads: int, paths: list[str], work: str) -> dict:
-    """Scan `paths` into a fresh library in this (fresh) process: photos/s and the process's peak RSS (MB)."""
+def library_name(bundle_id: str, config) -> str:
+    """File name of the bench's scanned library: keyed on the bundle id and the photo gate, so a new bundle or
+    gate gets a library of its own (embeddings of different bundles or gates are never mixed)."""
+    import dataclasses
+    import hashlib
+
+    from ..photos.scan import photo_gate
+
+    key = f"{bundle_id}|{sorted(dataclasses.asdict(photo_gate(config)).items())}"
+    return f"photos_{hashlib.sha256(key.encode()).hexdigest()[:16]}.db"
+
+
+def vm_hwm_mb() -> float:
+    """Peak resident memory of this process so far, MB: VmHWM of /proc/self/status (ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    from .speed import peak_rss_mb
+    return peak_rss_mb()
+
+
+def _vm_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def scan_speed(bundle_path, threads: int, paths: list[str], work: str, checkpoints: int = 0) -> dict:
+    """Scan `paths` into a fresh library in this (fresh) process: photos/s and the peak RSS (VmHWM, MB); with
+    `checkpoints`, also the RSS (MB) after each of that many equal parts of the scan (flat = no leak)."""
     import tempfile
 
     from ..config import Config
@@ -210,16 +242,36 @@ def scan_speed(bundle_path, threads: int, paths: list[str], work: str) -> dict:
     from ..photos.scan import scan
     from ..recognizer import Recognizer
     from ..sessions import share_thread_pool
-    from .speed import peak_rss_mb
 
     share_thread_pool(threads)
     cfg = Config()
     rec = Recognizer(open_bundle(cfg, bundle_path, threads), cfg)
+    every = max(1, len(paths) // checkpoints) if checkpoints else 0
+    rss: list[tuple[int, float]] = []
+
+    def progress(done: int, total: int, path: str) -> None:
+        if every and (done % every == 0 or done == total):
+            rss.append((done, round(_vm_rss_mb(), 1)))
+
     with tempfile.TemporaryDirectory(dir=work) as tmp, PhotoDB(Path(tmp) / "photos.db") as db:
         t0 = time.perf_counter()
-        scan(db, rec, paths)
+        scan(db, rec, paths, progress)
         secs = time.perf_counter() - t0
-    return {"photos": len(paths), "threads": threads, "photos_per_s": len(paths) / secs, "peak_rss_mb": peak_rss_mb()}
+    return {"photos": len(paths), "threads": threads, "photos_per_s": len(paths) / secs,
+            "peak_rss_mb": vm_hwm_mb(), "rss_mb_after_photos": rss}
+
+
+def peer_speed(threads: int, paths: list[str]) -> dict:
+    """The peer's rate on `paths` in this (fresh) process: photos/s and peak RSS (VmHWM, MB)."""
+    from .peers import OpenCVZooPeer
+
+    _, _, rate = peer_embeddings(OpenCVZooPeer(threads=threads), paths)
+    return {"photos": len(paths), "threads": threads, "photos_per_s": rate, "peak_rss_mb": vm_hwm_mb()}
+
+
+def speed_sample(paths: list[str], n: int) -> list[str]:
+    """`n` photos spread evenly over `paths` (all of them when n >= len(paths))."""
+    return paths[:: max(1, len(paths) // n)][:n] if n < len(paths) else list(paths)
 
 
 def peer_run(paths: list[str], truth: list[str], work: Path, threads: int, progress=None) -> dict:
@@ -232,11 +284,76 @@ def peer_run(paths: list[str], truth: list[str], work: Path, threads: int, progr
     cache = work / f"peer_{key}.npz"
     if cache.is_file():
         z = np.load(cache)
-        emb, found, rate = z["emb"], z["found"], float(z["rate"])
+        emb, found = z["emb"], z["found"]
     else:
         emb, found, rate = peer_embeddings(OpenCVZooPeer(threads=threads), paths, progress)
         np.savez(cache, emb=emb, found=found, rate=rate)
-    return {"photos_per_s": rate, "threads": threads, **peer_scores(emb, found, truth)}
+    return peer_scores(emb, found, truth)
+
+
+def name_people(db, truth_of: dict[str, str]) -> dict[int, str]:
+    """Name every person after the true identity most of its faces' photos have (as a user would); the same
+    name twice gets ' 2', ' 3'. Returns {person id: name}."""
+    from collections import Counter
+
+    from ..photos.people import name_person
+
+    votes: dict[int, Counter] = {}
+    for pid, path in db.read("SELECT f.person_id, ph.path FROM faces f JOIN photos ph ON ph.id = f.photo_id "
+                             "WHERE f.person_id IS NOT NULL"):
+        if path in truth_of:
+            votes.setdefault(pid, Counter())[truth_of[path]] += 1
+    used: Counter = Counter()
+    out = {}
+    for pid in sorted(votes):
+        label = votes[pid].most_common(1)[0][0].replace("_", " ")
+        used[label] += 1
+        out[pid] = label if used[label] == 1 else f"{label} {used[label]}"
+        name_person(db, pid, out[pid])
+    return out
+
+
+def incremental_check(db, recognizer, threshold: float, people_paths: list[str], truth_of: dict[str, str],
+                      distractor_paths: list[str]) -> dict:
+    """Scan and sort `people_paths`, name every person found, then scan and sort `distractor_paths`: which
+    named people changed id or name, and how many distractor photos' faces joined a named person."""
+    from ..photos.organize import organize
+    from ..photos.scan import scan
+
+    scan(db, recognizer, people_paths)
+    organize(db, recognizer.bundle.id, recognizer.metric, threshold)
+    named = name_people(db, truth_of)
+    scan(db, recognizer, distractor_paths)
+    organize(db, recognizer.bundle.id, recognizer.metric, threshold)
+    after = dict(db.read("SELECT id, name FROM people WHERE name_source = 'user'"))
+    changed = sorted(pid for pid, name in named.items() if after.get(pid) != name)
+    joined = db.read("SELECT count(DISTINCT ph.id) FROM faces f JOIN photos ph ON ph.id = f.photo_id WHERE "
+                     f"f.person_id IN ({','.join(map(str, named)) or 'NULL'}) AND ph.path IN "
+                     f"({','.join('?' * len(distractor_paths)) or 'NULL'})", distractor_paths)[0][0]
+    return {"named": len(named), "changed": changed, "distractor_photos_joining_named": joined,
+            "distractor_photos": len(distractor_paths)}
+
+
+def fresh_copy(src: Path, dest: Path, keep: list[str]):
+    """A copy of the library `src` at `dest` holding only the photos `keep`, every face unsorted and no people
+    (as if only those photos had been scanned): an open PhotoDB."""
+    import sqlite3
+
+    from ..photos.db import PhotoDB
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(dest) + suffix).unlink(missing_ok=True)
+    with sqlite3.connect(src) as a, sqlite3.connect(dest) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    db = PhotoDB(dest)
+    keep_set = set(keep)
+    db.drop_photos([pid for path, pid in db.read("SELECT path, id FROM photos") if path not in keep_set])
+    with db.write("reset the bench library") as c:
+        c.execute("UPDATE faces SET person_id = NULL, pinned = 0")
+        c.execute("DELETE FROM people")
+    return db
 
 
 def run_bench(args, progress_display) -> dict:
@@ -245,10 +362,7 @@ def run_bench(args, progress_display) -> dict:
     from ..enrollment import open_bundle
     from ..paths import data_dir
     from ..photos.cluster import linkage_threshold
-    from ..photos.db import PhotoDB
-    from ..photos.scan import scan
     from ..recognizer import Recognizer
-    from .speed import fresh_process, peak_rss_mb
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -257,19 +371,15 @@ def run_bench(args, progress_display) -> dict:
     rec = Recognizer(open_bundle(cfg, args.bundle, args.threads), cfg)
     threshold = args.threshold if args.threshold is not None else \
         linkage_threshold(rec.bundle.score_model, args.false_merge_rate)
-    with PhotoDB(work / "photos.db") as db:
-        update, close = progress_display()
-        scan(db, rec, paths, update)
-        close()
-        faces = labelled_face_ids(db, paths)
-        result = ours(db, rec.bundle.id, rec.metric, threshold, truth, [faces[p] for p in paths])
-    sample = paths[:: max(1, len(paths) // args.speed_photos)][: args.speed_photos]
+    library = work / library_name(rec.bundle.id, cfg)
     report = {"bundle": rec.bundle.id, "false_merge_rate": None if args.threshold is not None else args.false_merge_rate,
               "photos": len(paths), "people": len(set(truth)), "min_photos": MIN_PHOTOS, "distractors": len(distractors),
-              "seed": SEED, "ours": result,
-              "scan": fresh_process(scan_speed, args.bundle, 2, sample, str(work)),
-              "bench_peak_rss_mb": peak_rss_mb(),
-              "people_used": sorted(set(truth) - set(distractors)), "distractors_used": distractors}
+              "seed": SEED, "gate": dataclasses_dict(cfg.photos),
+              "ours": _ours_on_library(library, rec, threshold, paths, truth, progress_display)}
+    report["incremental"] = _incremental_step(library, work, rec, threshold, paths, truth, set(distractors))
+    report.update(_speed_steps(args, paths, work, data_dir() / "lfw"))
+    report["bench_peak_rss_mb"] = vm_hwm_mb()
+    report["people_used"], report["distractors_used"] = sorted(set(truth) - set(distractors)), distractors
     if not args.no_peer:
         update, close = progress_display()
         report["peer"] = peer_run(paths, truth, work, 2, update)
@@ -279,6 +389,53 @@ def run_bench(args, progress_display) -> dict:
     if getattr(args, "markdown", None):
         Path(args.markdown).write_text(md)
     return report
+
+
+def dataclasses_dict(section) -> dict:
+    """A config section as a plain dict (for the report)."""
+    import dataclasses
+    return dataclasses.asdict(section)
+
+
+def _ours_on_library(library: Path, rec, threshold: float, paths, truth, progress_display) -> dict:
+    """Scan the bench photos into `library` (kept: a second run reads nothing) and score our clustering."""
+    from ..photos.db import PhotoDB
+    from ..photos.scan import scan
+
+    with PhotoDB(library) as db:
+        update, close = progress_display()
+        scan(db, rec, paths, update)
+        close()
+        faces = labelled_face_ids(db, paths)
+        return ours(db, rec.bundle.id, rec.metric, threshold, truth, [faces[p] for p in paths])
+
+
+def _incremental_step(library: Path, work: Path, rec, threshold: float, paths, truth, distractors: set) -> dict:
+    """The issue's incremental check on a copy of the scanned library: the people first, named, then the
+    distractors added."""
+    people_paths = [p for p, t in zip(paths, truth) if t not in distractors]
+    extra = [p for p, t in zip(paths, truth) if t in distractors]
+    with fresh_copy(library, work / "incremental.db", people_paths) as db:
+        return incremental_check(db, rec, threshold, people_paths, dict(zip(paths, truth)), extra)
+
+
+def _speed_steps(args, paths: list[str], work: Path, lfw: Path) -> dict:
+    """Our scan and the peer's on the same photos, each in a fresh process, and our peak RSS scanning
+    `--rss-photos` LFW photos (all 13,233 by default) into a fresh library."""
+    from .speed import fresh_process
+
+    sample = speed_sample(paths, args.speed_photos)
+    out = {"scan": fresh_process(scan_speed, args.bundle, 2, sample, str(work))}
+    if not args.no_peer:
+        out["peer_scan"] = fresh_process(peer_speed, 2, sample)
+        out["speed_ratio"] = out["scan"]["photos_per_s"] / out["peer_scan"]["photos_per_s"]
+    if args.rss_photos:
+        every = sorted(str(f) for d in sorted(lfw.iterdir()) if d.is_dir() for f in d.iterdir()
+                       if f.suffix.lower() == ".jpg")
+        out["rss_scan"] = fresh_process(scan_speed, args.bundle, 2, speed_sample(every, args.rss_photos),
+                                        str(work), 10)
+        out["rss_scan"]["lfw_photos"] = len(every)
+    return out
 
 
 def _row(name: str, s: dict, what: str) -> str:
@@ -291,15 +448,18 @@ def _row(name: str, s: dict, what: str) -> str:
 
 def markdown(r: dict) -> str:
     """The report as a Markdown page (docs/photos_benchmark.md)."""
-    o = r["ours"]
+    o, g = r["ours"], r["gate"]
     lines = [
-        "# Photo organiser benchmark (`facegate photos bench`)", "",
+        "# Photo organiser benchmark (`facegate bench photos`)", "",
         f"LFW: {r['people'] - r['distractors']} people with >= {r['min_photos']} photos plus {r['distractors']} "
         f"one-photo distractors (seed {r['seed']}): {r['photos']} photos, {r['people']} true people. Bundle "
-        f"`{r['bundle']}`. Each photo's labelled face is the one nearest its centre; a labelled face the quality "
-        "gate sends to unsorted (or no face found) counts as a person of its own. The last column scores only "
-        "the photos whose labelled face was sorted (the clustering's own decisions).", "",
-        "| method | threshold | pairwise P | pairwise R | pairwise F1 | BCubed F1 | people found | sorted "
+        f"`{r['bundle']}`. Photo gate ([photos]): faces under {g['min_face_px']} px, sharpness under "
+        f"{g['min_sharpness']:g}, brightness under {g['min_brightness']:g} or yaw ratio over {g['max_yaw_ratio']:g} "
+        "stay unsorted. Each photo's labelled face is the one nearest its centre. Two ways of scoring: "
+        "**all photos**, where a labelled face left unsorted (or not found) counts as a person of its own, and "
+        "**sorted only**, over the photos whose labelled face was placed in a person (the clustering's own "
+        "decisions).", "",
+        "| method | threshold | all: pairwise P | R | F1 | BCubed F1 | people found | sorted "
         "| sorted only: P / R / F1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -309,13 +469,35 @@ def markdown(r: dict) -> str:
         for name, key in (("OpenCV Zoo + DBSCAN", "at_threshold"), ("peer eps -10%", "eps_minus_10pct"),
                           ("peer eps +10%", "eps_plus_10pct")):
             lines.append(_row(name, r["peer"][key], f"eps {r['peer'][key]['eps']:.2f}"))
-    s = r["scan"]
-    lines += ["", f"Scan: {s['photos_per_s']:.2f} photos/s at {s['threads']} threads ({s['photos']} photos, fresh "
-              f"library), peak RSS {s['peak_rss_mb']:.0f} MB; the whole bench process peaked at "
-              f"{r['bench_peak_rss_mb']:.0f} MB."]
-    if "peer" in r:
-        lines.append(f"Peer scan (YuNet + SFace, central face only): {r['peer']['photos_per_s']:.2f} photos/s at "
-                     f"{r['peer']['threads']} threads.")
+    lines += [""] + _speed_lines(r) + [""] + _incremental_lines(r["incremental"])
     lines += ["", "People used: " + ", ".join(r["people_used"]) + ".", "",
               "Distractors: " + ", ".join(r["distractors_used"]) + ".", ""]
     return "\n".join(lines)
+
+
+def _speed_lines(r: dict) -> list[str]:
+    s = r["scan"]
+    out = [f"Scan, ours: {s['photos_per_s']:.1f} photos/s at {s['threads']} threads ({s['photos']} photos spread "
+           f"over the set, fresh library, fresh process), peak RSS {s['peak_rss_mb']:.0f} MB."]
+    if "peer_scan" in r:
+        p = r["peer_scan"]
+        out.append(f"Scan, peer (YuNet + SFace, central face only): {p['photos_per_s']:.1f} photos/s at "
+                   f"{p['threads']} threads on the same photos in the same run (fresh process). Ours / peer: "
+                   f"**{r['speed_ratio']:.2f}x**.")
+    if "rss_scan" in r:
+        q = r["rss_scan"]
+        steps = ", ".join(f"{n}: {mb:.0f}" for n, mb in q["rss_mb_after_photos"])
+        out.append(f"Peak RSS scanning {q['photos']} of the {q['lfw_photos']} LFW photos into a fresh library: "
+                   f"**{q['peak_rss_mb']:.0f} MB** (VmHWM; {q['photos_per_s']:.1f} photos/s). RSS (MB) after "
+                   f"N photos: {steps}.")
+    out.append(f"The whole bench process peaked at {r['bench_peak_rss_mb']:.0f} MB.")
+    return out
+
+
+def _incremental_lines(i: dict) -> list[str]:
+    verdict = "no named person changed id or name" if not i["changed"] else \
+        f"**{len(i['changed'])} named people changed** (ids {i['changed']})"
+    return [f"Incremental: the people's photos sorted, each person found named after the true identity of most "
+            f"of its photos ({i['named']} named), then the {i['distractor_photos']} distractor photos scanned and "
+            f"sorted: {verdict}; {i['distractor_photos_joining_named']} distractor photos had a face put into a "
+            f"named person."]
