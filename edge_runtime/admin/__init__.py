@@ -47,7 +47,7 @@ from ..store import (
     StoreFullError,
     stale_templates_message,
 )
-from . import api, auth, enroll, events, identify, people, settings
+from . import api, auth, enroll, events, identify, people, photos, settings
 from .db import AdminDB, admin_db_path
 from .security import CookieSessionInterface, check_csrf, csrf_token, is_api, security_headers
 from .services import EXTENSION, AdminServices, close_connections, sentence
@@ -191,7 +191,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.after_request(security_headers)
     app.teardown_appcontext(close_connections)
     app.url_map.converters["id"] = RowIdConverter       # before the routes that use it are added
-    for module in (auth, people, enroll, identify, events, settings, api):
+    for module in (auth, people, photos, enroll, identify, events, settings, api):
         app.register_blueprint(module.bp)
     _register_errors(app)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -170,3 +170,17 @@ def _face_row(photo_id: int, idx: int, f: FaceRecord) -> tuple:
     emb = None if f.embedding is None else np.asarray(f.embedding, "<f4").tobytes()
     return (photo_id, idx, np.asarray(f.box, "<f4").tobytes(), np.asarray(f.landmarks, "<f4").tobytes(),
             float(f.score), ",".join(f.problems), emb, f.thumb)
+
+
+# -- read-only look-ups for the admin page ---------------------------------------------------
+def face_thumb(db: PhotoDB, face_id: int) -> bytes | None:
+    """The stored JPEG thumbnail of one face, or None for an unknown face id."""
+    rows = db.read("SELECT thumb FROM faces WHERE id = ?", (int(face_id),))
+    return bytes(rows[0][0]) if rows else None
+
+
+def photo_file(db: PhotoDB, photo_id: int) -> str | None:
+    """The path of a photo the library holds with faces read (status 'ok'), or None: the only way the admin
+    page turns an id into a file, so it can never reach a file the library does not know."""
+    rows = db.read("SELECT path FROM photos WHERE id = ? AND status = 'ok'", (int(photo_id),))
+    return rows[0][0] if rows else None

@@ -106,3 +106,89 @@ def move_face(db: PhotoDB, face_id: int, target: str) -> int | None:
 def forget_folder(db: PhotoDB, folder: str) -> int:
     """Drop every photo at or below `folder` (an absolute path) from the library; files are not touched."""
     return db.drop_photos(list(db.photos_under(folder).values()))
+
+
+# -- read-only views for the admin page --------------------------------------------------------
+@dataclass(frozen=True)
+class FaceOnPhoto:
+    """One face drawn on a photo: its id, box (x1, y1, x2, y2) in photo pixels, person id (None = unsorted)
+    and that person's label ('' when unsorted)."""
+
+    id: int
+    box: tuple[float, float, float, float]
+    person_id: int | None
+    label: str
+
+
+@dataclass(frozen=True)
+class PhotoView:
+    """A photo of a person with every face on it; width and height as shown (EXIF orientation applied)."""
+
+    id: int
+    name: str
+    width: int
+    height: int
+    faces: tuple[FaceOnPhoto, ...]
+
+
+def person_summary(db: PhotoDB, person_id: int) -> PersonSummary | None:
+    """One person (faces and photos counted), or None when there is no such person."""
+    rows = db.read("SELECT p.id, p.name, p.name_source, count(f.id), count(DISTINCT f.photo_id) FROM people p "
+                   "LEFT JOIN faces f ON f.person_id = p.id WHERE p.id = ? GROUP BY p.id", (int(person_id),))
+    return PersonSummary(*rows[0]) if rows else None
+
+
+def face_ids_by_person(db: PhotoDB, person_ids: list[int], per_person: int) -> dict[int, list[int]]:
+    """{person id: the ids of their first `per_person` faces (usable faces first)} for a page of people."""
+    out: dict[int, list[int]] = {int(p): [] for p in person_ids}
+    for i in range(0, len(person_ids), 500):
+        chunk = [int(p) for p in person_ids[i:i + 500]]
+        rows = db.read("SELECT id, person_id FROM (SELECT f.id, f.person_id, row_number() OVER (PARTITION BY "
+                       "f.person_id ORDER BY f.problems != '', f.id) AS n FROM faces f WHERE f.person_id IN "
+                       f"({','.join('?' * len(chunk))})) WHERE n <= ? ORDER BY person_id, n", (*chunk, per_person))
+        for fid, pid in rows:
+            out[pid].append(fid)
+    return out
+
+
+def faces_of(db: PhotoDB, person_id: int | None, limit: int, offset: int = 0) -> list[tuple[int, str]]:
+    """(face id, quality problems) of a person's faces, or of the unsorted ones (None), by face id."""
+    where = "person_id IS NULL" if person_id is None else "person_id = ?"
+    params = () if person_id is None else (int(person_id),)
+    return [tuple(r) for r in db.read(f"SELECT id, problems FROM faces WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+                                      (*params, int(limit), int(offset)))]
+
+
+def count_faces(db: PhotoDB, person_id: int | None) -> int:
+    """How many faces a person has; None: how many faces are unsorted."""
+    if person_id is None:
+        return db.read("SELECT count(*) FROM faces WHERE person_id IS NULL")[0][0]
+    return db.read("SELECT count(*) FROM faces WHERE person_id = ?", (int(person_id),))[0][0]
+
+
+def person_photos(db: PhotoDB, person_id: int, limit: int, offset: int = 0) -> list[PhotoView]:
+    """A page of a person's photos (by path), each with all its faces and whose they are."""
+    import os
+
+    import numpy as np
+
+    photos = db.read("SELECT DISTINCT ph.id, ph.path, ph.width, ph.height FROM photos ph JOIN faces f "
+                     "ON f.photo_id = ph.id WHERE f.person_id = ? ORDER BY ph.path LIMIT ? OFFSET ?",
+                     (int(person_id), int(limit), int(offset)))
+    if not photos:
+        return []
+    ids = [r[0] for r in photos]
+    faces: dict[int, list[FaceOnPhoto]] = {i: [] for i in ids}
+    for fid, phid, box, pid, name in db.read(
+            "SELECT f.id, f.photo_id, f.box, f.person_id, p.name FROM faces f LEFT JOIN people p ON p.id = f.person_id "
+            f"WHERE f.photo_id IN ({','.join('?' * len(ids))}) ORDER BY f.photo_id, f.idx", ids):
+        b = tuple(float(v) for v in np.frombuffer(box, "<f4"))
+        label = "" if pid is None else (name or f"person {pid}")
+        faces[phid].append(FaceOnPhoto(fid, b, pid, label))
+    return [PhotoView(i, os.path.basename(path), w, h, tuple(faces[i])) for i, path, w, h in photos]
+
+
+def face_person(db: PhotoDB, face_id: int) -> tuple[bool, int | None]:
+    """(whether the face exists, its person id or None when unsorted)."""
+    rows = db.read("SELECT person_id FROM faces WHERE id = ?", (int(face_id),))
+    return (True, rows[0][0]) if rows else (False, None)
