@@ -3,6 +3,11 @@
 bundle.json records the sha256 of every file, provenance, licences, each model's contract and the
 recognition threshold chosen on LFW. Loading verifies every hash first: a truncated or altered file
 is refused with a clear error, never run.
+
+The bundle id is derived from everything in bundle.json that can change a match (`bundle_id`), and a
+bundle.json whose content does not give the id it records is refused: editing a threshold, a fusion
+weight, a score model, a contract or a model's hash without rebuilding cannot go unnoticed, and a
+bundle whose models or thresholds changed gets a new id, so templates made with the old one are stale.
 """
 from __future__ import annotations
 
@@ -115,13 +120,89 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def bundle_id(file_hashes: list[str]) -> str:
-    """Short id derived from the sorted file hashes: changes whenever any model changes."""
-    return hashlib.sha256("".join(sorted(file_hashes)).encode()).hexdigest()[:16]
+# bundle.json fields that describe a bundle but cannot change a match; bundle_id says why for each.
+DESCRIPTIVE_FIELDS = ("id", "created", "provenance", "licences", "quantization", "notes")
+DESCRIPTIVE_ENTRY_FIELDS = ("report",)      # inside "detector", each "embedders" entry and "fusion"
+ID_DOMAIN = b"facegate bundle id v2\n"      # prefix of the hashed text (v1 hashed the model files alone)
+
+
+def _entry_decisions(entry):
+    """One detector, embedder or fusion entry less its descriptive fields (other values as they are)."""
+    if not isinstance(entry, dict):
+        return entry
+    return {k: v for k, v in entry.items() if k not in DESCRIPTIVE_ENTRY_FIELDS}
+
+
+def decision_content(raw: dict) -> dict:
+    """bundle.json (parsed) less its descriptive fields: what `bundle_id` hashes."""
+    content = {k: v for k, v in raw.items() if k not in DESCRIPTIVE_FIELDS}
+    for key in ("detector", "fusion"):
+        if key in content:
+            content[key] = _entry_decisions(content[key])
+    if isinstance(content.get("embedders"), dict):
+        content["embedders"] = {n: _entry_decisions(e) for n, e in content["embedders"].items()}
+    return content
+
+
+def bundle_id(raw: dict) -> str:
+    """The bundle's id: 16 hex digits of the sha256 of the canonical JSON (keys sorted, no spaces,
+    ASCII) of every match-deciding field of bundle.json (parsed, so layout and number spelling do
+    not matter). Everything counts except the descriptive fields below, so a field added later counts
+    too. Today that is:
+
+    - format: how the file is read;
+    - detector: name, file, sha256 (the model that runs), precision;
+    - embedders: per embedder file, sha256, precision, threshold (the 1:1 decision), target_far,
+      achieved_far;
+    - default_embedder: which embedder or fusion matches when none is configured;
+    - contracts: each model's input contract (pre-processing, alignment template, metric);
+    - fusion: parts, metrics, dims, weights, means, stds (how part scores become one), precision,
+      threshold, target_far, achieved_far;
+    - score_models: per embedder or fusion the impostor probs and scores, tail (u, p_u, xi, sigma),
+      genuine scores, impostor_pairs, normalization; the door derives its threshold from them.
+
+    Excluded, because nothing that decides a match reads them (they are shown or kept for people):
+    - id: the result itself;
+    - created: the build's timestamp;
+    - provenance, licences: where each model's weights came from and under which licence; the file
+      that runs is fixed by its sha256, which counts;
+    - quantization: the settings the int8 files were made with; the files themselves are hashed;
+    - notes: the build's decisions and calibration settings, as text and numbers for people;
+    - report (in detector, embedders and fusion): accuracy and latency measured at build time, shown
+      on the settings page; the thresholds and fusion parameters chosen from them count.
+    """
+    text = json.dumps(decision_content(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(ID_DOMAIN + text.encode()).hexdigest()[:16]
+
+
+def _files_only_id(raw: dict) -> str | None:
+    """The id bundles had before it covered thresholds, fusion and score models (model hashes alone)."""
+    try:
+        hashes = [raw["detector"]["sha256"], *(e["sha256"] for e in raw["embedders"].values())]
+        return hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()[:16]
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_id(raw: dict, root: Path) -> str:
+    """The id `raw` (a parsed bundle.json of the bundle at `root`) records, if its content gives it.
+
+    Raises BundleError when it does not: the file was edited after it was built (or was built before
+    ids covered every match-deciding field)."""
+    recorded, derived = raw.get("id"), bundle_id(raw)
+    if recorded == derived:
+        return derived
+    if recorded is not None and recorded == _files_only_id(raw):
+        raise BundleError(f"bundle {root}: bundle.json records an id of the older kind ({recorded}, from the "
+                          f"model files alone), which does not cover its thresholds, fusion and score models; "
+                          f"rebuild the bundle (facegate build-bundle) or restore the shipped one")
+    raise BundleError(f"bundle {root}: bundle.json was edited after it was built: its content gives id "
+                      f"{derived}, it records {recorded}; rebuild or restore the bundle")
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Parse and validate `<path>/bundle.json`. Raises BundleError."""
+    """Parse and validate `<path>/bundle.json`, and check that its content gives the id it records
+    (`check_id`). Raises BundleError."""
     f = Path(path) / MANIFEST
     try:
         raw = json.loads(f.read_text())
@@ -156,6 +237,7 @@ def read_manifest(path: Path) -> Manifest:
             raise BundleError(f"{f}: fusion {fusion.name} needs embedder(s) {', '.join(missing)}, not in the bundle")
     if m.default_embedder not in m.choices:
         raise BundleError(f"{f}: default embedder {m.default_embedder!r} is not in the bundle")
+    check_id(raw, Path(path))
     return m
 
 

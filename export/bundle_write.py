@@ -1,6 +1,9 @@
 """Write a model bundle folder: model files + bundle.json (hashes, provenance, licences, contracts,
 thresholds). The folder is assembled next to the target and renamed into place, so a killed build
-never leaves a half-written bundle."""
+never leaves a half-written bundle.
+
+Every write records the id derived from the manifest's content (edge_runtime.bundle.bundle_id), so a
+bundle written here loads, and one whose bundle.json is edited by hand afterwards is refused."""
 from __future__ import annotations
 
 import json
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from facegate.edge_runtime.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
+from facegate.edge_runtime.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, check_id, sha256_file
 from facegate.edge_runtime.files import atomic_write_bytes
 
 
@@ -51,7 +54,7 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
             quant[m.name] = json.loads(meta["facegate.quantization"])
     manifest = {
         "format": BUNDLE_FORMAT,
-        "id": bundle_id([h for _, h in files.values()]),
+        "id": None,                          # derived below, from the finished manifest
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "detector": {"name": detector.name, "file": files[detector.name][0],
                      "sha256": files[detector.name][1], "precision": detector.precision,
@@ -67,6 +70,7 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
         "quantization": quant,
         "notes": notes or {},
     }
+    manifest["id"] = bundle_id(manifest)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -78,11 +82,16 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
 
 
 def update_manifest(out: Path, changes: dict) -> Path:
-    """Set top-level entries of an assembled bundle's bundle.json, replacing the file atomically (written
-    beside it, fsynced, renamed)."""
+    """Set top-level entries of an assembled bundle's bundle.json and record the id its new content
+    gives, replacing the file atomically (written beside it, fsynced, renamed).
+
+    Raises BundleError when the current bundle.json does not give the id it records (edited by hand
+    since it was written): such a file is never re-sealed with a fresh id."""
     f = Path(out) / MANIFEST
     manifest = json.loads(f.read_text())
+    check_id(manifest, Path(out))
     manifest.update(changes)
+    manifest["id"] = bundle_id(manifest)
     return atomic_write_bytes(f, json.dumps(manifest, indent=2).encode())
 
 
