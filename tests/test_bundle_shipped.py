@@ -38,6 +38,14 @@ def test_shipped_bundle_is_complete_and_verified():
                                  "dlib_resnet": "public domain (dlib-models README; CC0-1.0)"}
 
 
+def test_docs_name_the_shipped_bundle_by_its_id():
+    """docs/bundle.md quotes the id the shipped bundle.json gives (bundle_id), which templates carry."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "bundle.md"
+    assert f"bundle id `{read_manifest(default_bundle_dir()).id}`" in docs.read_text()
+
+
 def test_shipped_bundle_accuracy_on_lfw_subset(data_dir):
     b = load_bundle()
     r = evaluate_lfw(data_dir / "lfw", b.detector, {"fused": b.embedder}, progress=False, limit=15)
