@@ -19,7 +19,7 @@ from facegate.edge_runtime.photos.db import PhotoDB, photos_path
 from facegate.edge_runtime.store import Store
 
 PEOPLE = ("Colin_Powell", "Hugo_Chavez", "Serena_Williams")
-FORM = {"name": "X", "other": "1", "to": "unsorted"}          # every photos form's fields
+FORM = {"name": "X", "other": "1", "to": "unsorted", "confirm": "yes"}          # every photos form's fields
 
 
 @pytest.fixture
@@ -75,7 +75,8 @@ def test_every_photos_route_needs_a_login(app, home):
     fid, phid = some_face(home, pid), some_photo(home)
     gets = ["/photos", f"/photos/people/{pid}", "/photos/unsorted", f"/photos/faces/{fid}.jpg",
             f"/photos/photo/{phid}.jpg"]
-    posts = [f"/photos/people/{pid}/rename", f"/photos/people/{pid}/merge", f"/photos/faces/{fid}/move"]
+    posts = [f"/photos/people/{pid}/rename", f"/photos/people/{pid}/merge", f"/photos/faces/{fid}/move",
+             f"/photos/people/{pid}/enroll"]
     for url in gets:
         r = anon.get(url)
         assert r.status_code == 302 and r.headers["Location"].startswith("/login?next="), url
@@ -93,7 +94,8 @@ def test_csrf_token_required_on_every_photos_form(admin, home):
     fid = some_face(home, pid)
     for url, data in [(f"/photos/people/{pid}/rename", {"name": "X"}),
                       (f"/photos/people/{pid}/merge", {"other": other}),
-                      (f"/photos/faces/{fid}/move", {"to": "unsorted"})]:
+                      (f"/photos/faces/{fid}/move", {"to": "unsorted"}),
+                      (f"/photos/people/{pid}/enroll", {"confirm": "yes"})]:
         for bad in ({}, {"csrf_token": "forged"}):
             r = admin.post(url, data={**data, **bad})
             assert r.status_code == 400 and "CSRF" in r.get_data(as_text=True), url
@@ -148,7 +150,8 @@ def test_unknown_ids_are_404(admin, home):
     huge = "9" * 18
     for url in [f"/photos/people/{huge}", f"/photos/faces/{huge}.jpg", f"/photos/photo/{huge}.jpg", "/photos/people/0"]:
         assert admin.get(url).status_code == 404, url
-    for url in [f"/photos/people/{huge}/rename", f"/photos/people/{huge}/merge", f"/photos/faces/{huge}/move"]:
+    for url in [f"/photos/people/{huge}/rename", f"/photos/people/{huge}/merge", f"/photos/faces/{huge}/move",
+                f"/photos/people/{huge}/enroll"]:
         assert admin.post(url, data={"csrf_token": token, **FORM}).status_code == 404
     for url in ["/photos/people/abc", "/photos/faces/-1.jpg", "/photos/photo/1.5.jpg", "/photos/people/" + "9" * 19]:
         assert admin.get(url).status_code == 404, url
@@ -244,3 +247,32 @@ def test_without_a_photo_library(tmp_path, data_dir):
     assert "no photo library yet" in c.get("/photos").get_data(as_text=True)
     assert c.get("/photos/people/1").status_code == 404 and c.get("/photos/unsorted").status_code == 404
     assert not photos_path(home).exists()
+
+
+def test_enroll_at_the_door_only_when_asked_and_through_the_checks(admin, app, home):
+    pid = person_of(home, "Colin_Powell_0001.jpg")
+    token = csrf(admin, f"/photos/people/{pid}")
+    url = f"/photos/people/{pid}/enroll"
+    r = admin.post(url, data={"csrf_token": token, "confirm": "yes"}, follow_redirects=True)
+    assert "Name this person first" in r.get_data(as_text=True)           # an unnamed person has no door name
+    admin.post(f"/photos/people/{pid}/rename", data={"csrf_token": token, "name": "Colin Powell"})
+    assert 'id="enroll-door"' in admin.get(f"/photos/people/{pid}").get_data(as_text=True)
+    r = admin.post(url, data={"csrf_token": token}, follow_redirects=True)
+    assert "nothing was enrolled" in r.get_data(as_text=True)
+    with Store(app.extensions[EXTENSION].store_path) as s:
+        assert s.people() == []
+    r = admin.post(url, data={"csrf_token": token, "confirm": "yes"})
+    assert r.status_code == 200 and "Enrolled Colin Powell" in r.get_data(as_text=True)
+    with Store(app.extensions[EXTENSION].store_path) as s:
+        enrolled = {p.name: p.templates for p in s.people()}
+        assert enrolled == {"Colin Powell": 3}
+        assert [a.event for a in s.audit(event="admin_action")] == ["admin_action"]
+    chavez = person_of(home, "Hugo_Chavez_0001.jpg")      # Powell's faces merged into Chavez: refused as lookalikes
+    with library(home) as db:
+        pp.name_person(db, chavez, "Hugo Chavez")
+        pp.merge_people(db, chavez, pid)
+    r = admin.post(f"/photos/people/{chavez}/enroll", data={"csrf_token": token, "confirm": "yes"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "Enrolled Hugo Chavez" in html and "3 of 6 photos kept" in html
+    with Store(app.extensions[EXTENSION].store_path) as s:
+        assert {p.name: p.templates for p in s.people()} == {"Colin Powell": 3, "Hugo Chavez": 3}

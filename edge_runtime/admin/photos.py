@@ -1,20 +1,23 @@
 """Photos: the photo library's people (photos.db, `facegate photos`) as grids of face thumbnails; rename,
 merge, move a face, a person's photos with the face boxes drawn, search by name.
 
-The photo library is not the door: naming a person here enrolls no one (the person page links to the
-Enroll page, where the admin uploads photos through the normal enrollment and its checks). A photo is
+The photo library is not the door: naming a person here enrolls no one. Only the explicit "enroll at the
+door" form (a ticked confirmation) does, and it runs the normal enrollment with its checks on the person's
+faces cut from their photos. A photo is
 served only by its id in photos.db (never by a path from the request), decoded and sent again as a JPEG,
 so no other file on the device can be reached. Nothing here writes to the logs.
 """
 from __future__ import annotations
 
 import cv2
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+import numpy as np
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from ..errors import ImageError
 from ..imageio import encode_jpeg
 from ..photos import people as pp
 from ..photos.db import PhotoDB, PhotoLibraryError, face_thumb, photo_file, photos_path
+from ..store import StoreError
 from .security import safe_next
 from .services import sentence, services
 
@@ -177,3 +180,48 @@ def move(face_id: int):
         where = "unsorted" if dest is None else pp.person_summary(db, dest).label
         flash(f"Moved the face to {where}.")
     return redirect(back)
+
+
+def _face_crops(db: PhotoDB, person_id: int, limit: int) -> list[tuple[str, bytes]]:
+    """(label, JPEG bytes) of up to `limit` of a person's usable faces, each cut from its photo with a wide
+    margin (the face about a third of the crop) so the enrollment check sees the face as on a portrait."""
+    from ..photos.scan import decode_photo
+
+    out = []
+    for fid, path, box in db.read("SELECT f.id, ph.path, f.box FROM faces f JOIN photos ph ON ph.id = f.photo_id "
+                                  "WHERE f.person_id = ? AND f.problems = '' AND ph.status = 'ok' ORDER BY f.id "
+                                  "LIMIT ?", (int(person_id), int(limit))):
+        try:
+            with open(path, "rb") as f:
+                rgb = decode_photo(f.read(), path)
+        except (OSError, ImageError):
+            continue
+        x1, y1, x2, y2 = (float(v) for v in np.frombuffer(box, "<f4"))
+        mx, my = (x2 - x1), (y2 - y1)
+        a, b = max(int(x1 - mx), 0), max(int(y1 - my), 0)
+        c, d = min(int(x2 + mx) + 1, rgb.shape[1]), min(int(y2 + my) + 1, rgb.shape[0])
+        out.append((f"photo face {fid}", encode_jpeg(np.ascontiguousarray(rgb[b:d, a:c]), 95)))
+    return out
+
+
+@bp.route("/people/<id:person_id>/enroll", methods=["POST"])
+def enroll_at_door(person_id: int):
+    """Enroll a named photo person at the door, only when the admin ticks the confirmation: their usable faces
+    go through the normal enrollment (one good face per photo, quality gate, lookalikes refused)."""
+    from .enroll import WEBCAM_MIN_GOOD, WEBCAM_SHOTS, data_uri, enroll_photos
+
+    p = _person_or_404(person_id)
+    if not p.name:
+        flash("Name this person first: the door needs a name.", "error")
+        return redirect(url_for("photos.person", person_id=person_id))
+    if request.form.get("confirm") != "yes":
+        flash(f"Tick the box to let {p.name} in at the door; nothing was enrolled.", "error")
+        return redirect(url_for("photos.person", person_id=person_id))
+    crops = _face_crops(_db(), person_id, current_app.config["MAX_PHOTOS"])
+    try:
+        outcome = enroll_photos(p.name, crops)
+    except StoreError as e:
+        flash(sentence(e), "error")
+        return redirect(url_for("photos.person", person_id=person_id))
+    return render_template("enroll.html", name=p.name, keep=True, outcome=outcome, data_uri=data_uri,
+                           shots=WEBCAM_SHOTS, min_good=WEBCAM_MIN_GOOD), 200 if outcome.person else 422
