@@ -42,12 +42,14 @@ def library() -> PhotoDB | None:
 
 @bp.teardown_app_request
 def _close(_exc=None) -> None:
+    """teardown: close this request's photos.db."""
     db = g.pop("fg_photos", None)
     if db is not None:
         db.close()
 
 
 def _db() -> PhotoDB:
+    """This request's photos.db; 404 when there is no photo library."""
     db = library()
     if db is None:
         abort(404, description="There is no photo library yet: run `facegate photos scan DIR` on the device.")
@@ -55,6 +57,7 @@ def _db() -> PhotoDB:
 
 
 def _person_or_404(person_id: int) -> pp.PersonSummary:
+    """The person with this id, or a 404."""
     p = pp.person_summary(_db(), person_id)
     if p is None:
         abort(404, description="No such person in the photo library: they may have been merged into someone.")
@@ -69,6 +72,7 @@ def _page() -> int:
 
 @bp.route("")
 def index():
+    """The people, a page of them, each with their first face thumbnails; ?q= searches their names."""
     db = library()
     q = request.args.get("q", "").strip()
     if db is None:
@@ -86,6 +90,7 @@ def index():
 
 @bp.route("/people/<id:person_id>")
 def person(person_id: int):
+    """One person: rename, merge, their faces (each with a move form) and their photos with the boxes."""
     db = _db()
     p = _person_or_404(person_id)
     page = _page()
@@ -98,6 +103,7 @@ def person(person_id: int):
 
 @bp.route("/unsorted")
 def unsorted():
+    """The faces in no person, each with its quality problems and a move form."""
     db = _db()
     page = _page()
     total = pp.count_faces(db, None)
@@ -108,6 +114,7 @@ def unsorted():
 
 @bp.route("/faces/<id:face_id>.jpg")
 def thumb(face_id: int):
+    """A face's stored JPEG thumbnail."""
     data = face_thumb(_db(), face_id)
     if data is None:
         abort(404, description="No such face.")
@@ -138,6 +145,7 @@ def photo(photo_id: int):
 
 @bp.route("/people/<id:person_id>/rename", methods=["POST"])
 def rename(person_id: int):
+    """Name a person in the photo library only (the door is untouched)."""
     p = _person_or_404(person_id)
     try:
         pp.name_person(_db(), person_id, request.form.get("name", ""))
