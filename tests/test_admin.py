@@ -184,7 +184,7 @@ def test_every_route_needs_login_except_login_setup_static(app):
 
     anon = app.test_client()
     token = csrf(anon)
-    args = {"person_id": 1, "index": 0, "token_id": 1, "filename": "style.css"}
+    args = {"person_id": 1, "index": 0, "token_id": 1, "filename": "style.css", "face_id": 1, "photo_id": 1}
     checked = 0
     for rule in app.url_map.iter_rules():
         with app.test_request_context():
