@@ -219,6 +219,7 @@ class FoundFace:
     embedding: np.ndarray | None = None
 
     def record(self) -> FaceRecord:
+        """The row photos.db keeps of this face."""
         f = self.face
         return FaceRecord(f.box, f.landmarks, f.score, self.problems, self.embedding, self.thumb)
 
