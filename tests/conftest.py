@@ -73,3 +73,43 @@ def fused_fp32_bundle(fp32_bundle, tmp_path_factory):
     set_fusion(out, dict(shipped["fusion"], precision="fp32+fp32"), "sface+dlib_resnet")
     update_manifest(out, {"score_models": shipped["score_models"]})
     return out
+
+
+@pytest.fixture(scope="session")
+def admin_bundle(fp32_bundle):
+    """The fp32 bundle loaded once and shared by every admin app of the session."""
+    from facegate.edge_runtime.config import Config
+    from facegate.edge_runtime.enrollment import open_bundle
+
+    return open_bundle(Config(), fp32_bundle)
+
+
+@pytest.fixture
+def make_app(tmp_path, admin_bundle):
+    """make(**flask_config) -> an admin app over a fresh data home in tmp_path and the shared bundle."""
+    from facegate.edge_runtime.admin import create_app
+
+    def make(**config):
+        return create_app({"HOME": tmp_path / "home", "BUNDLE": admin_bundle, **config})
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def admin(app):
+    """A logged-in test client of `app` (the first administrator was set up through /setup)."""
+    from admin_client import set_up_admin
+
+    c = app.test_client()
+    set_up_admin(app, c)
+    return c
+
+
+@pytest.fixture
+def powell(data_dir):
+    """Colin Powell's LFW photos, sorted."""
+    return sorted((data_dir / "lfw/Colin_Powell").glob("*.jpg"))

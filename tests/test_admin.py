@@ -11,6 +11,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from admin_client import PASSWORD, Clock, api_token, client_from, csrf, enroll, jpeg, login, people, photo, set_up_admin
 
 from facegate.edge_runtime.admin import create_app
 from facegate.edge_runtime.admin.auth import PUBLIC_ENDPOINTS
@@ -19,99 +20,6 @@ from facegate.edge_runtime.config import Config
 from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.operating_point import operating_point
 from facegate.edge_runtime.store import Store, StoreBusyError
-
-PASSWORD = "correct horse battery"
-
-
-class Clock:
-    """A settable time source for the login throttle."""
-
-    def __init__(self, t: float = 1_700_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def bundle(fp32_bundle):
-    """The fp32 bundle loaded once and shared by every app of this module."""
-    return open_bundle(Config(), fp32_bundle)
-
-
-@pytest.fixture
-def make_app(tmp_path, bundle):
-    def make(**config):
-        return create_app({"HOME": tmp_path / "home", "BUNDLE": bundle, **config})
-    return make
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app()
-
-
-def csrf(client, path: str = "/login") -> str:
-    """The CSRF token of the client's session, read from a page like a browser would."""
-    html = client.get(path, follow_redirects=True).get_data(as_text=True)
-    m = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert m, f"no CSRF token on {path}"
-    return m.group(1)
-
-
-def set_up_admin(app, client, username: str = "admin", password: str = PASSWORD):
-    token = app.extensions[EXTENSION].setup_token
-    r = client.post("/setup", data={"csrf_token": csrf(client, "/setup"), "token": token, "username": username,
-                                    "password": password, "confirm": password})
-    assert r.status_code == 302, r.get_data(as_text=True)
-    return r
-
-
-def login(client, username: str = "admin", password: str = PASSWORD, **kw):
-    return client.post("/login", data={"csrf_token": csrf(client), "username": username, "password": password}, **kw)
-
-
-@pytest.fixture
-def admin(app):
-    """A logged-in test client (the first administrator was set up through /setup)."""
-    c = app.test_client()
-    set_up_admin(app, c)
-    return c
-
-
-def client_from(app, address: str):
-    """A test client whose requests come from `address`."""
-    c = app.test_client()
-    c.environ_base["REMOTE_ADDR"] = address
-    return c
-
-
-def photo(path, name=None):
-    return (io.BytesIO(path.read_bytes()), name or path.name)
-
-
-def enroll(client, name, *files, keep=True, force=False):
-    data = {"csrf_token": csrf(client, "/enroll"), "name": name, "photos": list(files)}
-    if keep:
-        data["keep_images"] = "on"
-    if force:
-        data["force"] = "on"
-    return client.post("/enroll", data=data, content_type="multipart/form-data")
-
-
-def people(app):
-    with Store(app.extensions[EXTENSION].store_path) as s:
-        return {p.name: p for p in s.people()}
-
-
-def jpeg(img_bgr) -> bytes:
-    return cv2.imencode(".jpg", img_bgr)[1].tobytes()
-
-
-@pytest.fixture
-def powell(data_dir):
-    return sorted((data_dir / "lfw/Colin_Powell").glob("*.jpg"))
-
 
 # -- login, setup, sessions --------------------------------------------------------------------
 
@@ -378,7 +286,7 @@ def test_enroll_refuses_a_face_already_enrolled_as_someone_else_unless_forced(ad
     assert enroll(admin, "Mr Lookalike", photo(powell[1]), force=True).status_code == 200
     assert set(people(app)) == {"Colin Powell", "Mr Lookalike"}
     # the API: refused with the reason, then accepted with force=true
-    h, c = _token(app), app.test_client()
+    h, c = api_token(app), app.test_client()
     r = c.post("/api/v1/enroll", headers=h, content_type="multipart/form-data",
                data={"name": "Another", "photos": [photo(powell[2])]})
     assert r.status_code == 422 and "already enrolled as" in r.json["photos"][0]["reason"]
@@ -541,14 +449,8 @@ def test_api_tokens_are_shown_once_stored_hashed_and_revocable(admin, app):
     assert r.status_code == 401 and "revoked" in r.json["error"]
 
 
-def _token(app) -> dict:
-    from facegate.edge_runtime.admin.db import AdminDB
-    with AdminDB(app.extensions[EXTENSION].admin_db_path) as db:
-        return {"Authorization": "Bearer " + db.create_token("tests", None)[0]}
-
-
 def test_api_people_enroll_identify_events(app, powell, data_dir):
-    h = _token(app)
+    h = api_token(app)
     c = app.test_client()
     r = c.post("/api/v1/enroll", headers=h, content_type="multipart/form-data",
                data={"name": "Colin Powell", "photos": [photo(powell[0]), photo(powell[1]),
@@ -701,7 +603,7 @@ def test_fused_bundle_enrolls_shows_its_crops_and_its_fusion(fused_fp32_bundle, 
     assert fused.embedder.chips_from_crop(strip[..., ::-1]) is not None
     html = c.get("/settings").get_data(as_text=True)
     assert "sface+dlib_resnet" in html and "lowest open-set FNIR" in html and "fused" in html
-    r = c.post("/api/v1/identify", headers=_token(app), content_type="multipart/form-data",
+    r = c.post("/api/v1/identify", headers=api_token(app), content_type="multipart/form-data",
                data={"photo": photo(powell[2])})
     door_threshold = operating_point(fused.score_model, 2, Config().recognition.false_open_rate).threshold
     assert r.status_code == 200 and r.json["metric"] == "fused" and r.json["threshold"] == door_threshold

@@ -4,36 +4,10 @@ store.normalize_name)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from test_admin import _token, csrf, photo, set_up_admin
+from admin_client import api_token, csrf, photo
 
-from facegate.edge_runtime.admin import create_app
 from facegate.edge_runtime.admin.services import EXTENSION
-from facegate.edge_runtime.config import Config
-from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.store import Store
-
-
-@pytest.fixture(scope="module")
-def bundle(fp32_bundle):
-    return open_bundle(Config(), fp32_bundle)
-
-
-@pytest.fixture
-def app(tmp_path, bundle):
-    return create_app({"HOME": tmp_path / "home", "BUNDLE": bundle})
-
-
-@pytest.fixture
-def admin(app):
-    c = app.test_client()
-    set_up_admin(app, c)
-    return c
-
-
-@pytest.fixture
-def powell(data_dir):
-    return sorted((data_dir / "lfw/Colin_Powell").glob("*.jpg"))
 
 
 def _add_person(app, name: str) -> int:
@@ -57,9 +31,9 @@ def test_hidden_characters_in_names_are_refused_by_page_api_and_cli(admin, app, 
     r = admin.post(f"/people/{pid}/rename", data={"csrf_token": t, "name": "\u202eColin"}, follow_redirects=True)
     assert "U+202E" in r.get_data(as_text=True)
     api = app.test_client()
-    r = api.patch(f"/api/v1/people/{pid}", headers=_token(app), json={"name": "Colin\u2066Powell"})
+    r = api.patch(f"/api/v1/people/{pid}", headers=api_token(app), json={"name": "Colin\u2066Powell"})
     assert r.status_code == 400 and "U+2066" in r.json["error"]
-    r = api.post("/api/v1/enroll", headers=_token(app), content_type="multipart/form-data",
+    r = api.post("/api/v1/enroll", headers=api_token(app), content_type="multipart/form-data",
                  data={"name": "Colin Powell\u200d", "photos": [photo(powell[1])]})
     assert r.status_code == 400 and "U+200D" in r.json["error"]
     home = str(app.extensions[EXTENSION].home)

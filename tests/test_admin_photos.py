@@ -9,7 +9,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from test_admin import csrf, set_up_admin
+from admin_client import csrf, set_up_admin
 from test_photos_helpers import copy_photos, recognizer, scan_and_sort
 
 from facegate.edge_runtime.admin import create_app
@@ -36,13 +36,6 @@ def home(data_dir, tmp_path):
 @pytest.fixture
 def app(home):
     return create_app({"HOME": home, "BUNDLE": recognizer().bundle})
-
-
-@pytest.fixture
-def admin(app):
-    c = app.test_client()
-    set_up_admin(app, c)
-    return c
 
 
 def library(home) -> PhotoDB:

@@ -7,26 +7,10 @@ import http.client
 import re
 import threading
 
-import pytest
-from test_admin import PASSWORD, Clock, client_from, login, set_up_admin
+from admin_client import PASSWORD, Clock, client_from, login, set_up_admin
 
-from facegate.edge_runtime.admin import create_app
 from facegate.edge_runtime.admin.services import EXTENSION
-from facegate.edge_runtime.config import Config
-from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.store import Store
-
-
-@pytest.fixture(scope="module")
-def bundle(fp32_bundle):
-    return open_bundle(Config(), fp32_bundle)
-
-
-@pytest.fixture
-def make_app(tmp_path, bundle):
-    def make(**config):
-        return create_app({"HOME": tmp_path / "home", "BUNDLE": bundle, **config})
-    return make
 
 
 def _wrong_login_over_http(port: int, barrier: threading.Barrier, codes: list) -> None:

@@ -7,42 +7,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from test_admin import _token, csrf, set_up_admin
+from admin_client import api_token, csrf
 from werkzeug.routing import IntegerConverter
 
-from facegate.edge_runtime.admin import create_app
 from facegate.edge_runtime.admin.services import EXTENSION
-from facegate.edge_runtime.config import Config
-from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.store import Store
 
 HUGE = "99999999999999999999999"                 # > 2**63 - 1: SQLite cannot bind it
 INT64_MAX = 2 ** 63 - 1
 LARGEST_ID = 10 ** 18 - 1                        # the largest id a URL may carry (18 digits)
-
-
-@pytest.fixture(scope="module")
-def bundle(fp32_bundle):
-    return open_bundle(Config(), fp32_bundle)
-
-
-@pytest.fixture
-def make_app(tmp_path, bundle):
-    def make(**config):
-        return create_app({"HOME": tmp_path / "home", "BUNDLE": bundle, **config})
-    return make
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app()
-
-
-@pytest.fixture
-def admin(app):
-    c = app.test_client()
-    set_up_admin(app, c)
-    return c
 
 
 def _add_person(app, name: str = "Zoe") -> int:
@@ -61,7 +34,7 @@ def _people(app) -> list[str]:
                                     "-1", "\u0663"])   # \u0663: Arabic-Indic 3
 def test_out_of_range_ids_are_404_on_every_id_route(admin, app, bad_id):
     pid = _add_person(app)
-    t, api = csrf(admin, "/people"), _token(app)
+    t, api = csrf(admin, "/people"), api_token(app)
     pages = [("GET", f"/people/{bad_id}"), ("GET", f"/people/{bad_id}/images/0.jpg"),
              ("GET", f"/people/{pid}/images/{bad_id}.jpg"), ("GET", f"/people/{bad_id}/delete"),
              ("POST", f"/people/{bad_id}/rename"), ("POST", f"/people/{bad_id}/delete"),
@@ -79,7 +52,7 @@ def test_the_largest_id_is_a_plain_not_found(admin, app):
     assert admin.get(f"/people/{LARGEST_ID}").status_code == 404
     r = admin.post(f"/tokens/{LARGEST_ID}/revoke", data={"csrf_token": csrf(admin, "/tokens")}, follow_redirects=True)
     assert r.status_code == 200 and f"No API token with id {LARGEST_ID}" in r.get_data(as_text=True)
-    r = app.test_client().get(f"/api/v1/people/{LARGEST_ID}", headers=_token(app))
+    r = app.test_client().get(f"/api/v1/people/{LARGEST_ID}", headers=api_token(app))
     assert r.status_code == 404 and str(LARGEST_ID) in r.json["error"]
 
 

@@ -6,8 +6,14 @@ import shutil
 import numpy as np
 import pytest
 
-from facegate.edge_runtime.bundle import (BundleError, bundle_id, default_bundle_dir, load_bundle, read_manifest,
-                                          sha256_file)
+from facegate.edge_runtime.bundle import (
+    BundleError,
+    bundle_id,
+    default_bundle_dir,
+    load_bundle,
+    read_manifest,
+    sha256_file,
+)
 
 FUSED = "sface+dlib_resnet"
 

@@ -1,6 +1,5 @@
 """Doors: dry run, GPIO relay with a fake gpiozero, webhook against a local server, MQTT with a fake paho
 (the real broker: test_door_mqtt_broker.py; deadlines: test_door_delivery.py)."""
-import json
 import logging
 import os
 import sys

@@ -1,7 +1,6 @@
 """The run loop survives its door and its store: failures are audited, the door stays locked, the loop goes on."""
 import io
 import json
-import logging
 import sqlite3
 import sys
 import threading
@@ -12,12 +11,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
-from facegate.run_door import summary
 from facegate.edge_runtime.door.actuators import GpioDoor, LogDoor, WebhookDoor
 from facegate.edge_runtime.door.decision import DoorDecider
 from facegate.edge_runtime.door.runner import Runner
 from facegate.edge_runtime.matching import Match
 from facegate.edge_runtime.store import Store, StoreBusyError
+from facegate.run_door import summary
 
 SECRET = b"r" * 32
 FRAME = np.zeros((8, 8, 3), np.uint8)

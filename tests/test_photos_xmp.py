@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from test_photos_helpers import copy_photos, scan_and_sort
 
-from facegate.main import main
 from facegate.edge_runtime.imageio import decode_image
 from facegate.edge_runtime.photos import people as pp
 from facegate.edge_runtime.photos.db import PhotoDB, photos_path
@@ -26,6 +25,7 @@ from facegate.edge_runtime.photos.xmp import (
     sidecar_xml,
     stored_area,
 )
+from facegate.main import main
 
 RS, RDF, AREA, DIM = (f"{{{n}}}" for n in (NS_MWG_RS, NS_RDF, NS_ST_AREA, NS_ST_DIM))
 
