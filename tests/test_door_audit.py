@@ -3,17 +3,15 @@ import logging
 import sqlite3
 import time
 
-import numpy as np
 import pytest
+from door_fakes import store_with_ana
 
 from facegate.edge_runtime.door.audit import AuditWriter
-from facegate.edge_runtime.store import Store
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "store.db", busy_timeout_ms=200)
-    s.enroll("Ana", np.ones((1, 4), np.float32), "fake-bundle", "fake")
+    s = store_with_ana(tmp_path / "store.db")
     yield s
     s.close()
 

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
+from door_fakes import FaultyRelay, store_with_ana
 
 from facegate.edge_runtime.door.actuators import GpioDoor, LogDoor, WebhookDoor
 from facegate.edge_runtime.door.decision import DoorDecider
@@ -43,9 +44,7 @@ class FakeRecognizer:
 
 @pytest.fixture
 def store(tmp_path):
-    """A store whose writes give up after 200 ms of another process's lock, with "Ana" enrolled."""
-    s = Store(tmp_path / "store.db", busy_timeout_ms=200)
-    s.enroll("Ana", np.ones((1, 4), np.float32), "fake-bundle", "fake")
+    s = store_with_ana(tmp_path / "store.db")
     yield s
     s.close()
 
@@ -98,33 +97,14 @@ def test_unreadable_templates_match_nobody_until_they_can_be_read_again(store, m
     runner.close()
 
 
-class FakeRelay:
-    """gpiozero.OutputDevice whose on() raises: a relay driver fault."""
-
-    last = None
-
-    def __init__(self, pin, active_high=True, initial_value=False):
-        self.value = 1 if initial_value else 0
-        FakeRelay.last = self
-
-    def on(self):
-        raise OSError("relay driver fault")
-
-    def off(self):
-        self.value = 0
-
-    def close(self):
-        pass
-
-
 def test_a_relay_error_is_audited_as_door_error_and_the_run_goes_on(store, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gpiozero", types.SimpleNamespace(OutputDevice=FakeRelay))
+    monkeypatch.setitem(sys.modules, "gpiozero", types.SimpleNamespace(OutputDevice=FaultyRelay))
     runner = _runner(store, GpioDoor(17), ["Ana", NO_FACE, "Ana"])
     stats = runner.run((float(i), FRAME) for i in range(3))           # today's code: DoorError ends the run
     rows = _events(store)
     assert [(e, p, d["command"]) for e, p, d in rows] == [("door_error", "Ana", "open")] * 2
     assert "relay error on GPIO pin 17: relay driver fault" in rows[0][2]["error"]
-    assert FakeRelay.last.value == 0 and (stats.frames, stats.opens, stats.failed_opens) == (3, 0, 2)
+    assert FaultyRelay.last.value == 0 and (stats.frames, stats.opens, stats.failed_opens) == (3, 0, 2)
 
 
 class CountingHook(BaseHTTPRequestHandler):

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from door_fakes import FaultyRelay
 
 from facegate.edge_runtime.bundle import load_bundle
 from facegate.main import main
@@ -151,25 +152,6 @@ def test_sface_alone_keeps_old_sface_templates_through_reembed(home, fp32_bundle
     assert face["person"] == "Colin Powell" and face["score"] > load_bundle(shipped, embedder="sface").threshold
 
 
-class _FaultyRelay:
-    """gpiozero.OutputDevice whose on() raises (a relay driver fault); `value` 0 = locked."""
-
-    last = None
-
-    def __init__(self, pin, active_high=True, initial_value=False):
-        self.value = 0
-        _FaultyRelay.last = self
-
-    def on(self):
-        raise OSError("relay driver fault")
-
-    def off(self):
-        self.value = 0
-
-    def close(self):
-        pass
-
-
 def test_run_outlives_a_locked_store_and_a_faulty_relay(home, fp32_bundle, data_dir, tmp_path, capsys, monkeypatch):
     """Another process holds the store past the busy timeout and the relay faults: `facegate run` goes on
     (door locked), audits the relay errors as door_error and writes every row later, in order, with rc 0."""
@@ -186,7 +168,7 @@ def test_run_outlives_a_locked_store_and_a_faulty_relay(home, fp32_bundle, data_
     assert main(["enroll", "--home", str(home), "--bundle", str(fp32_bundle), "--name", "Lin-Manuel Miranda",
                  str(clips / "lin-manuel-miranda.png")]) == 0
     (home / "config.toml").write_text('[door]\nkind = "gpio"\ngpio_pin = 17\n')
-    monkeypatch.setitem(sys.modules, "gpiozero", types.SimpleNamespace(OutputDevice=_FaultyRelay))
+    monkeypatch.setitem(sys.modules, "gpiozero", types.SimpleNamespace(OutputDevice=FaultyRelay))
     events = tmp_path / "events.jsonl"
     holder = sqlite3.connect(store_path(home), isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
@@ -209,7 +191,7 @@ def test_run_outlives_a_locked_store_and_a_faulty_relay(home, fp32_bundle, data_
         ended.set()
         releaser.join()
     assert rc == 0
-    assert "0 openings" in capsys.readouterr().err and _FaultyRelay.last.value == 0
+    assert "0 openings" in capsys.readouterr().err and FaultyRelay.last.value == 0
     with Store(store_path(home)) as s:
         rows = [r for r in reversed(s.audit(limit=1000)) if r.event != "enroll"]
     errors = [r for r in rows if r.event == "door_error"]

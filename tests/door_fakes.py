@@ -1,0 +1,34 @@
+"""What the door tests share: a relay whose driver faults, and a store with one person enrolled."""
+from __future__ import annotations
+
+import numpy as np
+
+from facegate.edge_runtime.store import Store
+
+
+class FaultyRelay:
+    """gpiozero.OutputDevice whose on() raises (a relay driver fault); `value` 0 = locked.
+    `FaultyRelay.last` is the most recent instance."""
+
+    last = None
+
+    def __init__(self, pin, active_high=True, initial_value=False):
+        self.value = 1 if initial_value else 0
+        FaultyRelay.last = self
+
+    def on(self):
+        raise OSError("relay driver fault")
+
+    def off(self):
+        self.value = 0
+
+    def close(self):
+        pass
+
+
+def store_with_ana(path, busy_timeout_ms: int = 200) -> Store:
+    """A store at `path` whose writes give up after `busy_timeout_ms` of another process's lock, with
+    "Ana" enrolled (one 4-value template of a fake bundle)."""
+    s = Store(path, busy_timeout_ms=busy_timeout_ms)
+    s.enroll("Ana", np.ones((1, 4), np.float32), "fake-bundle", "fake")
+    return s
