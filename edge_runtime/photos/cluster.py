@@ -22,7 +22,7 @@ import heapq
 import numpy as np
 
 from ..fusion import ScoreFusion
-from ..matching import similarity
+from ..matching import l2_normalize
 from ..operating_point import ScoreModel
 
 DEFAULT_FALSE_MERGE_RATE = 1e-5   # per comparison of two different people (see docs/photos.md)
@@ -36,31 +36,124 @@ def linkage_threshold(model: ScoreModel, false_merge_rate: float = DEFAULT_FALSE
 
 
 def neighbour_edges(emb: np.ndarray, rows: np.ndarray, metric: str | ScoreFusion, threshold: float,
-                    k: int = NEIGHBOURS, block_cells: int = BLOCK_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    k: int = NEIGHBOURS, block_cells: int = BLOCK_CELLS,
+                    scorer: _TileScorer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each face of `rows`' k most similar other faces that score >= threshold.
+
+    The scores are computed tile by tile (about `block_cells` float32 cells each, never N x N), only the
+    cells at or above the threshold are kept, and each row's list is cut to its k best whenever the
+    kept cells grow past a few times k per row. When `rows` is every face, only the tiles on and above
+    the diagonal are computed (the score is symmetric) and each serves both of its faces.
 
     Args:
         emb: float32 (N, D) embeddings; rows: int (R,) indices into emb.
+        scorer: emb and metric already prepared (average_linkage shares its own).
     Returns:
-        (a, b, score): int64 (E,), int64 (E,), float32 (E,) with a in rows, b != a.
+        (a, b, score): int64 (E,), int64 (E,), float32 (E,) with a in rows, b != a, score >= threshold,
+        at most k edges per a.
     """
     n = len(emb)
     k = min(k, n - 1)
+    rows = np.asarray(rows, np.int64)
     if k < 1 or len(rows) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    step = max(1, block_cells // n)
-    out_a, out_b, out_s = [], [], []
-    for i in range(0, len(rows), step):
-        r = np.asarray(rows[i:i + step], np.int64)
-        s = similarity(emb[r], emb, metric)
-        s[np.arange(len(r)), r] = -np.inf
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        ts = np.take_along_axis(s, top, axis=1)
-        keep = ts >= threshold
-        out_a.append(np.repeat(r, keep.sum(1)))
-        out_b.append(top[keep])
-        out_s.append(ts[keep])
-    return np.concatenate(out_a), np.concatenate(out_b).astype(np.int64), np.concatenate(out_s).astype(np.float32)
+    scorer = scorer or _TileScorer(emb, metric)
+    symmetric = len(rows) == n and bool((rows == np.arange(n)).all())
+    tile = max(64, int(np.sqrt(block_cells)))
+    cols = min(n, max(tile, block_cells // min(tile, len(rows))))
+    kept = _TopK(k, limit=max(4 * k * len(rows), 1 << 16))
+    for i in range(0, len(rows), tile):
+        r = rows[i:i + tile]
+        for j in range(i if symmetric else 0, n, cols):
+            c = np.arange(j, min(n, j + cols))
+            s = scorer.raw(r, c)
+            hit_r, hit_c = np.nonzero(s >= threshold - scorer.offset)
+            a, b, hs = r[hit_r], c[hit_c], s[hit_r, hit_c] + np.float32(scorer.offset)
+            own = a != b
+            kept.add(a[own], b[own], hs[own])
+            if symmetric:
+                mirror = own & (b >= i + tile)        # cells below the diagonal, never computed
+                kept.add(b[mirror], a[mirror], hs[mirror])
+    return kept.result()
+
+
+class _TileScorer:
+    """The bundle's metric on tiles of faces, each part's embeddings prepared once (unit rows for a cosine
+    part, squared norms for a euclidean one) and each part's z-normalisation folded into its matrix
+    product, so a tile costs its products and a few in-place passes. `raw(r, c) + offset` is the score
+    matching.similarity gives (the fused score for a ScoreFusion)."""
+
+    def __init__(self, emb: np.ndarray, metric: str | ScoreFusion):
+        """emb: float (N, D); metric: "cosine", "euclidean" or a ScoreFusion."""
+        emb = np.asarray(emb, np.float32)
+        if isinstance(metric, ScoreFusion):
+            parts = list(zip(metric.split(emb), metric.metrics, metric.weights, metric.means, metric.stds))
+        else:
+            parts = [(emb, metric, 1.0, 0.0, 1.0)]
+        self.parts, self.offset = [], 0.0
+        for x, m, w, mu, sd in parts:
+            if m not in ("cosine", "euclidean"):
+                raise ValueError(f"unknown metric {m!r}; expected 'cosine' or 'euclidean'")
+            scale = w / sd                     # this part adds scale * (similarity - mu)
+            self.offset -= scale * mu
+            if m == "cosine":
+                self.parts.append((np.ascontiguousarray(l2_normalize(x)), None, np.float32(scale)))
+            else:                              # scale * -|a - b| = -sqrt(scale^2 * (|a|^2 + |b|^2 - 2 a.b))
+                x = np.ascontiguousarray(x, np.float32)
+                self.parts.append((x, (x * x).sum(1) * np.float32(scale ** 2), np.float32(-2 * scale ** 2)))
+
+    def raw(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """float32 (len(r), len(c)): the scores of faces r (int (R,)) against faces c (int (C,)) less offset."""
+        total = None
+        for x, sq, factor in self.parts:
+            s = (x[r] * factor) @ x[c].T
+            if sq is not None:
+                s += sq[r][:, None]
+                s += sq[c][None, :]
+                np.maximum(s, 0, out=s)
+                np.sqrt(s, out=s)
+                if total is None:
+                    total = np.negative(s, out=s)
+                else:
+                    total -= s
+            elif total is None:
+                total = s
+            else:
+                total += s
+        return total
+
+    def mean(self, a: list[int], b: list[int]) -> float:
+        """Mean score over every pair of faces of index lists a and b."""
+        return float(self.raw(np.asarray(a), np.asarray(b)).mean(dtype=np.float64) + self.offset)
+
+
+class _TopK:
+    """Edges (a, b, score) collected in pieces, each a's list cut to its k best once `limit` are held."""
+
+    def __init__(self, k: int, limit: int):
+        self.k, self.limit, self.held = k, limit, 0
+        self.pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> None:
+        """a, b: int (E,); s: float32 (E,)."""
+        if len(a):
+            self.pieces.append((a.astype(np.int64), b.astype(np.int64), s.astype(np.float32)))
+            self.held += len(a)
+        if self.held > self.limit:
+            self.pieces = [self.result()]
+            self.held = len(self.pieces[0][0])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, score): int64 (E,), int64 (E,), float32 (E,), at most k per a, best first per a."""
+        if not self.pieces:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        a, b, s = (np.concatenate(p) for p in zip(*self.pieces))
+        order = np.lexsort((b, -s, a))
+        a, b, s = a[order], b[order], s[order]
+        start = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)]))
+        keep = rank < self.k
+        return a[keep], b[keep], s[keep]
 
 
 def average_linkage(emb: np.ndarray, photo_ids: np.ndarray, initial: np.ndarray, metric: str | ScoreFusion,
@@ -78,7 +171,7 @@ def average_linkage(emb: np.ndarray, photo_ids: np.ndarray, initial: np.ndarray,
     """
     initial = np.asarray(initial, np.int64)
     state = _State(emb, photo_ids, initial, metric)
-    a, b, s = neighbour_edges(emb, np.flatnonzero(initial < 0), metric, threshold, k)
+    a, b, s = neighbour_edges(emb, np.flatnonzero(initial < 0), metric, threshold, k, scorer=state.scorer)
     for i, j, score in zip(a.tolist(), b.tolist(), s.tolist()):
         state.add_edge(state.cluster_of[i], state.cluster_of[j], score)
     state.run(threshold)
@@ -89,7 +182,7 @@ class _State:
     """Clusters (member lists, photo sets), the candidate graph with exact mean scores, the merge heap."""
 
     def __init__(self, emb, photo_ids, initial, metric):
-        self.emb, self.metric = emb, metric
+        self.emb, self.metric, self.scorer = emb, metric, _TileScorer(emb, metric)
         existing = np.unique(initial[initial >= 0])
         self.cluster_of = np.empty(len(emb), np.int64)
         self.members: dict[int, list[int]] = {}
@@ -107,7 +200,7 @@ class _State:
 
     def mean_score(self, a: list[int], b: list[int]) -> float:
         """Mean score over every pair of faces of member lists a and b."""
-        return float(similarity(self.emb[a], self.emb[b], self.metric).mean())
+        return self.scorer.mean(a, b)
 
     def add_edge(self, a: int, b: int, score: float) -> None:
         if a == b or b in self.nbr[a] or (a in self.frozen and b in self.frozen):
