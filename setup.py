@@ -45,11 +45,15 @@ setup(
             "playwright>=1.40",              # admin page browser test, driving Debian's /usr/bin/chromium
             "openapi-spec-validator>=0.7",   # validates the admin API's openapi.json
             "paho-mqtt>=2.0",                # the MQTT door against a real mosquitto (Debian's /usr/sbin/mosquitto)
+            "watchdog>=4",                   # `photos watch` on a real observer
+            "pillow-heif",                   # a real HEIC photo in the photos scan test
         ],
         # [door] kind = "mqtt" on the device
         "mqtt": ["paho-mqtt>=2.0"],
         # HEIC/HEIF photos in `facegate photos scan` (JPEG, PNG and WebP need nothing more)
         "heic": ["pillow-heif"],
+        # `facegate photos watch` following file events (without it: --poll SECONDS)
+        "watch": ["watchdog>=4"],
     },
     entry_points={"console_scripts": ["facegate = facegate.main:main"]},
 )

@@ -324,9 +324,15 @@ def _photos_commands(sub) -> None:
     x.add_argument("--quiet", action="store_true", help="no progress display")
     reads_photos(x)
     x.set_defaults(func=_lazy("facegate.photos:cmd_scan"))
-    x = psub.add_parser("watch", help="scan DIR again every --interval seconds (polling; stop with Ctrl-C)")
+    x = psub.add_parser("watch", help="scan new and changed photos below DIR as they arrive (file events with "
+                                      "facegate[watch], or --poll SECONDS); stop with Ctrl-C")
     x.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
-    x.add_argument("--interval", type=float, default=30.0, help="seconds between scans (default 30)")
+    x.add_argument("--poll", "--interval", type=float, metavar="SECONDS",
+                   help="no file events: scan DIR again every SECONDS (works without watchdog, and on network "
+                        "shares and SD cards that inotify misses)")
+    x.add_argument("--debounce", type=float, default=2.0, metavar="SECONDS",
+                   help="file events: scan once no new event came for SECONDS, and a file only once its size "
+                        "and mtime stayed the same that long (default 2)")
     reads_photos(x)
     x.set_defaults(func=_lazy("facegate.photos:cmd_watch"))
     x = psub.add_parser("recluster", help="group again the people you never named, merged or moved (ids kept "

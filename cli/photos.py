@@ -94,13 +94,30 @@ def cmd_scan(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from facegate.edge_runtime.photos.watch import watch
+    """Follow file events (watchdog) or, with --poll, scan again every --poll seconds; until Ctrl-C."""
+    from facegate.edge_runtime.photos.watch import INSTALL_HINT, follow, poll, watchdog_available
 
+    if args.poll is None and not watchdog_available():
+        print(f"facegate photos watch: following new photos needs the watchdog library: {INSTALL_HINT}; "
+              f"or scan again every S seconds with --poll S", file=sys.stderr)
+        return 2
     db, rec, door, threshold = open_pipeline(args)
-    print(f"watching {', '.join(map(str, args.dirs))} every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+    roots = [str(d) for d in args.dirs]
+
+    def scan_paths(paths):
+        return scan_and_sort(db, rec, door, threshold, paths, quiet=True)
+
+    def busy(e):
+        print(f"facegate photos watch: {e}; trying again", file=sys.stderr)
+
     with db:
-        watch(lambda: scan_and_sort(db, rec, door, threshold, [str(d) for d in args.dirs], quiet=True),
-              args.interval)
+        if args.poll is not None:
+            print(f"watching {', '.join(roots)}: a scan every {args.poll:g} s; Ctrl-C stops", file=sys.stderr)
+            poll(lambda: scan_paths(roots), args.poll)
+        else:
+            print(f"watching {', '.join(roots)} for new and changed photos (file events, {args.debounce:g} s "
+                  f"debounce); Ctrl-C stops", file=sys.stderr)
+            follow(roots, scan_paths, debounce_s=args.debounce, on_busy=busy)
     return 0
 
 

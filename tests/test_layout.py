@@ -19,7 +19,8 @@ PARTS = ("models", "export", "calibration", "edge_runtime", "cli")
 # the device install (setup.py install_requires) and the import names it brings; optional door libraries
 DEVICE_THIRD_PARTY = {"numpy", "cv2", "onnxruntime", "flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous",
                       "waitress", "gpiozero", "paho",
-                      "pillow_heif", "PIL"}  # HEIC photos (facegate[heic]), imported only when a .heic file is read
+                      "pillow_heif", "PIL",  # HEIC photos (facegate[heic]), imported only when a .heic file is read
+                      "watchdog"}  # `photos watch` file events (facegate[watch]), imported only when following
 NEVER_ON_DEVICE = {"torch", "torchvision", "tqdm", "matplotlib", "onnx", "dlib"}
 
 
