@@ -12,7 +12,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["facegate", *[f"facegate.{p}" for p in PARTS],
+    packages=["facegate", *[f"facegate.{p}" for p in PARTS], "facegate.models.training",
               *[f"facegate.edge_runtime.{room}" for room in ("admin", "door", "eval", "photos")]],
     package_dir={"facegate": "cli", **{f"facegate.{p}": p for p in PARTS}},
     package_data={"facegate.edge_runtime": ["admin/templates/*.html", "admin/static/*", "admin/openapi.*",

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="On-device face recognition: detect, align, embed, match, decide.")
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands, _photos_commands):
+    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands, _photos_commands,
+                _train_commands):
         add(sub)
     return p
 
@@ -378,6 +379,47 @@ def _photos_library_commands(psub) -> None:
     x.set_defaults(func=_lazy("facegate.photos:cmd_export"))
     for name in ("people", "show", "name", "merge", "move", "forget", "export"):
         common(psub.choices[name], bundle=False)
+
+
+def _train_commands(sub) -> None:
+    """train quality|bench-quality: the training scripts (facegate[train]; docs/quality.md)."""
+    t = sub.add_parser("train", help="train the models the bundle ships (needs facegate[train])")
+    tsub = t.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    x = tsub.add_parser("quality", help="face-image quality: a head on the fused embedder's raw embeddings, "
+                                        "trained towards each photo's genuine-vs-impostor score margin")
+    x.add_argument("--split", action="append", choices=["first", "second", "all"],
+                   help="first: train on folds 1-5 of pairs.txt + people in no fold, test on folds 6-10; "
+                        "second: the other way round; all: everyone, nothing held out (repeatable; default first)")
+    x.add_argument("--lfw", type=Path, help="LFW folder with pairs.txt (default $FACEGATE_DATA/lfw)")
+    x.add_argument("--out", type=Path, default=Path("build/quality"), help="checkpoints, curves and ONNX files")
+    x.add_argument("--cache", type=Path, default=Path("build/quality/cache"), help="cached embeddings")
+    x.add_argument("--bundle", type=Path, help="bundle whose fused embedder gives features and targets "
+                                               "(default: the shipped one)")
+    x.add_argument("--epochs", type=int, default=30)
+    x.add_argument("--batch-size", type=int, default=256)
+    x.add_argument("--lr", type=float, default=1e-3)
+    x.add_argument("--hidden", type=int, default=64, help="width of the head's hidden layers")
+    x.add_argument("--degradations", type=int, default=3, help="degraded copies per training photo")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
+    x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    x.add_argument("--resume", action="store_true", help="continue from the split's checkpoint in --out")
+    x.add_argument("--limit-people", type=int, help="first N people of each side (quick runs)")
+    x.add_argument("--max-steps", type=int, help="stop after N optimiser steps (quick runs)")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=_lazy("facegate.train:cmd_train_quality"))
+    x = tsub.add_parser("bench-quality", help="error-versus-discard curves of the quality models on held-out "
+                                              "people (both halves, their union) vs face size, detector score, "
+                                              "the hand-made gate and the SFace norm")
+    x.add_argument("--runs", type=Path, default=Path("build/quality"), help="folder with quality_first/second.onnx")
+    x.add_argument("--lfw", type=Path, help="LFW folder with pairs.txt (default $FACEGATE_DATA/lfw)")
+    x.add_argument("--cache", type=Path, default=Path("build/quality/cache"), help="cached embeddings")
+    x.add_argument("--bundle", type=Path, help="bundle (default: the shipped one)")
+    x.add_argument("--json", type=Path, help="write the report as JSON")
+    x.add_argument("--plot", type=Path, help="write the curves as a PNG")
+    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=_lazy("facegate.train:cmd_bench_quality"))
 
 
 def main(argv: list[str] | None = None) -> int:
