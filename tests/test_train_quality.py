@@ -142,3 +142,24 @@ def test_hand_gate_score_is_zero_at_the_gate():
     assert hand_gate_score(face, chip) > 0
     dark = Face([0, 0, 30, 30], face.landmarks, 0.9)
     assert hand_gate_score(dark, chip) < 0                               # too small
+
+
+def test_targets_and_markdown_on_a_made_up_report(tmp_path):
+    from facegate.edge_runtime.eval.quality_eval import FRACTIONS, markdown_report, plot_edc, targets_met
+
+    good = [0.02 * (1 - f * 5) for f in FRACTIONS]
+    flat = [0.02] * len(FRACTIONS)
+    t = targets_met({"quality model": good, "random": flat})
+    assert t["lowest_curve"] and t["halved_at_10"]
+    assert not targets_met({"quality model": flat, "random": good})["lowest_curve"]
+    half = {"people": 3, "images": 9, "genuine_pairs": 4, "threshold": 3.0, "impostor_comparisons": 20,
+            "curves": {"quality model": good, "random": flat}}
+    report = {"bundle_id": "x", "fractions": list(FRACTIONS), "target_fmr": 1e-3, "images": 9, "no_face": 0,
+              "halves": {"tested on folds 6-10": half}, "union": {"genuine_pairs": 4, "curves": half["curves"]},
+              "trained": {"first": {"train_people": "a", "test_people": "b"}},
+              "quality_model_time": {"threads": 2, "median_ms": 0.01, "p90_ms": 0.02},
+              "describe_seconds": 0.0, "seconds": 1.0}
+    text = markdown_report(report)
+    assert "trained on a" in text and "tested on b" in text and "**met**" in text
+    plot_edc(report, tmp_path / "edc.png")
+    assert (tmp_path / "edc.png").stat().st_size > 1000

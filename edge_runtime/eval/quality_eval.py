@@ -243,7 +243,7 @@ def half_report(desc: dict, person: np.ndarray, pairs: list, folds: tuple[int, i
                 metric) -> dict:
     """EDCs of every measure on the pairs.txt folds [folds[0], folds[1]) (their people held out)."""
     index = {r: i for i, r in enumerate(desc["relpaths"])}
-    sel = [p for p in pairs if folds[0] <= p.fold < folds[1]]
+    sel = [p for p in pairs if folds[0] <= p.fold < folds[1] and p.a in index and p.b in index]
     names = {r.split("/")[0] for p in sel for r in (p.a, p.b)}
     held = np.flatnonzero(np.isin(person, list(names)))
     gen = genuine_pairs(sel, index)
@@ -294,8 +294,8 @@ def bench_quality(lfw_dir: Path, runs: Path, cache: Path, bundle_dir: Path | Non
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path} is missing; run `facegate train quality --split {split}`")
         contract = read_quality_contract(onnx_path)
-        if contract.get("bundle_id") != bundle.id:
-            raise ValueError(f"{onnx_path} was trained on bundle {contract.get('bundle_id')}, not {bundle.id}")
+        if contract.get("bundle_id") != bundle.manifest.id:
+            raise ValueError(f"{onnx_path} was trained on bundle {contract.get('bundle_id')}, not {bundle.manifest.id}")
         meta = open_session(onnx_path, 1).get_modelmeta().custom_metadata_map
         trained[split] = json.loads(meta.get("facegate.provenance", "{}")).get("config", {})
         q = run_quality_model(onnx_path, desc["embedding"], desc["found"])
@@ -305,7 +305,83 @@ def bench_quality(lfw_dir: Path, runs: Path, cache: Path, bundle_dir: Path | Non
     for h in halves.values():
         for k in ("_gen", "_miss", "_measures"):
             h.pop(k)
-    return {"bundle_id": bundle.id, "fractions": list(FRACTIONS), "target_fmr": TARGET_FMR,
+    return {"bundle_id": bundle.manifest.id, "fractions": list(FRACTIONS), "target_fmr": TARGET_FMR,
             "images": len(desc["relpaths"]), "no_face": int((~desc["found"]).sum()), "halves": halves,
             "union": union, "trained": trained, "quality_model_time": timing,
             "describe_seconds": round(float(desc["seconds"]), 1), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def targets_met(curves: dict[str, list[float]], fractions=FRACTIONS) -> dict:
+    """Issue 14's two curve targets for the quality model: the lowest (or tied-lowest) area under the EDC
+    (mean FNMR over the fractions) of all measures, and FNMR at 10% discarded <= half the FNMR with nothing discarded."""
+    area = {n: float(np.mean(c)) for n, c in curves.items()}
+    q = curves["quality model"]
+    i10 = list(fractions).index(0.1)
+    others = min(v for n, v in area.items() if n != "quality model")
+    return {"area": area, "lowest_curve": area["quality model"] <= others,
+            "fnmr_0": q[0], "fnmr_10": q[i10], "halved_at_10": q[i10] <= 0.5 * q[0]}
+
+
+def plot_edc(report: dict, path: Path) -> None:
+    """One panel per held-out half and one for their union: FNMR (log) against the fraction discarded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [*report["halves"].items(), ("union of both halves", report["union"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=110, sharey=True)
+    x = 100 * np.asarray(report["fractions"])
+    for ax, (title, half) in zip(axes, panels):
+        for name, curve in half["curves"].items():
+            style = {"lw": 2.5, "color": "k"} if name == "quality model" else {"lw": 1.2}
+            ax.plot(x, 100 * np.asarray(curve), label=name, **({"ls": "--"} if name == "random" else {}), **style)
+        ax.set_title(f"{title} ({half['genuine_pairs']} genuine pairs)", fontsize=9)
+        ax.set_xlabel("genuine comparisons discarded, lowest quality first (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"FNMR at FMR {report['target_fmr']:g} (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"error-versus-discard, fused SFace+dlib matcher, bundle {report['bundle_id']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _curve_rows(curves: dict, fractions) -> list[str]:
+    idx = [list(fractions).index(f) for f in (0.0, 0.05, 0.1, 0.15, 0.2)]
+    rows = ["| measure | 0% | 5% | 10% | 15% | 20% | mean 0-20% |", "|---|---|---|---|---|---|---|"]
+    for name, c in sorted(curves.items(), key=lambda kv: np.mean(kv[1])):
+        cells = " | ".join(f"{100 * c[i]:.2f}" for i in idx)
+        rows.append(f"| {name} | {cells} | {100 * np.mean(c):.2f} |")
+    return rows
+
+
+def markdown_report(report: dict) -> str:
+    """The benchmark as Markdown tables: per half and the union, FNMR (%) at 0-20% discarded per measure,
+    the targets, the people used and the model's time per face."""
+    lines = [f"Bundle `{report['bundle_id']}`; {report['images']} LFW photos described "
+             f"({report['no_face']} without a detected face); benchmark wall time {report['seconds']} s "
+             f"(of which describing the photos: {report['describe_seconds']} s, 0 when cached).", ""]
+    for split, cfg in report["trained"].items():
+        lines.append(f"- model `{split}`: trained on {cfg.get('train_people')} ({cfg.get('train_images')} photos, "
+                     f"list sha256 {cfg.get('train_list_sha256')}), tested on {cfg.get('test_people')} "
+                     f"({cfg.get('test_images')} photos, list sha256 {cfg.get('test_list_sha256')}); commit "
+                     f"{cfg.get('git_commit')}")
+    for title, half in [*report["halves"].items(), ("union of both halves", report["union"])]:
+        t = targets_met(half["curves"], report["fractions"])
+        lines += ["", f"### {title}", ""]
+        if "threshold" in half:
+            lines.append(f"{half['people']} people, {half['images']} photos, {half['genuine_pairs']} genuine pairs "
+                         f"of pairs.txt; threshold {half['threshold']:.3f} = FMR {report['target_fmr']:g} over "
+                         f"{half['impostor_comparisons']:,} comparisons of different held-out people.")
+        else:
+            lines.append(f"{half['genuine_pairs']} genuine pairs, each at its own half's threshold and model.")
+        lines += ["", "FNMR (%) with the lowest-quality share of genuine comparisons discarded:", "",
+                  *_curve_rows(half["curves"], report["fractions"]), "",
+                  f"Targets: lowest curve of all: **{'met' if t['lowest_curve'] else 'not met'}**; FNMR at 10% "
+                  f"discarded {100 * t['fnmr_10']:.2f}% vs {100 * t['fnmr_0']:.2f}% at 0%: "
+                  f"**{'met' if t['halved_at_10'] else 'not met'}** (needs <= half)."]
+    tm = report["quality_model_time"]
+    lines += ["", f"Quality model time per face (batch 1, {tm['threads']} threads, onnxruntime): median "
+                  f"{tm['median_ms']:.3f} ms, p90 {tm['p90_ms']:.3f} ms: **{'met' if tm['median_ms'] <= 1 else 'not met'}** "
+                  f"(<= 1 ms)."]
+    return "\n".join(lines) + "\n"
