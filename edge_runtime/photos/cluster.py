@@ -61,7 +61,7 @@ def neighbour_edges(emb: np.ndarray, rows: np.ndarray, metric: str | ScoreFusion
     symmetric = len(rows) == n and bool((rows == np.arange(n)).all())
     tile = max(64, int(np.sqrt(block_cells)))
     cols = min(n, max(tile, block_cells // min(tile, len(rows))))
-    kept = _TopK(k, limit=max(4 * k * len(rows), 1 << 16))
+    kept = _TopK(k, limit=max(2 * k * len(rows), 1 << 16))
     for i in range(0, len(rows), tile):
         r = rows[i:i + tile]
         for j in range(i if symmetric else 0, n, cols):
@@ -78,10 +78,15 @@ def neighbour_edges(emb: np.ndarray, rows: np.ndarray, metric: str | ScoreFusion
 
 
 class _TileScorer:
-    """The bundle's metric on tiles of faces, each part's embeddings prepared once (unit rows for a cosine
-    part, squared norms for a euclidean one) and each part's z-normalisation folded into its matrix
-    product, so a tile costs its products and a few in-place passes. `raw(r, c) + offset` is the score
-    matching.similarity gives (the fused score for a ScoreFusion)."""
+    """The bundle's metric on tiles of faces, each part's embeddings prepared once and each part's
+    z-normalisation folded into its matrix product, so a tile costs one product per part and a few
+    in-place passes. `raw(r, c) + offset` is the score matching.similarity gives (the fused score for a
+    ScoreFusion).
+
+    A cosine part is kept as unit rows u: it adds scale * u_a . u_b. A euclidean part is kept as rows
+    [b, 1, s^2 |b|^2] (s = its scale): it adds -sqrt([-2 s^2 a, s^2 |a|^2, 1] . [b, 1, s^2 |b|^2]) =
+    -s |a - b|, the squared norms riding in the same product.
+    """
 
     def __init__(self, emb: np.ndarray, metric: str | ScoreFusion):
         """emb: float (N, D); metric: "cosine", "euclidean" or a ScoreFusion."""
@@ -90,36 +95,35 @@ class _TileScorer:
             parts = list(zip(metric.split(emb), metric.metrics, metric.weights, metric.means, metric.stds))
         else:
             parts = [(emb, metric, 1.0, 0.0, 1.0)]
-        self.parts, self.offset = [], 0.0
+        self.parts: list[tuple[str, np.ndarray, np.float32]] = []
+        self.offset = 0.0
         for x, m, w, mu, sd in parts:
-            if m not in ("cosine", "euclidean"):
-                raise ValueError(f"unknown metric {m!r}; expected 'cosine' or 'euclidean'")
             scale = w / sd                     # this part adds scale * (similarity - mu)
             self.offset -= scale * mu
             if m == "cosine":
-                self.parts.append((np.ascontiguousarray(l2_normalize(x)), None, np.float32(scale)))
-            else:                              # scale * -|a - b| = -sqrt(scale^2 * (|a|^2 + |b|^2 - 2 a.b))
-                x = np.ascontiguousarray(x, np.float32)
-                self.parts.append((x, (x * x).sum(1) * np.float32(scale ** 2), np.float32(-2 * scale ** 2)))
+                self.parts.append((m, np.ascontiguousarray(l2_normalize(x)), np.float32(scale)))
+            elif m == "euclidean":
+                x = np.asarray(x, np.float32)
+                sq = (x * x).sum(1, keepdims=True) * np.float32(scale ** 2)
+                self.parts.append((m, np.hstack([x, np.ones_like(sq), sq]), np.float32(-2 * scale ** 2)))
+            else:
+                raise ValueError(f"unknown metric {m!r}; expected 'cosine' or 'euclidean'")
 
     def raw(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """float32 (len(r), len(c)): the scores of faces r (int (R,)) against faces c (int (C,)) less offset."""
         total = None
-        for x, sq, factor in self.parts:
-            s = (x[r] * factor) @ x[c].T
-            if sq is not None:
-                s += sq[r][:, None]
-                s += sq[c][None, :]
-                np.maximum(s, 0, out=s)
-                np.sqrt(s, out=s)
-                if total is None:
-                    total = np.negative(s, out=s)
-                else:
-                    total -= s
-            elif total is None:
-                total = s
-            else:
-                total += s
+        for m, x, factor in self.parts:
+            if m == "cosine":
+                s = (x[r] * factor) @ x[c].T
+                total = s if total is None else np.add(total, s, out=total)
+                continue
+            d = x.shape[1] - 2
+            left = x[r][:, [*range(d), d + 1, d]]          # [a, s^2 |a|^2, 1]
+            left[:, :d] *= factor
+            s = left @ x[c].T                              # s^2 |a - b|^2
+            np.maximum(s, 0, out=s)
+            np.sqrt(s, out=s)
+            total = np.negative(s, out=s) if total is None else np.subtract(total, s, out=total)
         return total
 
     def mean(self, a: list[int], b: list[int]) -> float:
@@ -137,7 +141,7 @@ class _TopK:
     def add(self, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> None:
         """a, b: int (E,); s: float32 (E,)."""
         if len(a):
-            self.pieces.append((a.astype(np.int64), b.astype(np.int64), s.astype(np.float32)))
+            self.pieces.append((a.astype(np.int32), b.astype(np.int32), s.astype(np.float32)))
             self.held += len(a)
         if self.held > self.limit:
             self.pieces = [self.result()]
@@ -153,7 +157,7 @@ class _TopK:
         start = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
         rank = np.arange(len(a)) - np.repeat(start, np.diff(np.r_[start, len(a)]))
         keep = rank < self.k
-        return a[keep], b[keep], s[keep]
+        return a[keep].astype(np.int64), b[keep].astype(np.int64), s[keep]
 
 
 def average_linkage(emb: np.ndarray, photo_ids: np.ndarray, initial: np.ndarray, metric: str | ScoreFusion,
@@ -234,16 +238,28 @@ class _State:
         self.photos[a] |= self.photos.pop(b)
         self.version[a] += 1
         self.nbr[a] = {}
-        for c in (set(na_nbr) | set(nb_nbr)) - {a, b}:
+        others = sorted((set(na_nbr) | set(nb_nbr)) - {a, b})
+        for c in others:
             self.nbr[c].pop(a, None)
             self.nbr[c].pop(b, None)
-            if a in self.frozen and c in self.frozen:
-                continue
-            # Lance-Williams for average linkage; a side with no edge to c is measured (the small one, mostly)
-            sa = na_nbr[c] if c in na_nbr else self.mean_score(mem_a, self.members[c])
-            sb = nb_nbr[c] if c in nb_nbr else self.mean_score(mem_b, self.members[c])
+        others = [c for c in others if not (a in self.frozen and c in self.frozen)]
+        # Lance-Williams for average linkage; a side with no edge to c is measured (the small one, mostly)
+        for c, sa, sb in zip(others, self.side_means(mem_a, na_nbr, others), self.side_means(mem_b, nb_nbr, others)):
             self._set(a, c, (na * sa + nb * sb) / (na + nb))
         self.members[a] = mem_a + mem_b
+
+    def side_means(self, mem: list[int], known: dict[int, float], clusters: list[int]) -> list[float]:
+        """Mean score of faces `mem` with each cluster of `clusters`: from `known` where there, the others
+        measured in one product (their members side by side, then a sum per cluster)."""
+        missing = [c for c in clusters if c not in known]
+        if not missing:
+            return [known[c] for c in clusters]
+        sizes = np.array([len(self.members[c]) for c in missing])
+        cols = np.fromiter((i for c in missing for i in self.members[c]), np.int64, int(sizes.sum()))
+        sums = np.add.reduceat(self.scorer.raw(np.asarray(mem), cols).sum(0, dtype=np.float64),
+                               np.r_[0, np.cumsum(sizes)[:-1]])
+        measured = dict(zip(missing, (sums / (sizes * len(mem)) + self.scorer.offset).tolist()))
+        return [known[c] if c in known else measured[c] for c in clusters]
 
     def labels(self, initial: np.ndarray) -> np.ndarray:
         out = np.empty(len(self.emb), np.int64)
