@@ -94,16 +94,23 @@ def test_copied_photos_appear_in_the_library_in_one_scan(data_dir, folder, tmp_p
     assert took < LIMIT_S
 
 
-def test_a_file_copied_slowly_is_scanned_once_complete(data_dir, folder, tmp_path):
+@pytest.mark.parametrize("pause", [DEBOUNCE_S / 2.5, DEBOUNCE_S * 1.5], ids=["quick-chunks", "slow-chunks"])
+def test_a_file_copied_slowly_is_scanned_once_complete(data_dir, folder, tmp_path, pause):
+    """Chunks faster than the debounce: the events keep the file waiting. Slower: only the writer's close
+    (inotify) tells the copy is not done; observers without close events rely on the debounce alone."""
+    from watchdog.observers import Observer
+
+    if pause > DEBOUNCE_S and Observer.__name__ != "InotifyObserver":
+        pytest.skip("this observer does not report a writer closing a file")
     db_path = tmp_path / "photos.db"
     data = (data_dir / "lfw/Jacques_Chirac/Jacques_Chirac_0001.jpg").read_bytes()
     target = folder / "slow.jpg"
     with Watcher(folder, db_path) as w:
         with open(target, "wb") as f:
-            for i in range(0, len(data), 2048):             # a chunk every DEBOUNCE_S / 2.5
-                f.write(data[i:i + 2048])
+            for i in range(0, len(data), 4096):
+                f.write(data[i:i + 4096])
                 f.flush()
-                time.sleep(DEBOUNCE_S / 2.5)
+                time.sleep(pause)
         wait_for(lambda: faces_of(db_path, str(target)), w)
         time.sleep(3 * DEBOUNCE_S)
     scans_of_it = [s for s in w.scans[1:] if any(str(target).startswith(p) for p in s)]
@@ -131,6 +138,20 @@ def test_a_burst_is_one_scan_and_a_changing_file_waits():
         assert p.take_ready() == ["/x/4.jpg"]
     finally:
         pw._stat_key = real
+
+
+def test_a_file_open_for_writing_waits_for_its_close():
+    now = [0.0]
+    p = pw.Pending(debounce_s=1.0, clock=lambda: now[0], track_closes=True)
+    p.add("/x/a.jpg", writing=True)
+    now[0] += 5.0
+    assert p.take_ready() == []                                # written to, not closed yet
+    p.add("/x/a.jpg", writing=False)
+    now[0] += 1.0
+    assert p.take_ready() == ["/x/a.jpg"]
+    p.add("/x/b.jpg", writing=True)
+    now[0] += pw.OPEN_WAIT_S
+    assert p.take_ready() == ["/x/b.jpg"]                      # left open but unchanged: scanned anyway
 
 
 def test_scan_targets_map_gone_paths_to_their_folder(tmp_path):

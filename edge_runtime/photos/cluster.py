@@ -207,6 +207,7 @@ class _State:
         return self.scorer.mean(a, b)
 
     def add_edge(self, a: int, b: int, score: float) -> None:
+        """A candidate edge between clusters a and b (its exact mean score when either holds several faces)."""
         if a == b or b in self.nbr[a] or (a in self.frozen and b in self.frozen):
             return
         if len(self.members[a]) > 1 or len(self.members[b]) > 1:
@@ -218,6 +219,7 @@ class _State:
         heapq.heappush(self.heap, (-score, a, b, self.version[a], self.version[b]))
 
     def run(self, threshold: float) -> None:
+        """Merge the best pair while its mean score reaches `threshold` (stale heap entries skipped)."""
         while self.heap:
             neg, a, b, va, vb = heapq.heappop(self.heap)
             if -neg < threshold:
@@ -262,6 +264,7 @@ class _State:
         return [known[c] if c in known else measured[c] for c in clusters]
 
     def labels(self, initial: np.ndarray) -> np.ndarray:
+        """int64 (N,) labels: existing groups keep theirs, new ones numbered on from initial.max() + 1."""
         out = np.empty(len(self.emb), np.int64)
         nxt = int(initial.max(initial=-1)) + 1
         for c in sorted(self.members, key=lambda c: min(self.members[c])):

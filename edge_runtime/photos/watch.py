@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 import threading
 import time
 from typing import Callable
@@ -28,6 +29,7 @@ from .walk import photo_suffixes
 DEFAULT_INTERVAL_S = 30.0      # --poll default
 DEFAULT_DEBOUNCE_S = 2.0       # quiet time before a burst is scanned, and how long a file must not change
 MAX_WAIT_S = 60.0              # a path waits at most this long for the whole folder to go quiet
+OPEN_WAIT_S = 60.0             # a file left open for writing but unchanged this long is scanned anyway
 INSTALL_HINT = "pip install 'facegate[watch]'"
 
 
@@ -60,39 +62,47 @@ def poll(scan_once: Callable[[], object], interval_s: float = DEFAULT_INTERVAL_S
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
-    """(size, mtime_ns) of a path, None when it does not exist (or cannot be stat'ed)."""
+    """(size, mtime_ns) of a file; (-1, -1) for a folder (its mtime moves with every file added, and those
+    files have events of their own); None when it does not exist (or cannot be stat'ed)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return (-1, -1) if stat.S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns)
 
 
 class Pending:
-    """Paths changed since the last scan, with when each last changed and its stat then (thread-safe:
-    the observer thread adds, the watch loop takes)."""
+    """Paths changed since the last scan, with when each last changed, its stat then, and whether a writer
+    still has it open (thread-safe: the observer thread adds, the watch loop takes).
+
+    track_closes: the observer reports a writer closing a file (inotify's IN_CLOSE_WRITE, watchdog's
+    "closed" event), so a file written to and not yet closed waits (at most OPEN_WAIT_S unchanged).
+    """
 
     def __init__(self, debounce_s: float = DEFAULT_DEBOUNCE_S, max_wait_s: float = MAX_WAIT_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, track_closes: bool = False):
         self.debounce_s, self.max_wait_s, self.clock = debounce_s, max_wait_s, clock
+        self.track_closes = track_closes
         self.lock = threading.Lock()
-        self.paths: dict[str, list] = {}          # path -> [first seen, last event, stat at last event]
+        self.paths: dict[str, list] = {}   # path -> [first seen, last event, stat at last event, open to write]
         self.last_event = float("-inf")
 
-    def add(self, path: str) -> None:
-        """Note a change of `path` (a photo file or a folder) now."""
+    def add(self, path: str, writing: bool | None = None) -> None:
+        """Note a change of `path` (a photo file or a folder) now; writing: True when a writer changed it
+        (created, modified), False when it closed it, None to keep what was known."""
         now, key = self.clock(), _stat_key(path)
         with self.lock:
-            first = self.paths.get(path, [now])[0]
-            self.paths[path] = [first, now, key]
+            first, _, _, was_open = self.paths.get(path, [now, now, None, False])
+            is_open = was_open if writing is None else writing and self.track_closes
+            self.paths[path] = [first, now, key, is_open]
             self.last_event = now
 
     def take_ready(self) -> list[str]:
         """The paths to scan now, removed from the pending set, sorted; [] while a burst goes on.
 
         A burst is over when no event came for debounce_s, or some path has waited max_wait_s. A path is
-        ready when it had no event for debounce_s and its (size, mtime) is still what it was then; one
-        that changed meanwhile waits another debounce_s.
+        ready when it had no event for debounce_s (OPEN_WAIT_S while a writer has it open) and its (size,
+        mtime) is still what it was then; one that changed meanwhile waits another round.
         """
         now = self.clock()
         with self.lock:
@@ -100,12 +110,12 @@ class Pending:
             if now - self.last_event < self.debounce_s and now - oldest < self.max_wait_s:
                 return []
             ready = []
-            for path, (first, last, key) in list(self.paths.items()):
-                if now - last < self.debounce_s:
+            for path, (first, last, key, is_open) in list(self.paths.items()):
+                if now - last < (OPEN_WAIT_S if is_open else self.debounce_s):
                     continue
                 current = _stat_key(path)
                 if current != key:
-                    self.paths[path] = [first, now, current]     # still being written
+                    self.paths[path] = [first, now, current, is_open]     # still being written
                     continue
                 ready.append(path)
                 del self.paths[path]
@@ -144,16 +154,21 @@ def _handler(pending: Pending, files: set[str] | None):
     suffixes = photo_suffixes()
 
     def wanted(path: str, is_dir: bool) -> bool:
+        """A folder, or a photo file (one of `files` when given)."""
         if files is not None and path not in files:
             return False
         return is_dir or path.lower().endswith(suffixes)
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event) -> None:
+            """watchdog FileSystemEvent -> the paths to scan, in `pending`."""
             if event.event_type in ("opened", "closed_no_write") or (event.is_directory and event.event_type
                                                                      in ("modified", "closed")):
                 return
             src = os.fsdecode(event.src_path)
+            writing = {"created": True, "modified": True, "closed": False}.get(event.event_type)
+            if event.is_directory:
+                writing = None
             if event.event_type in ("deleted", "moved") and wanted(src, event.is_directory):
                 pending.add(os.path.dirname(src))                  # scanned as its folder: drops the gone
             if event.event_type == "moved":
@@ -161,7 +176,7 @@ def _handler(pending: Pending, files: set[str] | None):
                 if wanted(dest, event.is_directory):
                     pending.add(dest)
             elif event.event_type != "deleted" and wanted(src, event.is_directory):
-                pending.add(src)
+                pending.add(src, writing)
 
     return Handler()
 
@@ -171,6 +186,7 @@ def _observe(roots: list[str], pending: Pending):
     from watchdog.observers import Observer
 
     observer = Observer()
+    pending.track_closes = type(observer).__name__ == "InotifyObserver"     # the one that reports closes
     for r in roots:
         r = os.path.abspath(r)
         if os.path.isdir(r):
