@@ -360,7 +360,7 @@ def markdown_report(report: dict) -> str:
     the targets, the people used and the model's time per face."""
     lines = [f"Bundle `{report['bundle_id']}`; {report['images']} LFW photos described "
              f"({report['no_face']} without a detected face); benchmark wall time {report['seconds']} s "
-             f"(of which describing the photos: {report['describe_seconds']} s, 0 when cached).", ""]
+             f"(describing the photos, cached under build/, took {report['describe_seconds']} s).", ""]
     for split, cfg in report["trained"].items():
         lines.append(f"- model `{split}`: trained on {cfg.get('train_people')} ({cfg.get('train_images')} photos, "
                      f"list sha256 {cfg.get('train_list_sha256')}), tested on {cfg.get('test_people')} "
