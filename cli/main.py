@@ -226,6 +226,19 @@ def backend_args(sp, max_side: int | None = 640):
     sp.add_argument("--no-peer", action="store_true", help="skip OpenCV Zoo's YuNet + SFace")
 
 
+def quality_bench_args(x) -> None:
+    """Options of the quality models' error-versus-discard benchmark (`bench quality`, `train bench-quality`)."""
+    x.add_argument("--runs", type=Path, default=Path("build/quality"), help="folder with quality_first/second.onnx")
+    x.add_argument("--lfw", type=Path, help="LFW folder with pairs.txt (default $FACEGATE_DATA/lfw)")
+    x.add_argument("--cache", type=Path, default=Path("build/quality/cache"), help="cached embeddings")
+    x.add_argument("--bundle", type=Path, help="bundle (default: the shipped one)")
+    x.add_argument("--json", type=Path, help="write the report as JSON")
+    x.add_argument("--plot", type=Path, help="write the curves as a PNG")
+    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=_lazy("facegate.train:cmd_bench_quality"))
+
+
 def _bench_commands(sub) -> None:
     """bench lfw|speed|wider|pipeline|openset|identify|photos."""
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
@@ -269,6 +282,9 @@ def _bench_commands(sub) -> None:
                         "default)")
     b.add_argument("--markdown", type=Path, help="write the door's operating-point report as Markdown")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
+    b = bsub.add_parser("quality", help="error-versus-discard curves of the quality models on held-out LFW people "
+                                        "vs face size, detector score, the hand-made gate and the SFace norm")
+    quality_bench_args(b)
     b = bsub.add_parser("identify", help="1:N search time against 1k/10k/100k templates")
     b.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     b.add_argument("--metric", choices=["cosine", "euclidean", "fused"], default="fused",
@@ -411,21 +427,13 @@ def _train_commands(sub) -> None:
     x = tsub.add_parser("bench-quality", help="error-versus-discard curves of the quality models on held-out "
                                               "people (both halves, their union) vs face size, detector score, "
                                               "the hand-made gate and the SFace norm")
-    x.add_argument("--runs", type=Path, default=Path("build/quality"), help="folder with quality_first/second.onnx")
-    x.add_argument("--lfw", type=Path, help="LFW folder with pairs.txt (default $FACEGATE_DATA/lfw)")
-    x.add_argument("--cache", type=Path, default=Path("build/quality/cache"), help="cached embeddings")
-    x.add_argument("--bundle", type=Path, help="bundle (default: the shipped one)")
-    x.add_argument("--json", type=Path, help="write the report as JSON")
-    x.add_argument("--plot", type=Path, help="write the curves as a PNG")
-    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
-    x.add_argument("--quiet", action="store_true", help="no progress bars")
-    x.set_defaults(func=_lazy("facegate.train:cmd_bench_quality"))
+    quality_bench_args(x)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. argv None (the console script, `python -m facegate`) means this process is
     the command: the model-running device commands then put their models on one shared onnxruntime
-    thread pool (onnx_models.share_thread_pool), which can only be done once per process. Callers
+    thread pool (sessions.share_thread_pool), which can only be done once per process. Callers
     passing argv (tests, scripts) keep a pool per model: same numbers, slower on 2 cores."""
     args = build_parser().parse_args(argv)
     try:
