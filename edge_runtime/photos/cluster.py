@@ -176,8 +176,9 @@ def average_linkage(emb: np.ndarray, photo_ids: np.ndarray, initial: np.ndarray,
     initial = np.asarray(initial, np.int64)
     state = _State(emb, photo_ids, initial, metric)
     a, b, s = neighbour_edges(emb, np.flatnonzero(initial < 0), metric, threshold, k, scorer=state.scorer)
+    cluster_of = state.cluster_of.tolist()     # one int object per cluster, shared by its edges and heap entries
     for i, j, score in zip(a.tolist(), b.tolist(), s.tolist()):
-        state.add_edge(state.cluster_of[i], state.cluster_of[j], score)
+        state.add_edge(cluster_of[i], cluster_of[j], score)
     state.run(threshold)
     return state.labels(initial)
 
