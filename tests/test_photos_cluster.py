@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from facegate.edge_runtime.bundle import load_bundle
-from facegate.edge_runtime.eval.photos_eval import clustering_scores, dbscan_cosine
+from facegate.edge_runtime.eval.clustering_metrics import clustering_scores, dbscan_cosine
 from facegate.edge_runtime.photos.cluster import average_linkage, linkage_threshold, neighbour_edges
 
 
