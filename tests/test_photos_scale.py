@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
+from facegate.edge_runtime.eval.clustering_metrics import clustering_scores
 from facegate.edge_runtime.eval.speed import random_templates
 from facegate.edge_runtime.fusion import ScoreFusion
 from facegate.edge_runtime.photos.cluster import average_linkage, linkage_threshold, neighbour_edges
@@ -58,18 +59,6 @@ def synthetic_library(n: int, metric: ScoreFusion, seed: int = 0) -> tuple[np.nd
     return np.ascontiguousarray(emb, np.float32), identity.astype(np.int64), photo.astype(np.int64)
 
 
-def pairwise_f1(truth: np.ndarray, labels: np.ndarray) -> float:
-    """Pairwise F1 of int (N,) labels against int (N,) truth, from the contingency counts."""
-    def pairs(counts: np.ndarray) -> float:
-        return float((counts * (counts - 1) // 2).sum())
-
-    _, joint = np.unique(np.stack([truth, labels]), axis=1, return_counts=True)
-    tp = pairs(joint)
-    p = tp / max(pairs(np.unique(labels, return_counts=True)[1]), 1)
-    r = tp / max(pairs(np.unique(truth, return_counts=True)[1]), 1)
-    return 2 * p * r / max(p + r, 1e-12)
-
-
 def _rss_mb(field: str = "VmHWM") -> float:
     """The process's peak (VmHWM) or current (VmRSS) resident memory in MiB, from /proc/self/status."""
     for line in open("/proc/self/status"):
@@ -105,7 +94,7 @@ def measure(n: int, phases: bool = False) -> dict:
     seconds = time.perf_counter() - start
     shared = np.flatnonzero(photo[1:] == photo[:-1])        # the two faces of a two-face photo
     return {"faces": n, "dim": int(emb.shape[1]), "identities": int(identity.max() + 1),
-            "groups": int(len(np.unique(labels))), "pairwise_f1": pairwise_f1(identity, labels),
+            "groups": int(len(np.unique(labels))), "pairwise_f1": clustering_scores(identity, labels)["pairwise_f1"],
             "seconds": seconds, "neighbour_search_s": knn_s, "peak_rss_mb": _rss_mb(), "rss_before_mb": before,
             "peak_reset": reset, "embeddings_mb": emb.nbytes / 2**20, "threshold": threshold,
             "cannot_link_broken": int((labels[shared] == labels[shared + 1]).sum())}
