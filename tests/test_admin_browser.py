@@ -90,6 +90,15 @@ def _log_in(page, base: str, app) -> None:
     page.wait_for_url(re.compile(r".*/people$"))
 
 
+def _logged_in_page(browser, base: str, app):
+    """(page, problems): a desktop-sized page of `browser`, watched for console/CSP problems, logged in."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = _watch(page, base)
+    _log_in(page, base, app)
+    return page, problems
+
+
 def _shoot(page, artifacts: Path, name: str) -> None:
     """Full-page screenshots at desktop and phone width."""
     size = page.viewport_size
@@ -104,10 +113,7 @@ def test_enroll_list_test_and_delete_in_a_browser(playwright, server, data_dir, 
     powell = data_dir / "lfw/Colin_Powell"
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
     try:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(TIMEOUT_MS)
-        problems = _watch(page, base)
-        _log_in(page, base, app)
+        page, problems = _logged_in_page(browser, base, app)
 
         page.click("nav >> text=Enroll")
         page.fill("input[name=name]", "Colin Powell")

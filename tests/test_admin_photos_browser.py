@@ -7,7 +7,7 @@ import re
 import threading
 
 import pytest
-from test_admin_browser import ARGS, CHROMIUM, DESKTOP, TIMEOUT_MS, _log_in, _shoot, _watch
+from test_admin_browser import ARGS, CHROMIUM, _logged_in_page, _shoot
 from test_admin_browser import artifacts, playwright  # noqa: F401  (fixtures)
 from test_admin_photos import PEOPLE, library, person_of
 from test_photos_helpers import copy_photos, recognizer, scan_and_sort
@@ -59,10 +59,7 @@ def test_rename_merge_move_and_search_in_a_browser(playwright, served, artifacts
     serena = person_of(home, "Serena_Williams_0001.jpg")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
     try:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(TIMEOUT_MS)
-        problems = _watch(page, base)
-        _log_in(page, base, app)
+        page, problems = _logged_in_page(browser, base, app)
         page.click("nav >> text=Photos")
         page.wait_for_url(re.compile(r".*/photos$"))
         assert page.locator("li.photo-person").count() == len(PEOPLE)
