@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -174,3 +174,29 @@ def write_transaction(conn: sqlite3.Connection, path: str, action: str) -> Itera
         if isinstance(e, sqlite3.Error):
             raise translate_error(e, path, action) from e
         raise
+
+
+class SQLiteFile:
+    """One private SQLite file opened by `open_db`, and what every facegate database does with it:
+    `write(action)` (one BEGIN IMMEDIATE transaction), `close`, use as a context manager. Subclasses
+    pass their schema and how messages name the file."""
+
+    def __init__(self, path: str | Path, migrations: Sequence[Sequence[str]], *, what: str, synchronous: str,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, error: type[StoreError] = StoreError):
+        self.path = Path(path)
+        self.conn = open_db(self.path, migrations, what=what, synchronous=synchronous,
+                            busy_timeout_ms=busy_timeout_ms, error=error)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction, rolled back on any error; `action` completes "cannot ..."
+        in error messages."""
+        return write_transaction(self.conn, str(self.path), action)

@@ -1,5 +1,8 @@
-"""What the door tests share: a relay whose driver faults, and a store with one person enrolled."""
+"""What the door tests share: a relay whose driver faults, a store with one person enrolled, waiting for
+something another thread or process does."""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -32,3 +35,13 @@ def store_with_ana(path, busy_timeout_ms: int = 200) -> Store:
     s = Store(path, busy_timeout_ms=busy_timeout_ms)
     s.enroll("Ana", np.ones((1, 4), np.float32), "fake-bundle", "fake")
     return s
+
+
+def wait_until(cond, timeout: float = 3.0, step: float = 0.01) -> bool:
+    """Poll `cond()` every `step` s until it is true or `timeout` s passed; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()

@@ -9,6 +9,7 @@ import types
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from door_fakes import wait_until
 
 from facegate.edge_runtime.config import ConfigError, DoorConfig
 from facegate.edge_runtime.door import signing
@@ -30,15 +31,6 @@ def secret_file(tmp_path):
     """A shared secret file as `make_door` wants it: (absolute path as str, its secret bytes)."""
     path = signing.new_secret_file(tmp_path / "door.key")
     return str(path), signing.read_secret(path)
-
-
-def _wait_for(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 class FakeOutputDevice:
@@ -96,7 +88,7 @@ def test_gpio_door_is_locked_on_start_opens_and_relocks(fake_gpiozero):
     t0 = time.monotonic()
     door.open("Alice")
     assert dev.value == 1
-    assert _wait_for(lambda: dev.value == 0), "door did not relock"
+    assert wait_until(lambda: dev.value == 0), "door did not relock"
     assert time.monotonic() - t0 >= 0.09
     door.open("Alice")
     door.lock()                                                            # lock now, before open_s
@@ -116,7 +108,7 @@ def test_gpio_reopening_extends_the_open_time(fake_gpiozero):
         door.open("A")
         time.sleep(0.3)              # past the first opening's 0.5 s: still open thanks to the second
         assert dev.value == 1
-        assert _wait_for(lambda: dev.value == 0)
+        assert wait_until(lambda: dev.value == 0)
         assert dev.history[-1] == 0 and dev.history.count(1) == 2
 
 

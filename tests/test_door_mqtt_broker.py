@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from door_fakes import wait_until
 
 from facegate.edge_runtime.door.signing import ReplayGuard, verify_mqtt
 
@@ -43,15 +44,6 @@ def mqtt():
     return client
 
 
-def _wait(cond, timeout=15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 class Broker:
     """A mosquitto on a free local port that keeps its sessions on disk across stop/start, as a real one does."""
 
@@ -67,7 +59,7 @@ class Broker:
     def start(self):
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        if not _wait(self._listening, 10):
+        if not wait_until(self._listening, timeout=10):
             raise RuntimeError("mosquitto did not start listening")
 
     def _listening(self) -> bool:
@@ -122,26 +114,26 @@ def test_an_open_that_failed_while_the_broker_was_down_is_never_delivered_after_
     receiver = Receiver(mqtt, broker.port)
     door = _door(broker.port)
     try:
-        assert _wait(lambda: door.connected and receiver.client.is_connected())
+        assert wait_until(lambda: door.connected and receiver.client.is_connected(), timeout=15.0)
         time.sleep(0.3)                                                   # the subscription is in place
         sent = door.open("Ana")
         assert sent.wait(3) and sent.delivered, sent.error                # control: a live broker delivers
-        assert _wait(lambda: receiver.events() == ["open"], 5)
+        assert wait_until(lambda: receiver.events() == ["open"], timeout=5)
         broker.stop()
-        assert _wait(lambda: not door.connected)
+        assert wait_until(lambda: not door.connected, timeout=15.0)
         failed = door.open("Ana")                                         # the old code: rc=4, kept in paho's queue
         assert failed.wait(3) and failed.delivered is False
         receiver.messages.clear()
         broker.start()
-        assert _wait(lambda: door.connected and receiver.client.is_connected())
+        assert wait_until(lambda: door.connected and receiver.client.is_connected(), timeout=15.0)
         time.sleep(2.0)                                                   # paho resends its queue on reconnect
         assert "open" not in receiver.events(), "an open decided while the broker was down arrived late"
         again = door.open("Ana")                                          # the door works again, at once
         assert again.wait(3) and again.delivered, again.error
-        assert _wait(lambda: receiver.events() == ["open"], 5)
+        assert wait_until(lambda: receiver.events() == ["open"], timeout=5)
     finally:
         door.close()
-        assert _wait(lambda: receiver.events()[-1:] == ["lock"], 5)       # close: one lock
+        assert wait_until(lambda: receiver.events()[-1:] == ["lock"], timeout=5)       # close: one lock
         receiver.close()
     guard = ReplayGuard()
     for payload, retained, received_at in receiver.messages:
@@ -158,7 +150,7 @@ def test_a_door_started_before_its_broker_fails_opens_at_once_and_connects_later
     broker.start()
     receiver = Receiver(mqtt, broker.port)
     try:
-        assert _wait(lambda: door.connected and receiver.client.is_connected(), 20)
+        assert wait_until(lambda: door.connected and receiver.client.is_connected(), timeout=20)
         time.sleep(1.0)
         assert "open" not in receiver.events()
     finally:

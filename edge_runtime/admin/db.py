@@ -13,16 +13,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..sqlite_db import BUSY_TIMEOUT_MS, StoreError, open_db, write_transaction
+from ..sqlite_db import BUSY_TIMEOUT_MS, SQLiteFile, StoreError
 
 ADMIN_FILE = "admin.db"
 PASSWORD_METHOD = "scrypt"
@@ -146,28 +144,14 @@ def check_password(password: str) -> str:
     return password
 
 
-class AdminDB:
+class AdminDB(SQLiteFile):
     """The admin database; one connection, so use one object per thread (the app opens one per request)."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS):
-        self.path = Path(path)
+        super().__init__(path, MIGRATIONS, what="the admin database", synchronous="FULL",
+                         busy_timeout_ms=busy_timeout_ms, error=AdminDBError)
         self.clock = clock
-        self.conn = open_db(self.path, MIGRATIONS, what="the admin database", synchronous="FULL",
-                            busy_timeout_ms=busy_timeout_ms, error=AdminDBError)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "AdminDB":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _write(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction; rolled back on any error, sqlite errors translated."""
-        return write_transaction(self.conn, str(self.path), action)
 
     def _one(self, sql: str, params=()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
@@ -178,7 +162,7 @@ class AdminDB:
         return row[0] if row else None
 
     def set_setting(self, key: str, value: str | None) -> None:
-        with self._write(f"save setting {key}") as c:
+        with self.write(f"save setting {key}") as c:
             if value is None:
                 c.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
@@ -187,7 +171,7 @@ class AdminDB:
 
     def secret_key(self) -> str:
         """The key that signs session cookies: made once, kept so restarts do not log everyone out."""
-        with self._write("create the cookie signing key") as c:
+        with self.write("create the cookie signing key") as c:
             row = c.execute("SELECT value FROM settings WHERE key = 'secret_key'").fetchone()
             if row:
                 return row[0]
@@ -208,7 +192,7 @@ class AdminDB:
         username, password = check_username(username), check_password(password)
         pw_hash = generate_password_hash(password, method=PASSWORD_METHOD)
         now = self.clock()
-        with self._write(f"create administrator {username!r}") as c:
+        with self.write(f"create administrator {username!r}") as c:
             if only_if_none and c.execute("SELECT count(*) FROM admins").fetchone()[0]:
                 raise AdminExistsError("an administrator already exists; log in instead")
             if c.execute("SELECT 1 FROM admins WHERE username = ?", (username,)).fetchone():
@@ -224,7 +208,7 @@ class AdminDB:
         password = check_password(password)
         pw_hash = generate_password_hash(password, method=PASSWORD_METHOD)
         now = self.clock()
-        with self._write(f"change the password of {username!r}") as c:
+        with self.write(f"change the password of {username!r}") as c:
             row = c.execute("SELECT id, username FROM admins WHERE username = ?", (username,)).fetchone()
             if row is None:
                 raise AdminDBError(f"no administrator named {username!r}; run `facegate admin init` to create one")
@@ -264,7 +248,7 @@ class AdminDB:
         """A new login session; returns its id (kept only in the signed cookie, hashed here)."""
         sid = secrets.token_urlsafe(32)
         now = self.clock()
-        with self._write("start a session") as c:
+        with self.write("start a session") as c:
             c.execute("INSERT INTO sessions (id_hash, admin_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
                       (digest(sid), admin_id, now, now))
         return sid
@@ -279,12 +263,12 @@ class AdminDB:
             self.end_session(sid)
             return None
         if now - row[2] > 30:     # at most one write per half minute per session
-            with self._write("refresh the session") as c:
+            with self.write("refresh the session") as c:
                 c.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now, digest(sid)))
         return self.admin(row[0])
 
     def end_session(self, sid: str) -> None:
-        with self._write("end the session") as c:
+        with self.write("end the session") as c:
             c.execute("DELETE FROM sessions WHERE id_hash = ?", (digest(sid),))
 
     # -- API tokens ------------------------------------------------------------------------
@@ -295,7 +279,7 @@ class AdminDB:
             raise AdminDBError("give the token a name of 1 to 100 characters (what uses it, e.g. 'door panel')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
-        with self._write("create an API token") as c:
+        with self.write("create an API token") as c:
             tid = c.execute("INSERT INTO api_tokens (name, token_hash, hint, created_by, created_at) "
                             "VALUES (?, ?, ?, ?, ?)", (name, digest(token), token[:8], created_by, now)).lastrowid
         return token, ApiToken(tid, name, token[:8], created_by, now, None, None)
@@ -307,7 +291,7 @@ class AdminDB:
 
     def revoke_token(self, token_id: int) -> ApiToken:
         """Revoke a token for good (kept in the list, marked revoked). AdminDBError if unknown."""
-        with self._write("revoke an API token") as c:
+        with self.write("revoke an API token") as c:
             if c.execute("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
                          (self.clock(), int(token_id))).rowcount == 0:
                 raise AdminDBError(f"no API token with id {token_id}; see the token list")
@@ -323,7 +307,7 @@ class AdminDB:
             return None
         now = self.clock()
         if row[5] is None or now - row[5] > 30:
-            with self._write("record API token use") as c:
+            with self.write("record API token use") as c:
                 c.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
         return ApiToken(*row)
 
@@ -341,7 +325,7 @@ class AdminDB:
             failure against every counter, before the password is checked (`end_login_attempt`
             takes it back when the password was right).
         """
-        with self._write("check the login throttle") as c:
+        with self.write("check the login throttle") as c:
             now = self.clock()                  # under the write lock: attempts are timed in the order they run
             c.execute("DELETE FROM login_attempts WHERE last_failure_at < ? AND locked_until <= ?",
                       (now - forget_s, now))
@@ -367,7 +351,7 @@ class AdminDB:
         A refunded counter opens again: it was open when the attempt was charged (else the attempt
         would have been refused), so only this attempt's own charge can have closed it.
         """
-        with self._write("reset failed logins") as c:
+        with self.write("reset failed logins") as c:
             c.executemany("DELETE FROM login_attempts WHERE key = ?", [(k,) for k in clear])
             c.executemany("UPDATE login_attempts SET failures = max(failures - 1, 0), locked_until = 0 "
                           "WHERE key = ?", [(k,) for k in refund])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from ..errors import ImageError
 from ..imageio import encode_jpeg
@@ -143,32 +143,39 @@ def photo(photo_id: int):
     return encode_jpeg(rgb, JPEG_QUALITY), 200, {"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"}
 
 
+def _edit_person(person_id: int, edit) -> Response:
+    """Run `edit()` (returns what to tell the user); a PhotoLibraryError is shown as the error instead.
+    Back to the person's page either way."""
+    try:
+        done = edit()
+    except PhotoLibraryError as e:
+        flash(sentence(e), "error")
+    else:
+        flash(done)
+    return redirect(url_for("photos.person", person_id=person_id))
+
+
 @bp.route("/people/<id:person_id>/rename", methods=["POST"])
 def rename(person_id: int):
     """Name a person in the photo library only (the door is untouched)."""
     p = _person_or_404(person_id)
-    try:
+
+    def rename_it() -> str:
         pp.name_person(_db(), person_id, request.form.get("name", ""))
-    except PhotoLibraryError as e:
-        flash(sentence(e), "error")
-    else:
-        flash(f"Renamed {p.label} to {pp.person_summary(_db(), person_id).label} in the photo library.")
-    return redirect(url_for("photos.person", person_id=person_id))
+        return f"Renamed {p.label} to {pp.person_summary(_db(), person_id).label} in the photo library."
+    return _edit_person(person_id, rename_it)
 
 
 @bp.route("/people/<id:person_id>/merge", methods=["POST"])
 def merge(person_id: int):
     """Merge the person named in the form (`other`: id or name) into this one."""
     p = _person_or_404(person_id)
-    db = _db()
-    try:
+
+    def merge_in() -> str:
+        db = _db()
         other = pp.person_summary(db, pp.find_person(db, request.form.get("other", "")))
-        moved = pp.merge_people(db, person_id, other.id)
-    except PhotoLibraryError as e:
-        flash(sentence(e), "error")
-    else:
-        flash(f"Merged {other.label} into {p.label}: {moved} faces moved.")
-    return redirect(url_for("photos.person", person_id=person_id))
+        return f"Merged {other.label} into {p.label}: {pp.merge_people(db, person_id, other.id)} faces moved."
+    return _edit_person(person_id, merge_in)
 
 
 @bp.route("/faces/<id:face_id>/move", methods=["POST"])

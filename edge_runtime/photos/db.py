@@ -6,15 +6,13 @@ deleting it never touches an enrollment.
 """
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..sqlite_db import StoreError, open_db, write_transaction
+from ..sqlite_db import SQLiteFile, StoreError
 from .schema import MIGRATIONS
 
 PHOTOS_FILE = "photos.db"
@@ -75,26 +73,11 @@ class FaceTable:
     embeddings: np.ndarray
 
 
-class PhotoDB:
+class PhotoDB(SQLiteFile):
     """One open photos.db. Every write is one transaction; reads see the last commit."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.conn = open_db(self.path, MIGRATIONS, what="the photo library", synchronous="NORMAL",
-                            error=PhotoLibraryError)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "PhotoDB":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def write(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
-        """One BEGIN IMMEDIATE transaction; `action` completes "cannot ..." in error messages."""
-        return write_transaction(self.conn, str(self.path), action)
+        super().__init__(path, MIGRATIONS, what="the photo library", synchronous="NORMAL", error=PhotoLibraryError)
 
     def read(self, sql: str, params=()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
