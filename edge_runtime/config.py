@@ -243,9 +243,24 @@ class PhotosConfig(_Section):
                         "which the next scan reads again)", lo=1, hi=256)
 
 
+@dataclass(frozen=True)
+class LivenessConfig(_Section):
+    SECTION = "liveness"
+    DOC = ("Presentation-attack detection (a printed photo or a phone screen held up to the camera). It runs only "
+           "when the bundle has a liveness model (facegate bundle add-liveness; docs/liveness.md); without one "
+           "the door says 'liveness: off' at start")
+    enabled: bool = _f(True, "check every face the door decides on, every enrollment photo and every identified "
+                             "face with the bundle's liveness model when the bundle has one")
+    threshold: float = _f(0.5, "probability of a real face (0..1) below which a face is judged a presentation "
+                               "attack", lo=0.0, hi=1.0)
+    min_live_frames: int = _f(3, "of the [decision] k matching frames, how many must also be judged live before "
+                                 "the door opens (a frame judged an attack never counts toward opening)",
+                              lo=1, hi=1000)
+
+
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
                              "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
-                             "photos": PhotosConfig}
+                             "photos": PhotosConfig, "liveness": LivenessConfig}
 
 
 @dataclass(frozen=True)
@@ -258,6 +273,7 @@ class Config:
     door: DoorConfig = field(default_factory=DoorConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     photos: PhotosConfig = field(default_factory=PhotosConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
