@@ -21,8 +21,9 @@ from .detection import FaceDetector
 from .embedding import FaceEmbedder, FusedEmbedder
 from .errors import FacegateError
 from .fusion import FusionError, ScoreFusion
+from .liveness import LivenessChecker
 from .operating_point import OperatingPointError, ScoreModel
-from .sessions import onnx_detector, onnx_embedder
+from .sessions import onnx_detector, onnx_embedder, onnx_liveness
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -59,6 +60,33 @@ class FusionEntry:
 
 
 @dataclass(frozen=True)
+class LivenessModelEntry:
+    """One liveness model of the bundle (bundle.json "liveness" "models")."""
+
+    name: str
+    file: str
+    sha256: str
+    precision: str            # "fp32" or "int8"
+    scale: float              # crop side / face box side (as in its contract)
+
+
+@dataclass(frozen=True)
+class LivenessEntry:
+    """The bundle's liveness models (bundle.json "liveness", written by `facegate bundle add-liveness`)."""
+
+    models: tuple[LivenessModelEntry, ...]
+    threshold: float          # probability of a real face below which the build recommends "attack"
+
+    @staticmethod
+    def from_json(d: dict) -> "LivenessEntry":
+        models = tuple(LivenessModelEntry(str(e["name"]), str(e["file"]), str(e["sha256"]), str(e["precision"]),
+                                          float(e["scale"])) for e in d["models"])
+        if not models:
+            raise ValueError("'liveness' has no models")
+        return LivenessEntry(models, float(d["threshold"]))
+
+
+@dataclass(frozen=True)
 class Manifest:
     id: str
     detector_file: str
@@ -69,6 +97,7 @@ class Manifest:
     raw: dict
     fusion: FusionEntry | None = None
     score_models: dict[str, ScoreModel] = field(default_factory=dict)
+    liveness: LivenessEntry | None = None
 
     @property
     def choices(self) -> list[str]:
@@ -85,6 +114,7 @@ class Bundle:
     detector: FaceDetector
     embedder: FaceEmbedder | FusedEmbedder
     embedder_entry: EmbedderEntry | FusionEntry
+    liveness: LivenessChecker | None = None     # None: the bundle has no liveness model
 
     @property
     def id(self) -> str:
@@ -136,7 +166,7 @@ def _entry_decisions(entry):
 def decision_content(raw: dict) -> dict:
     """bundle.json (parsed) less its descriptive fields: what `bundle_id` hashes."""
     content = {k: v for k, v in raw.items() if k not in DESCRIPTIVE_FIELDS}
-    for key in ("detector", "fusion"):
+    for key in ("detector", "fusion", "liveness"):
         if key in content:
             content[key] = _entry_decisions(content[key])
     if isinstance(content.get("embedders"), dict):
@@ -159,7 +189,8 @@ def bundle_id(raw: dict) -> str:
     - fusion: parts, metrics, dims, weights, means, stds (how part scores become one), precision,
       threshold, target_far, achieved_far;
     - score_models: per embedder or fusion the impostor probs and scores, tail (u, p_u, xi, sigma),
-      genuine scores, impostor_pairs, normalization; the door derives its threshold from them.
+      genuine scores, impostor_pairs, normalization; the door derives its threshold from them;
+    - liveness: per liveness model name, file, sha256, precision, scale, and the recommended threshold.
 
     Excluded, because nothing that decides a match reads them (they are shown or kept for people):
     - id: the result itself;
@@ -168,7 +199,7 @@ def bundle_id(raw: dict) -> str:
       that runs is fixed by its sha256, which counts;
     - quantization: the settings the int8 files were made with; the files themselves are hashed;
     - notes: the build's decisions and calibration settings, as text and numbers for people;
-    - report (in detector, embedders and fusion): accuracy and latency measured at build time, shown
+    - report (in detector, embedders, fusion and liveness): accuracy and latency measured at build time, shown
       on the settings page; the thresholds and fusion parameters chosen from them count.
     """
     text = json.dumps(decision_content(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -223,7 +254,8 @@ def read_manifest(path: Path) -> Manifest:
                                                      float(fu["achieved_far"]))
         models = {str(n): ScoreModel.from_json(d) for n, d in (raw.get("score_models") or {}).items()}
         m = Manifest(raw["id"], det["file"], det["sha256"], det["precision"], embs,
-                     raw["default_embedder"], raw, fusion, models)
+                     raw["default_embedder"], raw, fusion, models,
+                     liveness=None if raw.get("liveness") is None else LivenessEntry.from_json(raw["liveness"]))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BundleError(f"{f} is incomplete: missing or bad field {e}") from None
     except (FusionError, OperatingPointError) as e:
@@ -272,6 +304,8 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
         raise BundleError(f"bundle {root} has no embedder {name!r}; it has {', '.join(m.choices)} "
                           f"(build one that has: {how}, then --bundle DIR)")
     det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
+    live = None if m.liveness is None else LivenessChecker(
+        [onnx_liveness(verify_file(root, e.file, e.sha256), threads) for e in m.liveness.models])
 
     def part(n: str) -> FaceEmbedder:
         e = m.embedders[n]
@@ -282,5 +316,5 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
             emb = FusedEmbedder([part(n) for n in m.fusion.fusion.parts], m.fusion.fusion)
         except ValueError as e:
             raise BundleError(f"bundle {root}: {e}") from None
-        return Bundle(root, m, det, emb, m.fusion)
-    return Bundle(root, m, det, part(name), m.embedders[name])
+        return Bundle(root, m, det, emb, m.fusion, liveness=live)
+    return Bundle(root, m, det, part(name), m.embedders[name], liveness=live)

@@ -58,7 +58,43 @@ SFACE = EmbedderContract(
     name="sface", input_size=112, colour_order="RGB", mean=(127.5, 127.5, 127.5),
     std=(128.0, 128.0, 128.0), template=ARCFACE_112_TEMPLATE, embedding_size=128,
     metric="cosine", threshold=0.363)             # OpenCV Zoo's default cosine threshold
-EMBEDDERS = {c.name: c for c in (DLIB_RESNET, SFACE)}
+# The distilled MobileFaceNet-style student (models/student.py, `facegate train student`): SFace's chips and
+# pixel normalisation, since it is trained to reproduce SFace's embeddings.
+STUDENT_MFN = EmbedderContract(
+    name="student_mfn", input_size=112, colour_order="RGB", mean=(127.5, 127.5, 127.5),
+    std=(128.0, 128.0, 128.0), template=ARCFACE_112_TEMPLATE, embedding_size=128,
+    metric="cosine", threshold=0.363)             # placeholder: a bundle records the threshold chosen on LFW
+EMBEDDERS = {c.name: c for c in (DLIB_RESNET, SFACE, STUDENT_MFN)}
+
+
+@dataclass(frozen=True)
+class LivenessContract:
+    """Input/output contract of a presentation-attack (liveness) classifier judging one face crop.
+
+    The crop (edge_runtime/liveness.liveness_crop): the face box is first adjusted to the box convention
+    the network was trained with (box_width_scale, box_height_scale around the centre, then shifted by
+    box_shift_y box heights), enlarged `scale` times around its centre (capped so it fits the image),
+    shifted back inside the image, cut and resized to input_size. Output: `classes` logits, softmax;
+    class `real_index` = a real face."""
+
+    name: str
+    scale: float                                  # crop side / face box side
+    kind: str = "liveness"
+    input_size: int = 80
+    colour_order: str = "BGR"
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"
+    classes: int = 3
+    real_index: int = 1
+    box_width_scale: float = 1.0                  # our detector's box -> the training detector's box
+    box_height_scale: float = 1.0
+    box_shift_y: float = 0.0                      # in box heights, + = down
+
+
+MINIFASNET_V2 = LivenessContract(name="minifasnet_v2", scale=2.7)
+MINIFASNET_V1SE = LivenessContract(name="minifasnet_v1se", scale=4.0)
+LIVENESS = {c.name: c for c in (MINIFASNET_V2, MINIFASNET_V1SE)}
 
 
 def to_metadata(contract) -> dict[str, str]:
@@ -67,7 +103,7 @@ def to_metadata(contract) -> dict[str, str]:
 
 
 def from_metadata(meta: dict[str, str]):
-    """ONNX metadata_props -> DetectorContract or EmbedderContract. Raises ContractError."""
+    """ONNX metadata_props -> DetectorContract, EmbedderContract or LivenessContract. Raises ContractError."""
     raw = meta.get("facegate.contract")
     if raw is None:
         raise ContractError("model has no 'facegate.contract' metadata: it was not exported by "
@@ -80,6 +116,8 @@ def from_metadata(meta: dict[str, str]):
             cls = DetectorContract
         elif kind == "embedder":
             cls = EmbedderContract
+        elif kind == "liveness":
+            cls = LivenessContract
         else:
             raise ContractError(f"unknown model kind {kind!r} in contract")
         unknown = set(d) - {f.name for f in fields(cls)}

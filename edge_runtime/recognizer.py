@@ -1,7 +1,7 @@
 """Detect -> quality gate -> align -> embed -> match, for a frame, an enrollment photo or a probe photo."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,15 @@ class FaceResult:
         chips: every uint8 RGB (S, S, 3) aligned crop the embedder needs (one per part of a fused
             embedder; `chip` is the first, the one the quality gate looked at).
         match: best enrolled person (name None = unknown), or None when the face was not usable.
+        liveness: probability (0..1) that the face is real (the bundle's liveness models), or None when it
+            was not checked (no liveness model, liveness disabled, or the face not usable).
     """
 
     face: Face
     problems: tuple[str, ...]
     chips: tuple[np.ndarray, ...]
     match: Match | None = None
+    liveness: float | None = None
 
     @property
     def chip(self) -> np.ndarray:
@@ -81,6 +84,11 @@ class Recognizer:
         """The score at or above which a face is a known person (see `operating`)."""
         return self.operating.threshold
 
+    @property
+    def liveness_on(self) -> bool:
+        """Whether analyze checks liveness: the bundle has liveness models and [liveness] enabled is set."""
+        return self.bundle.liveness is not None and self.config.liveness.enabled
+
     def analyze(self, image_rgb: np.ndarray, live: bool = False) -> list[FaceResult]:
         """Every face in an RGB uint8 (H, W, 3) image: usable faces embedded and matched (one batch).
         live: a camera frame: the detector looks at a copy shrunk to [detector] live_max_side
@@ -99,6 +107,10 @@ class Recognizer:
             for i, v, m in zip(good, vecs, matches):
                 r = results[i]
                 results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chips, m)
+            if self.liveness_on:
+                scores = self.bundle.liveness.score_many(image_rgb, [results[i].face for i in good])
+                for i, p in zip(good, scores):
+                    results[i] = replace(results[i], liveness=float(p))
         return results
 
     def enrollment_photo(self, data: bytes | str | Path, name: str = "photo") -> PhotoResult:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .contract import DETECTOR, EMBEDDERS, check_contract, from_metadata
+from .contract import DETECTOR, EMBEDDERS, LIVENESS, check_contract, from_metadata
 from .detection import FaceDetector
 from .embedding import FaceEmbedder
 from .errors import FacegateError
@@ -97,3 +97,17 @@ def onnx_embedder(path: str | Path, threads: int = 2) -> FaceEmbedder:
                             f"{', '.join(EMBEDDERS)}")
     check_contract(found, expected)
     return FaceEmbedder(session_run(s), found)
+
+
+def onnx_liveness(path: str | Path, threads: int = 2):
+    """(run, LivenessContract) of an exported liveness model; its contract must equal the runtime's for
+    that name (edge_runtime/liveness.LivenessChecker takes a list of these)."""
+    s = open_session(path, threads)
+    found = read_contract(s)
+    expected = LIVENESS.get(getattr(found, "name", None))
+    if expected is None:
+        from .errors import ContractError
+        raise ContractError(f"unknown liveness model {getattr(found, 'name', '?')!r}; this runtime knows "
+                            f"{', '.join(LIVENESS)}")
+    check_contract(found, expected)
+    return session_run(s), found
