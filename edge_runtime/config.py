@@ -258,9 +258,36 @@ class LivenessConfig(_Section):
                               lo=1, hi=1000)
 
 
+@dataclass(frozen=True)
+class PrivacyConfig(_Section):
+    SECTION = "privacy"
+    DOC = ("What is kept and for how long, and encryption at rest of the templates and kept face crops "
+           "(docs/privacy.md)")
+    keep_events_days: int = _f(30, "days the door's event files (facegate run --events) are kept; older rotated "
+                                   "files are deleted by the running door", lo=1, hi=3650)
+    keep_audit_days: int = _f(365, "days audit rows (enrollments, openings, denials, deletions) are kept in the "
+                                   "store; older rows are deleted by the running door at start and once a day",
+                              lo=1, hi=36500)
+    events_rotate_mb: float = _f(10.0, "an event file is rotated (events.jsonl -> events.jsonl.1 ...) when it "
+                                       "reaches this many megabytes", lo=0.0, lo_open=True, hi=10000.0)
+    events_rotate_hours: float = _f(24.0, "an event file is also rotated when its first line is this many hours "
+                                          "old, so whole files age out after keep_events_days", lo=0.0,
+                                    lo_open=True, hi=8760.0)
+    key_file: str | None = _f(None, "absolute path of a key file outside the data home (32 random bytes, raw or "
+                                    "base64, chmod 400 or 600; `facegate privacy init-key FILE` writes one): "
+                                    "templates and kept face crops are then stored encrypted (AES-256-GCM, needs "
+                                    "pip install facegate[crypto]); unset = stored plain in the private data home",
+                              example="/etc/facegate/key")
+
+    def _check(self):
+        if self.key_file is not None and not Path(self.key_file).expanduser().is_absolute():
+            raise ConfigError(f"privacy.key_file = {self.key_file!r} must be an absolute path (it is read "
+                              f"wherever facegate is started from)", "privacy.key_file")
+
+
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
                              "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
-                             "photos": PhotosConfig, "liveness": LivenessConfig}
+                             "photos": PhotosConfig, "liveness": LivenessConfig, "privacy": PrivacyConfig}
 
 
 @dataclass(frozen=True)
@@ -274,6 +301,7 @@ class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     photos: PhotosConfig = field(default_factory=PhotosConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
