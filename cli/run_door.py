@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 from facegate.context import context
 
@@ -35,6 +37,7 @@ def _run(cfg, store, bundle, source, events, args):
     from facegate.edge_runtime.door.actuators import make_door
     from facegate.edge_runtime.door.decision import DoorDecider
     from facegate.edge_runtime.door.runner import Runner
+    from facegate.edge_runtime.door.systemd_notify import SystemdNotifier
     from facegate.edge_runtime.recognizer import Recognizer
 
     door = make_door(cfg.door)
@@ -43,10 +46,21 @@ def _run(cfg, store, bundle, source, events, args):
     except BaseException:
         door.close()
         raise
+    notifier = SystemdNotifier()
+    main = threading.current_thread() is threading.main_thread()   # signal handlers live in the main thread
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None   # `systemctl stop` = Ctrl-C
     try:
-        return runner.run(source.frames(), show=args.show, record=args.record)
+        return runner.run(source.frames(), show=args.show, record=args.record, notifier=notifier)
     except KeyboardInterrupt:
         return runner.close()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM handler: end the frame loop the way Ctrl-C does (the runner locks the door and closes)."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def summary(stats) -> str:

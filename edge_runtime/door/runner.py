@@ -20,6 +20,7 @@ from .actuators import Door
 from .audit import AUDIT_BUFFER_ROWS, AuditWriter
 from .decision import DENY, OPEN, Decision, DoorDecider
 from .delivery import Command
+from .systemd_notify import SystemdNotifier
 
 log = logging.getLogger("facegate.run")
 
@@ -216,20 +217,27 @@ class Runner:
         self.stats.audit_lost = self.audit.dropped_total + self.audit.close(audit_wait_s)
         return self.stats
 
-    def run(self, frames, show: bool = False, record: str | None = None, record_fps: float = 25.0) -> RunStats:
+    def run(self, frames, show: bool = False, record: str | None = None, record_fps: float = 25.0,
+            notifier: SystemdNotifier | None = None) -> RunStats:
         """Lock, consume (ts, frame) pairs until the source ends or the process is interrupted, then `close`
-        (which locks once more, the only lock at exit)."""
+        (which locks once more, the only lock at exit). `notifier` hears READY after the first frame
+        was processed and a watchdog ping after every frame (systemd restarts a loop that stops)."""
         writer = None
         start = time.perf_counter()
         self._pending.append((self._command("lock"), {}))
         try:
             for ts, frame in frames:
                 results, decision, _ = self.process(ts, frame)
+                if notifier is not None:
+                    notifier.ready("door locked; watching the camera")
+                    notifier.alive()
                 if show or record:
                     writer, stop = _show(draw(frame, results, decision), show, record, record_fps, writer)
                     if stop:
                         break
         finally:
+            if notifier is not None:
+                notifier.stopping()
             if writer is not None:
                 writer.release()
             self.close()
