@@ -285,9 +285,23 @@ class PrivacyConfig(_Section):
                               f"wherever facegate is started from)", "privacy.key_file")
 
 
+@dataclass(frozen=True)
+class DoctorConfig(_Section):
+    SECTION = "doctor"
+    DOC = "What `facegate doctor` holds this device to (docs/operations.md)"
+    frame_budget_ms: float = _f(20.0, "milliseconds one live frame with one face may take (detection at [detector] "
+                                      "live_max_side, alignment and embedding at facegate doctor --threads, 2 by "
+                                      "default); doctor measures the median and fails above it. 20 ms at 2 threads "
+                                      "is the device target of docs/benchmarks.md", lo=0.0, lo_open=True)
+    timed_frames: int = _f(20, "frames doctor times for the median (after one warm-up frame)", lo=1, hi=1000)
+    min_free_mb: float = _f(500.0, "free megabytes the disk holding the data home must keep; doctor fails below "
+                                   "(a full disk stops enrollments and audit rows)", lo=0.0)
+
+
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
                              "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
-                             "photos": PhotosConfig, "liveness": LivenessConfig, "privacy": PrivacyConfig}
+                             "photos": PhotosConfig, "liveness": LivenessConfig, "privacy": PrivacyConfig,
+                             "doctor": DoctorConfig}
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,7 @@ class Config:
     photos: PhotosConfig = field(default_factory=PhotosConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
