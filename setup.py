@@ -47,6 +47,7 @@ setup(
             "paho-mqtt>=2.0",                # the MQTT door against a real mosquitto (Debian's /usr/sbin/mosquitto)
             "watchdog>=4",                   # `photos watch` on a real observer
             "pillow-heif",                   # a real HEIC photo in the photos scan test
+            "cryptography>=42",              # encryption at rest tests (extra crypto)
         ],
         # [door] kind = "mqtt" on the device
         "mqtt": ["paho-mqtt>=2.0"],
@@ -54,6 +55,8 @@ setup(
         "heic": ["pillow-heif"],
         # `facegate photos watch` following file events (without it: --poll SECONDS)
         "watch": ["watchdog>=4"],
+        # [privacy] key_file: templates and kept face crops encrypted at rest (AES-256-GCM)
+        "crypto": ["cryptography>=42"],
     },
     entry_points={"console_scripts": ["facegate = facegate.main:main"]},
 )

@@ -6,6 +6,12 @@ it either lands completely or not at all, also when the process is killed or the
 Deleted biometric data is overwritten (`secure_delete`) and the WAL is truncated after a delete.
 Opening, write transactions, migrations and error messages come from sqlite_db.py (shared with the
 admin database); StoreError and its lock / full-disk / version subclasses are defined there too.
+
+With a key (crypto.SealKey, from [privacy] key_file) templates and kept crops are written sealed
+(AES-256-GCM, bound to their row) and opened once when read: the gallery in memory is plain. A sealed
+row read without the key, or with another key, raises StoreLockedError: never an empty gallery.
+Deleting a person also erases their name from the audit rows (see `delete`); audit rows older than
+the retention are removed by `prune_audit`.
 """
 from __future__ import annotations
 
@@ -15,13 +21,14 @@ import re
 import sqlite3
 import time
 import unicodedata
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .crypto import SealedDataError, SealKey, blob_key_id
 from .errors import ImageError
 from .matching import TemplateGallery
 from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's public names, defined there)
@@ -48,6 +55,10 @@ VIRAMA = 9                                      # canonical combining class of a
 JOINING_SCRIPTS = frozenset({"ARABIC", "SYRIAC", "NKO", "MONGOLIAN", "MANDAIC", "MANICHAEAN", "PSALTER", "ADLAM",
                              "HANIFI", "SOGDIAN", "PHAGS-PA"})   # cursive scripts whose letters a ZWNJ keeps apart
 
+
+
+class StoreLockedError(StoreError):
+    """Sealed templates or crops cannot be opened: no key, or another key than the one that sealed them."""
 
 
 class PersonNotFoundError(StoreError):
@@ -202,12 +213,15 @@ class Store:
         path: the database file (created with mode 0o600 if missing).
         busy_timeout_ms: how long a write waits for another process's lock before StoreBusyError.
         clock: returns the current time in seconds (time.time); injectable for tests.
+        key: seal new templates and crops with this key, and open sealed ones (None: write them plain;
+            reading a sealed one then raises StoreLockedError).
     """
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, key: SealKey | None = None):
         self.path = Path(path)
         self._clock = clock
+        self.key = key
         self._conn: sqlite3.Connection | None = None
         self._conn = open_db(self.path, MIGRATIONS, what="the store", synchronous="NORMAL",
                              busy_timeout_ms=busy_timeout_ms)
@@ -293,22 +307,50 @@ class Store:
                                            f"embeddings have {dim}: the bundle id does not match the embedder")
             now = self._clock()
             pid, created = self._person_for_enroll(conn, name, create, now)
-            tids = []
-            for i in range(n):
-                tids.append(conn.execute(
-                    "INSERT INTO templates (person_id, embedding, dim, embedder, bundle_id, quality, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (pid, emb[i].tobytes(), dim, embedder, bundle_id,
-                     None if quality is None else quality[i], now)).lastrowid)
+            tids = [self._insert_template(conn, pid, emb[i], embedder, bundle_id,
+                                          None if quality is None else quality[i], now) for i in range(n)]
             link = len(images) == n
             for i, img in enumerate(images):
-                conn.execute("INSERT INTO images (person_id, template_id, jpeg, created_at) VALUES (?, ?, ?, ?)",
-                             (pid, tids[i] if link else None, bytes(img), now))
+                self._insert_image(conn, pid, tids[i] if link else None, bytes(img), now)
             self._append_audit(conn, "enroll", name, {"templates": n, "images": len(images), "dim": dim,
                                                       "bundle_id": bundle_id, "embedder": embedder,
                                                       "created": created})
             person = self._person_row(conn, name)
         return person
+
+    def _insert_template(self, conn: sqlite3.Connection, pid: int, vec: np.ndarray, embedder: str, bundle_id: str,
+                         quality: float | None, now: float) -> int:
+        """One template row (sealed when the store has a key); returns its id. `vec`: little-endian float32 (D,)."""
+        plain = vec.tobytes()
+        tid = conn.execute(
+            "INSERT INTO templates (person_id, embedding, dim, embedder, bundle_id, quality, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, plain if self.key is None else bytes(len(plain)), vec.size,
+                                             embedder, bundle_id, quality, now)).lastrowid
+        if self.key is not None:
+            conn.execute("UPDATE templates SET sealed = ? WHERE id = ?", (self.key.seal(plain, _template_aad(tid, pid)),
+                                                                          tid))
+        return tid
+
+    def _insert_image(self, conn: sqlite3.Connection, pid: int, tid: int | None, jpeg: bytes, now: float) -> int:
+        """One kept-crop row (sealed when the store has a key); returns its id."""
+        iid = conn.execute("INSERT INTO images (person_id, template_id, jpeg, created_at) VALUES (?, ?, ?, ?)",
+                           (pid, tid, jpeg if self.key is None else b"", now)).lastrowid
+        if self.key is not None:
+            conn.execute("UPDATE images SET sealed = ? WHERE id = ?", (self.key.seal(jpeg, _image_aad(iid, pid)), iid))
+        return iid
+
+    def _opened(self, blob: bytes | None, plain: bytes, aad: str) -> bytes:
+        """The plain bytes of a row: `plain` when it is not sealed, else `blob` opened with the store's key."""
+        if blob is None:
+            return bytes(plain)
+        if self.key is None:
+            raise StoreLockedError(f"{self.path} holds encrypted templates and face crops (key {blob_key_id(blob)}) "
+                                   f"but no key is configured: set [privacy] key_file to the key file they were "
+                                   f"encrypted with")
+        try:
+            return self.key.open(blob, aad)
+        except SealedDataError as e:
+            raise StoreLockedError(f"cannot read {self.path}: {e}") from None
 
     @staticmethod
     def _person_for_enroll(conn: sqlite3.Connection, name: str, create: bool, now: float) -> tuple[int, bool]:
@@ -367,9 +409,28 @@ class Store:
             conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
             conn.execute("DELETE FROM templates WHERE person_id = ?", (person.id,))
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
-            self._append_audit(conn, "delete", name, {"templates": person.templates, "images": person.images})
+            erased = self._erase_from_audit(conn, name)
+            self._append_audit(conn, "delete", None, {"templates": person.templates, "images": person.images,
+                                                      "audit_rows_anonymised": erased})
         self.checkpoint()
         return person
+
+    def _erase_from_audit(self, conn: sqlite3.Connection, name: str) -> int:
+        """Inside a delete: remove `name` and the names it had before renames from every audit row (the rows
+        stay, anonymised: person_name NULL, the names in their details replaced by "[erased]"). Returns
+        the number of rows changed."""
+        marks = _names_of(conn, name)
+        names = set(marks)
+        rows = _audit_mentioning(conn, marks)
+        if not rows:
+            return 0
+        with _audit_unlocked(conn, "erase"):
+            for rid, _, _, pname, details in rows:
+                conn.execute("UPDATE audit SET person_name = ?, details = ? WHERE id = ?",
+                             (None if pname in names else pname,
+                              json.dumps(_scrubbed(json.loads(details), marks), ensure_ascii=False, sort_keys=True),
+                              rid))
+        return len(rows)
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate it; False if readers kept it from finishing."""
@@ -392,15 +453,16 @@ class Store:
     # -- templates and images --------------------------------------------------------------
     def templates(self, bundle_id: str, metric: str = "cosine") -> TemplateGallery:
         """Every template made with `bundle_id`, as a search-ready TemplateGallery (others are ignored)."""
-        rows = self._read("SELECT p.name, p.id, t.embedding, t.dim FROM templates t JOIN people p ON p.id = t.person_id "
-                          "WHERE t.bundle_id = ? ORDER BY p.id, t.id", (bundle_id,))
+        rows = self._read("SELECT p.name, p.id, t.embedding, t.dim, t.sealed, t.id FROM templates t "
+                          "JOIN people p ON p.id = t.person_id WHERE t.bundle_id = ? ORDER BY p.id, t.id", (bundle_id,))
         if not rows:
             return TemplateGallery.empty(metric)
         dims = {r[3] for r in rows}
         if len(dims) != 1:
             raise StoreError(f"bundle {bundle_id!r} has templates of several sizes {sorted(dims)} in {self.path}; "
                              f"delete and re-enroll the affected people")
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dims.pop())
+        plain = b"".join(self._opened(r[4], r[2], _template_aad(r[5], r[1])) for r in rows)
+        matrix = np.frombuffer(plain, dtype="<f4").reshape(len(rows), dims.pop())
         return TemplateGallery(tuple(r[0] for r in rows), tuple(r[1] for r in rows), matrix.astype(np.float32), metric)
 
     def stale_templates(self, bundle_id: str) -> dict[str, int]:
@@ -415,10 +477,10 @@ class Store:
     def kept_crops(self, bundle_id: str) -> list[tuple[int, str, str, bytes]]:
         """(template id, person name, embedder, JPEG crop) of every template made with another
         bundle whose aligned face crop was kept, oldest first; the candidates for re-embedding."""
-        rows = self._read("SELECT t.id, p.name, t.embedder, i.jpeg FROM templates t "
+        rows = self._read("SELECT t.id, p.name, t.embedder, i.jpeg, i.sealed, i.id, p.id FROM templates t "
                           "JOIN people p ON p.id = t.person_id JOIN images i ON i.template_id = t.id "
                           "WHERE t.bundle_id != ? ORDER BY t.id", (bundle_id,))
-        return [(int(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
+        return [(int(r[0]), r[1], r[2], self._opened(r[4], r[3], _image_aad(r[5], r[6]))) for r in rows]
 
     def replace_templates(self, bundle_id: str, embedder: str, new: dict[int, np.ndarray]) -> int:
         """Swap old templates for re-embedded ones in one transaction.
@@ -450,9 +512,7 @@ class Store:
                 if found is None:
                     raise InvalidTemplateError(f"template {old} no longer exists (deleted meanwhile?); nothing changed")
                 pid, quality, name = found
-                tid = conn.execute(
-                    "INSERT INTO templates (person_id, embedding, dim, embedder, bundle_id, quality, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (pid, v.tobytes(), dim, embedder, bundle_id, quality, now)).lastrowid
+                tid = self._insert_template(conn, pid, v, embedder, bundle_id, quality, now)
                 conn.execute("UPDATE images SET template_id = ? WHERE template_id = ?", (tid, old))
                 conn.execute("DELETE FROM templates WHERE id = ?", (old,))
                 per_person[name] = per_person.get(name, 0) + 1
@@ -464,19 +524,93 @@ class Store:
     def images(self, name: str) -> list[bytes]:
         """A person's stored JPEG images, oldest first."""
         name = stored_name(name)
-        rows = self._read("SELECT p.id, i.jpeg FROM people p LEFT JOIN images i ON i.person_id = p.id "
+        rows = self._read("SELECT p.id, i.jpeg, i.sealed, i.id FROM people p LEFT JOIN images i ON i.person_id = p.id "
                           "WHERE p.name = ? ORDER BY i.id", (name,))
         if not rows:
             raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
-        return [bytes(r[1]) for r in rows if r[1] is not None]
+        return [self._opened(r[2], r[1], _image_aad(r[3], r[0])) for r in rows if r[1] is not None]
 
     # -- audit -----------------------------------------------------------------------------
     def log(self, event: str, person_name: str | None = None, **details) -> None:
-        """Append one audit row (details: JSON values). Audit rows can never be changed or removed."""
+        """Append one audit row (details: JSON values). Audit rows are never changed nor removed, except
+        by retention (`prune_audit`) and by the erasure of a deleted person's name (`delete`)."""
         if person_name is not None:
             person_name = unicodedata.normalize("NFC", str(person_name).strip())
         with self._write(f"log {event!r}") as conn:
             self._append_audit(conn, event, person_name, details)
+
+    def rekey(self, old: SealKey | None, new: SealKey | None) -> tuple[int, int]:
+        """Re-seal every template and kept crop with `new` (None: store them plain), opening the sealed
+        ones with `old`, in one transaction; one 'rekey' audit row. Plain rows are sealed too. Returns
+        (templates, crops) rewritten. StoreLockedError (nothing changed) when a row does not open with `old`.
+        """
+        def opened(blob, plain, aad):
+            if blob is None:
+                return bytes(plain)
+            if old is None:
+                raise StoreLockedError(f"{aad} is encrypted (key {blob_key_id(blob)}); give the key file it was "
+                                       f"encrypted with (--old); nothing was changed")
+            try:
+                return old.open(blob, aad)
+            except SealedDataError as e:
+                raise StoreLockedError(f"{e}; nothing was changed") from None
+
+        with self._write("re-encrypt the templates and face crops") as conn:
+            ts = conn.execute("SELECT id, person_id, embedding, sealed FROM templates").fetchall()
+            for tid, pid, emb, sealed in ts:
+                plain = opened(sealed, emb, _template_aad(tid, pid))
+                conn.execute("UPDATE templates SET embedding = ?, sealed = ? WHERE id = ?",
+                             (plain, None, tid) if new is None else
+                             (bytes(len(plain)), new.seal(plain, _template_aad(tid, pid)), tid))
+            ims = conn.execute("SELECT id, person_id, jpeg, sealed FROM images").fetchall()
+            for iid, pid, jpeg, sealed in ims:
+                plain = opened(sealed, jpeg, _image_aad(iid, pid))
+                conn.execute("UPDATE images SET jpeg = ?, sealed = ? WHERE id = ?",
+                             (plain, None, iid) if new is None else (b"", new.seal(plain, _image_aad(iid, pid)), iid))
+            self._append_audit(conn, "rekey", None, {"from": old.id if old else None, "to": new.id if new else None,
+                                                     "templates": len(ts), "images": len(ims)})
+        self.key = new
+        self.checkpoint()
+        return len(ts), len(ims)
+
+    def subject_record(self, name: str) -> dict:
+        """Everything the store holds about one person, for a subject-access request (see subject_access.py).
+
+        Returns {"person": Person fields, "names": [this name and the names it had before renames],
+        "templates": [{"id", "bundle_id", "embedder", "dim", "quality", "created_at", "embedding":
+        float32 (D,) array}], "images": [{"id", "template_id", "created_at", "jpeg": bytes}],
+        "audit": [AuditRow of every row naming them, oldest first]}. Sealed rows are opened.
+        """
+        name = stored_name(name)
+        person = self.person(name)
+        try:
+            names = _names_of(self.conn, name)
+            audit = [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in _audit_mentioning(self.conn, names)]
+        except sqlite3.Error as e:
+            raise translate_error(e, str(self.path), "read the store") from e
+        templates = [{"id": r[0], "bundle_id": r[1], "embedder": r[2], "dim": r[3], "quality": r[4],
+                      "created_at": r[5], "embedding": np.frombuffer(
+                          self._opened(r[7], r[6], _template_aad(r[0], person.id)), "<f4").astype(np.float32)}
+                     for r in self._read("SELECT id, bundle_id, embedder, dim, quality, created_at, embedding, sealed "
+                                         "FROM templates WHERE person_id = ? ORDER BY id", (person.id,))]
+        images = [{"id": r[0], "template_id": r[1], "created_at": r[2],
+                   "jpeg": self._opened(r[4], r[3], _image_aad(r[0], person.id))}
+                  for r in self._read("SELECT id, template_id, created_at, jpeg, sealed FROM images "
+                                      "WHERE person_id = ? ORDER BY id", (person.id,))]
+        return {"person": dict(person.__dict__), "names": names, "templates": templates, "images": images,
+                "audit": audit}
+
+    def prune_audit(self, before: float) -> int:
+        """Remove the audit rows written before Unix time `before` (the [privacy] keep_audit_days retention);
+        one 'audit_pruned' row {"rows", "before"} records it. Returns the rows removed."""
+        with self._write("prune the audit log") as conn:
+            with _audit_unlocked(conn, "retention"):
+                n = conn.execute("DELETE FROM audit WHERE ts < ?", (float(before),)).rowcount
+            if n:
+                self._append_audit(conn, "audit_pruned", None, {"rows": n, "before": float(before)})
+        if n:
+            self.checkpoint()
+        return n
 
     def audit(self, limit: int = 100, event: str | None = None, since: float | None = None,
               until: float | None = None, person: str | None = None) -> list[AuditRow]:
@@ -501,3 +635,59 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(int(limit))
         return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._read(sql, params)]
+
+
+def _template_aad(tid: int, pid: int) -> str:
+    """What a sealed template is bound to: its row and its person."""
+    return f"template {int(tid)} of person {int(pid)}"
+
+
+def _image_aad(iid: int, pid: int) -> str:
+    """What a sealed kept crop is bound to: its row and its person."""
+    return f"image {int(iid)} of person {int(pid)}"
+
+
+@contextmanager
+def _audit_unlocked(conn: sqlite3.Connection, why: str) -> Iterator[None]:
+    """Inside a write transaction: audit rows may be changed or removed until the block ends (the
+    append-only triggers yield while audit_unlock holds a row, which no other connection ever sees)."""
+    conn.execute("INSERT INTO audit_unlock (why) VALUES (?)", (why,))
+    try:
+        yield
+    finally:
+        conn.execute("DELETE FROM audit_unlock")
+
+
+def _names_of(conn: sqlite3.Connection, name: str) -> list[str]:
+    """`name` and every name the person had before (followed back through the 'rename' audit rows), sorted."""
+    names, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        names.add(n)
+        for (details,) in conn.execute("SELECT details FROM audit WHERE event = 'rename' AND person_name = ?", (n,)):
+            old = json.loads(details).get("from")
+            if isinstance(old, str) and old and old not in names:
+                todo.append(old)
+    return sorted(names)
+
+
+def _audit_mentioning(conn: sqlite3.Connection, names: Sequence[str]) -> list[tuple]:
+    """(id, ts, event, person_name, details) of every audit row whose person or details name one of `names`."""
+    where = " OR ".join([f"person_name IN ({','.join('?' * len(names))})"] + ["instr(details, ?) > 0"] * len(names))
+    return conn.execute(f"SELECT id, ts, event, person_name, details FROM audit WHERE {where} ORDER BY id",
+                        list(names) * 2).fetchall()
+
+
+def _scrubbed(value, names: Sequence[str]):
+    """A JSON value with every string equal to one of `names` made None and every other mention replaced
+    by "[erased]"."""
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, names) for v in value]
+    if isinstance(value, str):
+        if value in names:
+            return None
+        for n in sorted(names, key=len, reverse=True):
+            value = value.replace(n, "[erased]")
+    return value

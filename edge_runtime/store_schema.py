@@ -46,5 +46,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
            BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
     ),
+    (   # 2: encryption at rest (crypto.py) and retention/erasure of audit rows
+        # A sealed template keeps `embedding` as zero bytes of the right length (the CHECK above) and its
+        # AES-GCM blob in `sealed`; a sealed image keeps an empty `jpeg`.
+        "ALTER TABLE templates ADD COLUMN sealed BLOB",
+        "ALTER TABLE images ADD COLUMN sealed BLOB",
+        # Audit rows stay append-only for every writer, except inside the store's own retention and
+        # erasure transactions, which hold a row here while they run (no other connection ever sees it).
+        "CREATE TABLE audit_unlock (why TEXT NOT NULL)",
+        "DROP TRIGGER audit_no_update",
+        "DROP TRIGGER audit_no_delete",
+        """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN NOT EXISTS (SELECT 1 FROM audit_unlock)
+           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+        """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit WHEN NOT EXISTS (SELECT 1 FROM audit_unlock)
+           BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

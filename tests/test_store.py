@@ -59,7 +59,7 @@ def test_new_store_is_private_wal_and_current(db):
         assert c.execute("PRAGMA secure_delete").fetchone()[0] == 1
         assert c.execute("PRAGMA synchronous").fetchone()[0] == 1          # NORMAL
         assert c.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 def test_enroll_round_trips_embeddings_and_images(db):
@@ -226,7 +226,7 @@ def test_delete_removes_every_row_and_overwrites_the_bytes(db):
         assert b"FACEGATE-SECRET-IMAGE-MARKER" not in raw() and b"EMB1" * 16 not in raw()
         assert s.templates("b").names == ("Keep", "Keep")
         assert [(r.event, r.person_name, r.details) for r in s.audit(limit=1)] == \
-            [("delete", "Gone", {"templates": 3, "images": 3})]
+            [("delete", None, {"templates": 3, "images": 3, "audit_rows_anonymised": 1})]   # no name left
         with pytest.raises(PersonNotFoundError):
             s.delete("Gone")
     assert b"FACEGATE-SECRET-IMAGE-MARKER" not in raw()
@@ -445,14 +445,14 @@ def test_migration_steps_apply_in_order_in_one_transaction(db):
                                            "THIS IS NOT SQL"),)
         with pytest.raises(sqlite3.OperationalError):
             migrate(c, failing)
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert "note" not in [r[1] for r in c.execute("PRAGMA table_info(people)")]
         assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0
         good = store_mod.MIGRATIONS + (("ALTER TABLE people ADD COLUMN note TEXT",),
                                        ("UPDATE people SET note = 'v3'",))
-        assert migrate(c, good) == 3
+        assert migrate(c, good) == SCHEMA_VERSION + 2
         assert c.execute("SELECT name, note FROM people").fetchall() == [("Alice", "v3")]
-        assert migrate(c, good) == 3                                       # already current: no-op
+        assert migrate(c, good) == SCHEMA_VERSION + 2                                       # already current: no-op
     finally:
         c.close()
 
