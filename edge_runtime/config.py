@@ -254,8 +254,23 @@ class LivenessConfig(_Section):
     threshold: float = _f(0.5, "probability of a real face (0..1) below which a face is judged a presentation "
                                "attack", lo=0.0, hi=1.0)
     min_live_frames: int = _f(3, "of the [decision] k matching frames, how many must also be judged live before "
-                                 "the door opens (a frame judged an attack never counts toward opening)",
-                              lo=1, hi=1000)
+                                 "the door opens (a frame judged an attack never counts toward opening); at most "
+                                 "[decision] k (the default 3 becomes k when k is smaller)", lo=1, hi=1000)
+
+
+@dataclass(frozen=True)
+class TemplateUpdateConfig(_Section):
+    SECTION = "template_updates"
+    DOC = ("Templates that age with their owners: after an opening on a confident, live match, the opening "
+           "frame's face may be kept as one more template of that person. Every addition is in the audit log "
+           "and can be undone (facegate people undo-update, the admin page); docs/template_updates.md")
+    enabled: bool = _f(False, "add templates from openings; needs liveness on (a frame whose liveness was not "
+                              "checked never adds one)")
+    margin: float = _f(1.0, "how far above the door's threshold the match score must be, in the bundle's score "
+                            "units (the fused z-score for sface+dlib_resnet); a match nearer the threshold never "
+                            "adds a template", lo=0.0, lo_open=True)
+    max_per_person: int = _f(5, "added templates kept per person (enrolled ones are never dropped); beyond it the "
+                                "one most like the others is dropped, keeping the most diverse set", lo=1, hi=100)
 
 
 @dataclass(frozen=True)
@@ -301,7 +316,7 @@ class DoctorConfig(_Section):
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
                              "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
                              "photos": PhotosConfig, "liveness": LivenessConfig, "privacy": PrivacyConfig,
-                             "doctor": DoctorConfig}
+                             "doctor": DoctorConfig, "template_updates": TemplateUpdateConfig}
 
 
 @dataclass(frozen=True)
@@ -317,6 +332,16 @@ class Config:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    template_updates: TemplateUpdateConfig = field(default_factory=TemplateUpdateConfig)
+
+    def __post_init__(self):
+        default = LivenessConfig.__dataclass_fields__["min_live_frames"].default
+        if self.liveness.min_live_frames == default > self.decision.k:      # the default, capped at a smaller k
+            object.__setattr__(self, "liveness", dataclasses.replace(self.liveness, min_live_frames=self.decision.k))
+        if self.liveness.min_live_frames > self.decision.k:
+            raise ConfigError(f"liveness.min_live_frames = {self.liveness.min_live_frames} is larger than decision.k = "
+                              f"{self.decision.k}; of the k matching frames at most k can be live",
+                              "liveness.min_live_frames")
 
     @classmethod
     def from_dict(cls, data: dict, path: Path | str | None = None) -> "Config":
@@ -341,7 +366,10 @@ class Config:
                 sections[name] = kind(**table)
             except ConfigError as e:
                 raise ConfigError(str(e), e.key, path) from None
-        return cls(**sections)
+        try:
+            return cls(**sections)
+        except ConfigError as e:
+            raise ConfigError(str(e), e.key, path) from None
 
     def to_toml(self) -> str:
         """A TOML document of this config with every field documented (unset values commented out)."""

@@ -29,7 +29,8 @@ class FakeRecognizer:
     unknown face) or NO_FACE."""
 
     def __init__(self, script):
-        self.bundle = types.SimpleNamespace(id="fake-bundle", metric="cosine")
+        self.bundle = types.SimpleNamespace(id="fake-bundle", metric="cosine", liveness=None)
+        self.liveness_on = False
         self.script = list(script)
         self.templates = None
         self.operating = types.SimpleNamespace(describe=lambda: "fake operating point")
@@ -39,7 +40,8 @@ class FakeRecognizer:
         if name == NO_FACE:
             return []
         face = types.SimpleNamespace(width=100, height=100, box=(0, 0, 100, 100))
-        return [types.SimpleNamespace(face=face, problems=(), usable=True, match=Match(name, 0.9, 0.1, None, name))]
+        return [types.SimpleNamespace(face=face, problems=(), usable=True, match=Match(name, 0.9, 0.1, None, name),
+                                      liveness=None, quality=None)]
 
 
 @pytest.fixture

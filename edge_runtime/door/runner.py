@@ -18,8 +18,9 @@ from ..recognizer import FaceResult, Recognizer, door_candidate
 from ..store import Store, StoreError
 from .actuators import Door
 from .audit import AUDIT_BUFFER_ROWS, AuditWriter
-from .decision import DENY, OPEN, Decision, DoorDecider
+from .decision import ATTACK, DENY, OPEN, Decision, DoorDecider
 from .delivery import Command
+from .liveness_gate import frame_live, liveness_line
 from .systemd_notify import SystemdNotifier
 
 log = logging.getLogger("facegate.run")
@@ -35,6 +36,7 @@ class RunStats:
 
     frames: int = 0
     frames_with_face: int = 0
+    attacks: int = 0
     opens: int = 0
     failed_opens: int = 0
     denies: int = 0
@@ -77,6 +79,10 @@ class Runner:
         refresh_s: how often to look for enrollments made meanwhile.
         deny_log_s: at most one "deny" audit row per this many seconds.
         audit_rows: audit rows that may wait for the store before new ones are dropped.
+    Liveness: when the recognizer checks it (`recognizer.liveness_on`), a face whose liveness is below
+    [liveness] threshold is an attack frame (never counts toward opening; "attack" audit rows, at most one
+    per `deny_log_s` with the attack frames counted), and the decider is told to ask for [liveness]
+    min_live_frames live frames per opening. The start line says whether liveness is on (`liveness_line`).
     """
 
     def __init__(self, recognizer: Recognizer, store: Store, door: Door, decider: DoorDecider,
@@ -96,6 +102,11 @@ class Runner:
         self._data_version = None
         self._last_refresh = -1e9
         self._last_deny_log = -1e9
+        self._last_attack_log, self._attacks_unlogged = -1e9, 0
+        self.liveness_on = bool(recognizer.liveness_on)
+        self.live_threshold = recognizer.config.liveness.threshold if self.liveness_on else None
+        self.decider.require_live(recognizer.config.liveness.min_live_frames if self.liveness_on else 0)
+        log.info("%s", liveness_line(self.liveness_on, self.live_threshold, recognizer.bundle.liveness is not None))
         self.refresh_templates(force=True)
 
     def refresh_templates(self, force: bool = False) -> None:
@@ -128,7 +139,9 @@ class Runner:
         results = self.recognizer.analyze(frame_rgb, live=True)
         ms = (time.perf_counter() - t0) * 1000
         cand = door_candidate(results)
-        decision = self.decider.update(ts, cand.match if cand else None)
+        score = cand.liveness if cand is not None and self.liveness_on else None
+        decision = self.decider.update(ts, cand.match if cand else None, frame_live(score, self.live_threshold),
+                                       score)
         self.stats.frames += 1
         event = None
         if results:
@@ -145,7 +158,8 @@ class Runner:
         return {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()), "ts": round(ts, 3),
                 "person": (m.name or "unknown") if m else None, "score": json_score(m.score) if m else None,
                 "candidate": m.candidate if m else None, "decision": decision.action,
-                "reason": decision.reason, "votes": decision.votes, "faces": len(results),
+                "reason": decision.reason, "votes": decision.votes, "liveness": json_score(decision.liveness),
+                "quality": json_score(cand.quality) if cand else None, "faces": len(results),
                 "unusable": [list(r.problems) for r in results if r.problems], "frame_ms": round(ms, 1)}
 
     def _act(self, ts: float, decision: Decision) -> None:
@@ -153,6 +167,15 @@ class Runner:
             cmd = self._command("open", decision.name, f"{decision.votes} matching frames")
             self._pending.append((cmd, {"score": json_score(decision.score), "votes": decision.votes, "ts": ts}))
             self.audit.seen(decision.name, time.time())
+        elif decision.action == DENY and decision.reason == ATTACK:
+            self.stats.denies += 1
+            self.stats.attacks += 1
+            self._attacks_unlogged += 1
+            if ts - self._last_attack_log >= self.deny_log_s:
+                self.audit.log("attack", decision.name, reason=ATTACK, liveness=json_score(decision.liveness),
+                               threshold=self.live_threshold, score=json_score(decision.score),
+                               frames=self._attacks_unlogged, ts=ts)
+                self._last_attack_log, self._attacks_unlogged = ts, 0
         elif decision.action == DENY:
             self.stats.denies += 1
             if ts - self._last_deny_log >= self.deny_log_s:
