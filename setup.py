@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["facegate", *[f"facegate.{p}" for p in PARTS], "facegate.models.training",
-              *[f"facegate.edge_runtime.{room}" for room in ("admin", "door", "eval", "photos")]],
+              *[f"facegate.edge_runtime.{room}" for room in ("admin", "door", "eval", "ops", "photos")]],
     package_dir={"facegate": "cli", **{f"facegate.{p}": p for p in PARTS}},
     package_data={"facegate.edge_runtime": ["admin/templates/*.html", "admin/static/*", "admin/openapi.*",
                                             "bundle_default/*"]},

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="On-device face recognition: detect, align, embed, match, decide.")
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_device_commands, _admin_commands, _build_commands, _bench_commands, _photos_commands,
-                _train_commands):
+    for add in (_device_commands, _admin_commands, _ops_commands, _build_commands, _bench_commands,
+                _photos_commands, _train_commands):
         add(sub)
     return p
 
@@ -101,6 +101,38 @@ def _device_commands(sub) -> None:
     common(x, bundle=False)
     for x in csub.choices.values():
         x.set_defaults(func=_lazy("facegate.show_config:cmd_config"))
+
+
+def _ops_commands(sub) -> None:
+    """backup, restore, doctor: keeping a device healthy (docs/operations.md; torch-free)."""
+    x = sub.add_parser("backup", help="copy store.db, admin.db, photos.db and config.toml into one file (mode 600) "
+                                      "with a manifest, consistently, also while the door runs")
+    x.add_argument("file", type=Path, metavar="FILE", help="backup file to write (a tar file), or an existing folder "
+                                                           "(then named facegate-backup-<UTC time>.tar)")
+    x.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    common(x, bundle=False)
+    x.set_defaults(func=_lazy("facegate.backup:cmd_backup"))
+    x = sub.add_parser("restore", help="check a backup (manifest, sha256, integrity) and put its files into the data "
+                                       "home; refuses to replace files without --force and while the door runs")
+    x.add_argument("file", type=Path, metavar="FILE")
+    x.add_argument("--force", action="store_true", help="replace existing files (each is kept as "
+                                                        "<name>.before-restore)")
+    stale = x.add_mutually_exclusive_group()
+    stale.add_argument("--re-embed", action="store_true",
+                       help="templates made with another model bundle: re-embed them from the kept face crops "
+                            "with the configured bundle after the restore")
+    stale.add_argument("--keep-stale", action="store_true",
+                       help="templates made with another model bundle: restore them as they are (they match "
+                            "nobody until `facegate people reembed` or re-enrollment)")
+    common(x)
+    x.set_defaults(func=_lazy("facegate.backup:cmd_restore"))
+    x = sub.add_parser("doctor", help="check this device: config, bundle, databases, file modes, disk, clock, "
+                                      "camera, door, liveness, ms per frame; one line per check, exit 1 on a failure")
+    x.add_argument("--json", action="store_true", help="print the checks as JSON")
+    x.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                   help="leave out a check (repeatable), e.g. --skip camera on a machine without one")
+    common(x)
+    x.set_defaults(func=_lazy("facegate.doctor:cmd_doctor"))
 
 
 def _admin_commands(sub) -> None:
