@@ -53,6 +53,9 @@ def _device_commands(sub) -> None:
                         "alike): without it they are refused, since the door would open for either name")
     e.add_argument("--no-keep-images", dest="keep_images", action="store_false",
                    help="store only templates, not the aligned face crops")
+    e.add_argument("--no-liveness", dest="liveness", action="store_false",
+                   help="do not refuse photos judged a presentation attack (a scanned ID photo); recorded in the "
+                        "audit log")
     common(e)
     e.set_defaults(func=_lazy("facegate.manage_people:cmd_enroll"), share_pool=True)
 
@@ -224,6 +227,15 @@ def _build_commands(sub) -> None:
     c.add_argument("--no-fusion", action="store_true",
                    help="with both embedders: skip the fusion fit; the first --embedder is the default")
     c.add_argument("--out", type=Path, default=Path("edge_runtime/bundle_default"), help="bundle folder")
+    c.add_argument("--quality", type=Path, metavar="CKPT_OR_ONNX",
+                   help="include this face-image quality model (`facegate train quality` checkpoint or ONNX; "
+                        "docs/quality.md); needs --quality-threshold")
+    c.add_argument("--quality-threshold", type=float, metavar="Q",
+                   help="faces whose quality is below Q are refused by enrollment, skipped by the door and left "
+                        "unsorted by the photo organiser (in the model's units)")
+    c.add_argument("--models-from", type=Path, metavar="BUNDLE",
+                   help="with --quality: copy this bundle's detector, embedders, fusion and score models byte for "
+                        "byte (no export, no calibration) and only add the quality model")
     c.set_defaults(func=_lazy("facegate.build_models:cmd_build_bundle"))
 
     c = sub.add_parser("fit-operating-point",

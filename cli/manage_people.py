@@ -9,7 +9,13 @@ from facegate.context import context
 
 
 def cmd_enroll(args) -> int:
-    from facegate.edge_runtime.enrollment import check_photos, enroll_checked, refuse_lookalikes
+    from facegate.edge_runtime.enrollment import (
+        check_photos,
+        enroll_checked,
+        liveness_details,
+        refuse_attacks,
+        refuse_lookalikes,
+    )
     from facegate.edge_runtime.recognizer import Recognizer
     from facegate.edge_runtime.store import normalize_name
 
@@ -17,6 +23,8 @@ def cmd_enroll(args) -> int:
     _, cfg, store, bundle = context(args)
     rec = Recognizer(bundle, cfg, store.templates(bundle.id, bundle.metric))
     results = check_photos(rec, [(str(p), Path(p)) for p in args.images])
+    if args.liveness:
+        results = refuse_attacks(rec, results)
     if not args.force:
         results = refuse_lookalikes(rec, args.name, results)
     for r in results:
@@ -26,6 +34,9 @@ def cmd_enroll(args) -> int:
         print(f"facegate enroll: no usable photo of {args.name}; nothing stored", file=sys.stderr)
         return 1
     person = done.person
+    if not args.liveness and rec.liveness_on:
+        store.log("liveness_skipped", person.name, photos=len(done.kept), by="facegate enroll --no-liveness",
+                  **liveness_details(rec, False, done.kept))
     print(f"enrolled {person.name}: {len(done.kept)} new templates ({person.templates} in all), "
           f"{len(done.refused)} photos refused")
     return 0 if not done.refused else 3

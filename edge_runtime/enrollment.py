@@ -90,6 +90,41 @@ def refuse_lookalikes(recognizer: Recognizer, name: str, results: Sequence[Photo
     return out
 
 
+def attack_reason(liveness: float, threshold: float) -> str:
+    """Why an enrollment photo judged a presentation attack is refused (the liveness score, the threshold, the
+    two ways out)."""
+    return (f"presentation attack suspected (liveness {liveness:.2f} < {threshold:.2f}): use a live photo taken by "
+            f"the camera, or --no-liveness for a scanned ID photo")
+
+
+def refuse_attacks(recognizer: Recognizer, results: Sequence[PhotoResult]) -> list[PhotoResult]:
+    """`results` with every good photo judged a presentation attack refused (`attack_reason`).
+
+    Only when the recognizer checks liveness (`recognizer.liveness_on`; otherwise `results` unchanged). A good
+    photo whose liveness was not checked is refused too (fail-secure). Skip this step for scanned ID photos
+    (`--no-liveness`, the admin page's checkbox) and say so in the audit log.
+    """
+    if not recognizer.liveness_on:
+        return list(results)
+    t = recognizer.config.liveness.threshold
+    out = []
+    for r in results:
+        if r.ok and (r.liveness is None or not r.liveness >= t):
+            why = (attack_reason(r.liveness, t) if r.liveness is not None
+                   else "liveness could not be checked; use --no-liveness for a scanned ID photo")
+            r = PhotoResult(r.source, False, why, liveness=r.liveness)
+        out.append(r)
+    return out
+
+
+def liveness_details(recognizer: Recognizer, checked: bool, results: Sequence[PhotoResult]) -> dict:
+    """What the enrollment's audit row says about liveness (plain JSON, no biometric data): "liveness": "checked",
+    "skipped" (--no-liveness: a scanned ID photo) or "off" (the bundle cannot check it), and the scores."""
+    state = "off" if not recognizer.liveness_on else "checked" if checked else "skipped"
+    scores = [json_score(r.liveness) for r in results if r.liveness is not None]
+    return {"liveness": state, **({"liveness_scores": scores} if scores else {})}
+
+
 @dataclass(frozen=True)
 class ReembedOutcome:
     """What re-embedding did: templates replaced per person, and stale templates left per person

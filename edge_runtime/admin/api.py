@@ -105,7 +105,8 @@ def enroll():
     keep = request.form.get("keep_images", "true").lower() not in ("false", "0", "no")
     force = request.form.get("force", "false").lower() in ("true", "1", "yes")
     try:
-        outcome = enroll_photos(request.form.get("name", ""), read_photos(), keep, force)
+        liveness = request.form.get("no_liveness", "false").lower() not in ("true", "1", "yes")
+        outcome = enroll_photos(request.form.get("name", ""), read_photos(), keep, force, liveness)
     except InvalidNameError as e:
         return error(400, str(e))
     except UploadError as e:
