@@ -7,6 +7,7 @@ import sys
 def context(args, need_bundle: bool = True, warn_stale: bool = True):
     """(home, config, store, bundle) from --home/FACEGATE_HOME, --config, --bundle."""
     from facegate.edge_runtime.config import load_config
+    from facegate.edge_runtime.crypto import key_for
     from facegate.edge_runtime.enrollment import open_bundle
     from facegate.edge_runtime.paths import config_path, data_home, store_path
     from facegate.edge_runtime.store import Store, stale_templates_message
@@ -14,7 +15,7 @@ def context(args, need_bundle: bool = True, warn_stale: bool = True):
     home = data_home(args.home)
     cfg = load_config(args.config, missing_ok=False) if getattr(args, "config", None) else \
         load_config(config_path(home))
-    store = Store(store_path(home))
+    store = Store(store_path(home), key=key_for(cfg.privacy, home))
     bundle = None
     if need_bundle:
         bundle = open_bundle(cfg, args.bundle, args.threads)

@@ -15,13 +15,13 @@ def cmd_run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    _, cfg, store, bundle = context(args)
+    home, cfg, store, bundle = context(args)
     cam = cfg.camera
     if args.source is not None:
         import dataclasses
         cam = dataclasses.replace(cam, source=args.source)
     source = FrameSource.from_config(cam, realtime=args.realtime)
-    events = open(args.events, "a", encoding="utf-8") if args.events else sys.stdout
+    events = _event_log(home, cfg, args.events) if args.events else sys.stdout
     try:
         stats = _run(cfg, store, bundle, source, events, args)
     finally:
@@ -42,7 +42,8 @@ def _run(cfg, store, bundle, source, events, args):
 
     door = make_door(cfg.door)
     try:
-        runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events)
+        runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events,
+                        keep_audit_days=cfg.privacy.keep_audit_days)
     except BaseException:
         door.close()
         raise
@@ -61,6 +62,15 @@ def _run(cfg, store, bundle, source, events, args):
 def _interrupt(signum, frame):
     """SIGTERM handler: end the frame loop the way Ctrl-C does (the runner locks the door and closes)."""
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _event_log(home, cfg, path):
+    """The --events file, rotated and aged out by [privacy], listed in the data home for erasures."""
+    from facegate.edge_runtime.event_log import EventLog, register
+
+    log = EventLog.from_config(path, cfg.privacy)
+    register(home, log.path)
+    return log
 
 
 def summary(stats) -> str:

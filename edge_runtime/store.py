@@ -29,7 +29,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .crypto import SealedDataError, SealKey, blob_key_id
+from .erasure import scrubbed
 from .errors import ImageError
+from .event_log import erase_names as erase_from_event_files
 from .matching import TemplateGallery
 from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's public names, defined there)
     BUSY_TIMEOUT_MS,
@@ -401,7 +403,9 @@ class Store:
         """Remove a person with every template and image; audit 'delete'.
 
         The freed pages are zeroed (secure_delete) and the WAL is checkpointed and truncated, so
-        the biometric data does not linger in the files. Returns the person as it was.
+        the biometric data does not linger in the files. Their names (now and before renames) are
+        erased from the audit rows and from the event files listed in the data home (event_log.py);
+        the 'delete' row names nobody. Returns the person as it was.
         """
         name = stored_name(name)
         with self._write(f"delete {name!r}") as conn:
@@ -409,17 +413,18 @@ class Store:
             conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
             conn.execute("DELETE FROM templates WHERE person_id = ?", (person.id,))
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
-            erased = self._erase_from_audit(conn, name)
+            names = _names_of(conn, name)
+            erased = self._erase_from_audit(conn, names)
             self._append_audit(conn, "delete", None, {"templates": person.templates, "images": person.images,
                                                       "audit_rows_anonymised": erased})
         self.checkpoint()
+        erase_from_event_files(self.path.parent, names)
         return person
 
-    def _erase_from_audit(self, conn: sqlite3.Connection, name: str) -> int:
-        """Inside a delete: remove `name` and the names it had before renames from every audit row (the rows
-        stay, anonymised: person_name NULL, the names in their details replaced by "[erased]"). Returns
+    def _erase_from_audit(self, conn: sqlite3.Connection, marks: list[str]) -> int:
+        """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows
+        stay, anonymised: person_name NULL, the names in their details made null or "[erased]"). Returns
         the number of rows changed."""
-        marks = _names_of(conn, name)
         names = set(marks)
         rows = _audit_mentioning(conn, marks)
         if not rows:
@@ -428,7 +433,7 @@ class Store:
             for rid, _, _, pname, details in rows:
                 conn.execute("UPDATE audit SET person_name = ?, details = ? WHERE id = ?",
                              (None if pname in names else pname,
-                              json.dumps(_scrubbed(json.loads(details), marks), ensure_ascii=False, sort_keys=True),
+                              json.dumps(scrubbed(json.loads(details), marks), ensure_ascii=False, sort_keys=True),
                               rid))
         return len(rows)
 
@@ -676,18 +681,3 @@ def _audit_mentioning(conn: sqlite3.Connection, names: Sequence[str]) -> list[tu
     where = " OR ".join([f"person_name IN ({','.join('?' * len(names))})"] + ["instr(details, ?) > 0"] * len(names))
     return conn.execute(f"SELECT id, ts, event, person_name, details FROM audit WHERE {where} ORDER BY id",
                         list(names) * 2).fetchall()
-
-
-def _scrubbed(value, names: Sequence[str]):
-    """A JSON value with every string equal to one of `names` made None and every other mention replaced
-    by "[erased]"."""
-    if isinstance(value, dict):
-        return {k: _scrubbed(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(v, names) for v in value]
-    if isinstance(value, str):
-        if value in names:
-            return None
-        for n in sorted(names, key=len, reverse=True):
-            value = value.replace(n, "[erased]")
-    return value

@@ -20,7 +20,8 @@ PARTS = ("models", "export", "calibration", "edge_runtime", "cli")
 DEVICE_THIRD_PARTY = {"numpy", "cv2", "onnxruntime", "flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous",
                       "waitress", "gpiozero", "paho",
                       "pillow_heif", "PIL",  # HEIC photos (facegate[heic]), imported only when a .heic file is read
-                      "watchdog"}  # `photos watch` file events (facegate[watch]), imported only when following
+                      "watchdog",  # `photos watch` file events (facegate[watch]), imported only when following
+                      "cryptography"}  # [privacy] key_file (facegate[crypto]), imported only when a key is used
 NEVER_ON_DEVICE = {"torch", "torchvision", "tqdm", "matplotlib", "onnx", "dlib"}
 
 

@@ -11,6 +11,7 @@ from flask import current_app, g, request
 
 from ..bundle import Bundle
 from ..config import Config
+from ..crypto import key_for
 from ..matching import TemplateGallery
 from ..recognizer import Recognizer
 from ..store import Store
@@ -61,7 +62,8 @@ def services() -> AdminServices:
 def store() -> Store:
     """The enrollment store for this request (opened on first use, closed when the request ends)."""
     if "fg_store" not in g:
-        g.fg_store = Store(services().store_path)
+        svc = services()
+        g.fg_store = Store(svc.store_path, key=key_for(svc.cfg.privacy, svc.home))   # [privacy] key_file
     return g.fg_store
 
 

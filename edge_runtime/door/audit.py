@@ -30,7 +30,8 @@ RETRY_S = 1.0                   # wait between attempts while the store refuses 
 
 @dataclass
 class _Row:
-    """One queued write: an audit row (kind "log") or a person's last-seen time (kind "seen")."""
+    """One queued write: an audit row (kind "log"), a person's last-seen time (kind "seen") or the removal
+    of audit rows past the retention (kind "prune")."""
 
     kind: str
     event: str
@@ -68,6 +69,10 @@ class AuditWriter:
     def log(self, event: str, person: str | None = None, **details) -> None:
         """Queue one audit row (details: JSON values), as Store.log would write it."""
         self._put(_Row("log", event, person, details))
+
+    def prune(self, before: float) -> None:
+        """Queue the removal of audit rows older than Unix time `before` (Store.prune_audit; retention)."""
+        self._put(_Row("prune", "audit_prune", None, {"before": float(before)}))
 
     def seen(self, name: str, ts: float) -> None:
         """Queue "`name` was recognised at Unix time `ts`" (Store.touch_seen)."""
@@ -150,6 +155,8 @@ class AuditWriter:
                 store = Store(self.path, busy_timeout_ms=self.busy_timeout_ms)
             if row.kind == "seen":
                 store.touch_seen(row.person, row.details["ts"])
+            elif row.kind == "prune":
+                store.prune_audit(row.details["before"])
             else:
                 store.log(row.event, row.person, **(dict(row.details, at=row.at) if row.late else row.details))
             return store, True

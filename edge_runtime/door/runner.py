@@ -15,6 +15,7 @@ import numpy as np
 
 from ..matching import TemplateGallery, json_score
 from ..recognizer import FaceResult, Recognizer, door_candidate
+from ..retention import Every, cutoff
 from ..store import Store, StoreError
 from .actuators import Door
 from .audit import AUDIT_BUFFER_ROWS, AuditWriter
@@ -79,6 +80,8 @@ class Runner:
         refresh_s: how often to look for enrollments made meanwhile.
         deny_log_s: at most one "deny" audit row per this many seconds.
         audit_rows: audit rows that may wait for the store before new ones are dropped.
+        keep_audit_days: audit rows older than this are removed at start and once a day ([privacy]
+            keep_audit_days); None keeps them.
     Liveness: when the recognizer checks it (`recognizer.liveness_on`), a face whose liveness is below
     [liveness] threshold is an attack frame (never counts toward opening; "attack" audit rows, at most one
     per `deny_log_s` with the attack frames counted), and the decider is told to ask for [liveness]
@@ -87,7 +90,7 @@ class Runner:
 
     def __init__(self, recognizer: Recognizer, store: Store, door: Door, decider: DoorDecider,
                  events: IO[str] = sys.stdout, refresh_s: float = 2.0, deny_log_s: float = 5.0,
-                 audit_rows: int = AUDIT_BUFFER_ROWS):
+                 audit_rows: int = AUDIT_BUFFER_ROWS, keep_audit_days: float | None = None):
         self.recognizer = recognizer
         self.store = store
         self.door = door
@@ -97,6 +100,7 @@ class Runner:
         self.deny_log_s = deny_log_s
         self.stats = RunStats()
         self.audit = AuditWriter(store.path, busy_timeout_ms=_busy_timeout_ms(store), max_rows=audit_rows)
+        self.keep_audit_days, self._retention = keep_audit_days, Every()
         self._pending: deque[tuple[Command, dict]] = deque()
         self._closed = False
         self._data_version = None
@@ -132,6 +136,8 @@ class Runner:
 
     def process(self, ts: float, frame_rgb: np.ndarray) -> tuple[list[FaceResult], Decision, dict | None]:
         """One frame: returns the face results, the decision and the event emitted (None if no face)."""
+        if self.keep_audit_days is not None and self._retention.due():
+            self.audit.prune(cutoff(self.keep_audit_days, time.time()))
         if ts - self._last_refresh >= self.refresh_s:
             self._refresh_now()
             self._last_refresh = ts
