@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_device_commands, _admin_commands, _ops_commands, _build_commands, _bench_commands,
-                _photos_commands, _train_commands):
+                _photos_commands, _train_commands, _bundle_commands):
         add(sub)
     return p
 
@@ -77,6 +77,12 @@ def _device_commands(sub) -> None:
     x = psub.add_parser("reembed", help="re-embed the kept face crops of templates made by another model bundle")
     common(x)
     x.set_defaults(func=_lazy("facegate.manage_people:cmd_reembed"), share_pool=True)
+    x = psub.add_parser("export", help="write everything stored about a person (templates, face crops, audit rows, "
+                                       "door events) into a new folder, for a subject-access request")
+    x.add_argument("name")
+    x.add_argument("out", type=Path, help="a new (or empty) folder")
+    common(x, bundle=False)
+    x.set_defaults(func=_lazy("facegate.privacy:cmd_people_export"))
 
     i = sub.add_parser("identify", help="who is in these photos")
     i.add_argument("images", nargs="+", type=Path)
@@ -104,6 +110,19 @@ def _device_commands(sub) -> None:
     common(x, bundle=False)
     for x in csub.choices.values():
         x.set_defaults(func=_lazy("facegate.show_config:cmd_config"))
+
+    pv = sub.add_parser("privacy", help="keys for encrypting templates and face crops at rest (docs/privacy.md)")
+    pvsub = pv.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
+    x = pvsub.add_parser("init-key", help="write a new random key file (mode 0400; keep it outside the data home)")
+    x.add_argument("file", type=Path)
+    x = pvsub.add_parser("rotate-key", help="re-encrypt every template and face crop in one transaction: --old "
+                                            "KEY --new KEY; --new alone encrypts a plain store, --old alone "
+                                            "decrypts it")
+    x.add_argument("--old", type=Path, help="the key file they are encrypted with now")
+    x.add_argument("--new", type=Path, help="the key file to encrypt them with")
+    common(x, bundle=False)
+    for x in pvsub.choices.values():
+        x.set_defaults(func=_lazy("facegate.privacy:cmd_privacy"))
 
 
 def _ops_commands(sub) -> None:
@@ -472,6 +491,23 @@ def _train_commands(sub) -> None:
                                               "people (both halves, their union) vs face size, detector score, "
                                               "the hand-made gate and the SFace norm")
     quality_bench_args(x)
+
+
+def _bundle_commands(sub) -> None:
+    """bundle add-liveness: change a copy of a model bundle (facegate[train]; docs/liveness.md)."""
+    b = sub.add_parser("bundle", help="change a copy of a model bundle (needs facegate[train])")
+    bsub = b.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    x = bsub.add_parser("add-liveness", help="copy a bundle with the MiniFASNet liveness models added (converted "
+                                             "from the upstream checkpoints; a new bundle id)")
+    x.add_argument("--weights", type=Path, required=True,
+                   help="folder with 2.7_80x80_MiniFASNetV2.pth and 4_0_0_80x80_MiniFASNetV1SE.pth: a clone of "
+                        "minivision-ai/Silent-Face-Anti-Spoofing's resources/anti_spoof_models (docs/liveness.md)")
+    x.add_argument("--bundle", type=Path, help="bundle to copy (default: the shipped one); it is only read")
+    x.add_argument("--out", type=Path, required=True, help="new bundle folder (must not exist)")
+    x.add_argument("--images", type=Path, nargs="+",
+                   help="face photos for the ONNX-vs-PyTorch check (default: the clone's images/sample, "
+                        "else $FACEGATE_DATA/antispoof_samples)")
+    x.set_defaults(func=_lazy("facegate.manage_bundle:cmd_add_liveness"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,15 @@ def cmd_reembed(args) -> int:
     return 1 if out.left else 0
 
 
+def liveness_report(r, threshold: float) -> dict:
+    """The identify JSON's liveness fields of one analysed face: "liveness", the probability (0..1) that it is
+    real, and "live", whether that reaches [liveness] threshold; both None when liveness was not checked (no
+    liveness model in the bundle, liveness disabled, or the face unusable)."""
+    if r.liveness is None:
+        return {"liveness": None, "live": None}
+    return {"liveness": round(float(r.liveness), 4), "live": bool(r.liveness >= threshold)}
+
+
 def cmd_identify(args) -> int:
     from facegate.edge_runtime.enrollment import face_report
     from facegate.edge_runtime.errors import ImageError
@@ -100,7 +109,7 @@ def cmd_identify(args) -> int:
             print(f"facegate identify: {e}", file=sys.stderr)      # the message names the file
             failed += 1
             continue
-        faces = [face_report(r) for r in results]
+        faces = [{**face_report(r), **liveness_report(r, cfg.liveness.threshold)} for r in results]
         out.append({"file": str(p), "faces": faces, "threshold": rec.threshold,
                     "operating_point": rec.operating.to_json()})
     if args.json:
@@ -112,5 +121,6 @@ def cmd_identify(args) -> int:
             for f in item.get("faces", []):
                 who = f["person"] if f["person"] else "unusable (" + ", ".join(f["problems"]) + ")"
                 score = f" {f['score']:.3f}" if f["score"] is not None else ""
-                print(f"{item['file']}: {who}{score}")
+                live = "" if f["live"] is None else f", {'live' if f['live'] else 'ATTACK'} {f['liveness']:.3f}"
+                print(f"{item['file']}: {who}{score}{live}")
     return 1 if failed else 0

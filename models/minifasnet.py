@@ -41,6 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from facegate.edge_runtime.contract import LIVENESS, LivenessContract
+from facegate.edge_runtime.face import Face
+from facegate.edge_runtime.liveness import contract_crop, crop_box, prepare  # noqa: F401  (crop_box: re-exported)
+
 INPUT_SIZE = 80
 NUM_CLASSES = 3
 REAL_CLASS = 1
@@ -56,6 +60,7 @@ class Variant:
     name: str
     file: str
     scale: float
+    contract: str             # its contract's name (edge_runtime.contract.LIVENESS)
     conv_23: int
     conv_3: tuple[int, ...]
     conv_34: int
@@ -65,9 +70,9 @@ class Variant:
     se: bool
 
 
-V2 = Variant("MiniFASNetV2", V2_FILE, 2.7, 103, (13, 13, 13, 13), 231, (231, 52, 26, 77, 26, 26),
+V2 = Variant("MiniFASNetV2", V2_FILE, 2.7, "minifasnet_v2", 103, (13, 13, 13, 13), 231, (231, 52, 26, 77, 26, 26),
              308, (26, 26), se=False)
-V1SE = Variant("MiniFASNetV1SE", V1SE_FILE, 4.0, 103, (13, 26, 13, 52), 231, (154, 52, 26, 52, 26, 26),
+V1SE = Variant("MiniFASNetV1SE", V1SE_FILE, 4.0, "minifasnet_v1se", 103, (13, 26, 13, 52), 231, (154, 52, 26, 52, 26, 26),
                308, (26, 26), se=True)
 VARIANTS = (V2, V1SE)
 
@@ -198,52 +203,17 @@ def load(weights: str | Path, variant: Variant | None = None) -> MiniFASNet:
     return model.eval()
 
 
-def crop_box(src_w: int, src_h: int, box_xywh, scale: float) -> tuple[int, int, int, int]:
-    """Upstream's CropImage._get_new_box: the box (x, y, w, h) scaled by `scale` (at most what fits the
-    image) around its centre, shifted back inside the image; inclusive corners (x1, y1, x2, y2), int-truncated."""
-    x, y, w, h = (float(t) for t in box_xywh)
-    scale = min((src_h - 1) / h, (src_w - 1) / w, scale)
-    nw, nh = w * scale, h * scale
-    cx, cy = x + w / 2, y + h / 2
-    x1, y1, x2, y2 = cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2
-    if x1 < 0:
-        x2 -= x1
-        x1 = 0
-    if y1 < 0:
-        y2 -= y1
-        y1 = 0
-    if x2 > src_w - 1:
-        x1 -= x2 - src_w + 1
-        x2 = src_w - 1
-    if y2 > src_h - 1:
-        y1 -= y2 - src_h + 1
-        y2 = src_h - 1
-    return int(x1), int(y1), int(x2), int(y2)
-
-
-def box_to_upstream(box_xyxy) -> np.ndarray:
-    """Our detector's box (x1, y1, x2, y2, RetinaFace-MobileNet0.25) -> upstream's (x, y, w, h).
-
-    Upstream's own detector (Caffe RetinaFace) gives [left, top, right - left + 1, bottom - top + 1].
-    On the three upstream samples our boxes used as they are reproduce upstream's scores within a few
-    hundredths (docs/liveness.md), so no box adjustment is applied beyond the +1 of the width/height."""
-    x1, y1, x2, y2 = (float(t) for t in box_xyxy)
-    return np.array([x1, y1, x2 - x1 + 1, y2 - y1 + 1], np.float32)
+def contract_of(variant: Variant) -> LivenessContract:
+    """The runtime's input contract of one variant (edge_runtime.contract.LIVENESS)."""
+    return LIVENESS[variant.contract]
 
 
 def crops(image_rgb: np.ndarray, box_xyxy, variants=VARIANTS) -> np.ndarray:
-    """The model inputs of one face: (len(variants), 3, 80, 80) float32, BGR, 0..255, one crop per variant."""
-    import cv2
-
-    img = np.ascontiguousarray(np.asarray(image_rgb)[..., ::-1])  # RGB -> BGR as upstream reads with cv2
-    h, w = img.shape[:2]
-    xywh = box_to_upstream(box_xyxy)
-    out = []
-    for v in variants:
-        x1, y1, x2, y2 = crop_box(w, h, xywh, v.scale)
-        patch = cv2.resize(img[y1:y2 + 1, x1:x2 + 1], (INPUT_SIZE, INPUT_SIZE))
-        out.append(patch.transpose(2, 0, 1).astype(np.float32))
-    return np.stack(out)
+    """The model inputs of one face: (len(variants), 3, 80, 80) float32, BGR, 0..255, one crop per variant
+    (the runtime's crop and pre-processing, edge_runtime/liveness.py, with each variant's contract)."""
+    face = Face(np.asarray(box_xyxy, np.float32), np.zeros((5, 2), np.float32), 1.0)
+    return np.concatenate([prepare(contract_crop(image_rgb, face, contract_of(v))[None], contract_of(v))
+                           for v in variants])
 
 
 class Liveness:

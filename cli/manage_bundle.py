@@ -1,0 +1,19 @@
+"""Handlers for `facegate bundle ...`: change a copy of a model bundle (needs facegate[train])."""
+from __future__ import annotations
+
+import time
+
+
+def cmd_add_liveness(args) -> int:
+    from facegate.edge_runtime.bundle import read_manifest
+    from facegate.export.liveness_export import add_liveness
+
+    t0 = time.perf_counter()
+    out = add_liveness(args.weights, args.out, args.bundle, args.images)
+    m = read_manifest(out)
+    names = ", ".join(f"{e.name} ({e.precision}, crop x{e.scale:g})" for e in m.liveness.models)
+    print(f"{out}: bundle {m.id} with liveness models {names}; recommended threshold {m.liveness.threshold:g}; "
+          f"{time.perf_counter() - t0:.1f} s")
+    print(f"use it with --bundle {out}; people enrolled with the source bundle ({m.raw['notes']['liveness']['source_bundle']}) "
+          f"are matched again after `facegate people reembed --bundle {out}` (a new bundle id)")
+    return 0
