@@ -23,7 +23,8 @@ from .errors import FacegateError
 from .fusion import FusionError, ScoreFusion
 from .liveness import LivenessChecker
 from .operating_point import OperatingPointError, ScoreModel
-from .sessions import onnx_detector, onnx_embedder, onnx_liveness
+from .quality_model import QualityModel
+from .sessions import onnx_detector, onnx_embedder, onnx_liveness, onnx_quality
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -87,6 +88,23 @@ class LivenessEntry:
 
 
 @dataclass(frozen=True)
+class QualityEntry:
+    """The bundle's face-image quality model (bundle.json "quality", `facegate build-bundle --quality`)."""
+
+    file: str
+    sha256: str
+    precision: str            # "fp32" or "int8"
+    threshold: float          # faces scoring below it are refused by enrollment, skipped by the door and
+    #                           left unsorted by the photo organiser
+    meaning: str = ""         # how the threshold was chosen, in words
+
+    @staticmethod
+    def from_json(d: dict) -> "QualityEntry":
+        return QualityEntry(str(d["file"]), str(d["sha256"]), str(d["precision"]), float(d["threshold"]),
+                            str(d.get("meaning", "")))
+
+
+@dataclass(frozen=True)
 class Manifest:
     id: str
     detector_file: str
@@ -98,6 +116,7 @@ class Manifest:
     fusion: FusionEntry | None = None
     score_models: dict[str, ScoreModel] = field(default_factory=dict)
     liveness: LivenessEntry | None = None
+    quality: QualityEntry | None = None
 
     @property
     def choices(self) -> list[str]:
@@ -115,6 +134,7 @@ class Bundle:
     embedder: FaceEmbedder | FusedEmbedder
     embedder_entry: EmbedderEntry | FusionEntry
     liveness: LivenessChecker | None = None     # None: the bundle has no liveness model
+    quality: QualityModel | None = None         # None: no quality model, or not the embedder it reads
 
     @property
     def id(self) -> str:
@@ -166,7 +186,7 @@ def _entry_decisions(entry):
 def decision_content(raw: dict) -> dict:
     """bundle.json (parsed) less its descriptive fields: what `bundle_id` hashes."""
     content = {k: v for k, v in raw.items() if k not in DESCRIPTIVE_FIELDS}
-    for key in ("detector", "fusion", "liveness"):
+    for key in ("detector", "fusion", "liveness", "quality"):
         if key in content:
             content[key] = _entry_decisions(content[key])
     if isinstance(content.get("embedders"), dict):
@@ -190,7 +210,9 @@ def bundle_id(raw: dict) -> str:
       threshold, target_far, achieved_far;
     - score_models: per embedder or fusion the impostor probs and scores, tail (u, p_u, xi, sigma),
       genuine scores, impostor_pairs, normalization; the door derives its threshold from them;
-    - liveness: per liveness model name, file, sha256, precision, scale, and the recommended threshold.
+    - liveness: per liveness model name, file, sha256, precision, scale, and the recommended threshold;
+    - quality: the quality model's file, sha256, precision, threshold (the minimum quality of a usable
+      face) and its meaning.
 
     Excluded, because nothing that decides a match reads them (they are shown or kept for people):
     - id: the result itself;
@@ -255,7 +277,8 @@ def read_manifest(path: Path) -> Manifest:
         models = {str(n): ScoreModel.from_json(d) for n, d in (raw.get("score_models") or {}).items()}
         m = Manifest(raw["id"], det["file"], det["sha256"], det["precision"], embs,
                      raw["default_embedder"], raw, fusion, models,
-                     liveness=None if raw.get("liveness") is None else LivenessEntry.from_json(raw["liveness"]))
+                     liveness=None if raw.get("liveness") is None else LivenessEntry.from_json(raw["liveness"]),
+                     quality=None if raw.get("quality") is None else QualityEntry.from_json(raw["quality"]))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BundleError(f"{f} is incomplete: missing or bad field {e}") from None
     except (FusionError, OperatingPointError) as e:
@@ -267,6 +290,8 @@ def read_manifest(path: Path) -> Manifest:
         missing = [p for p in fusion.fusion.parts if p not in embs]
         if missing:
             raise BundleError(f"{f}: fusion {fusion.name} needs embedder(s) {', '.join(missing)}, not in the bundle")
+    if m.quality is not None and fusion is None:
+        raise BundleError(f"{f}: its quality model reads fused embeddings, and the bundle has no fusion")
     if m.default_embedder not in m.choices:
         raise BundleError(f"{f}: default embedder {m.default_embedder!r} is not in the bundle")
     check_id(raw, Path(path))
@@ -316,5 +341,19 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
             emb = FusedEmbedder([part(n) for n in m.fusion.fusion.parts], m.fusion.fusion)
         except ValueError as e:
             raise BundleError(f"bundle {root}: {e}") from None
-        return Bundle(root, m, det, emb, m.fusion, liveness=live)
+        return Bundle(root, m, det, emb, m.fusion, liveness=live, quality=_quality_model(root, m, threads))
     return Bundle(root, m, det, part(name), m.embedders[name], liveness=live)
+
+
+def _quality_model(root: Path, m: Manifest, threads: int) -> QualityModel | None:
+    """The bundle's quality model (for its fused embedder), checked against the bundle's embedder files."""
+    if m.quality is None:
+        return None
+    from .errors import ContractError
+
+    q = onnx_quality(verify_file(root, m.quality.file, m.quality.sha256), threads)
+    try:
+        q.check_embedders(m.fusion.name, {p: m.embedders[p].sha256 for p in m.fusion.fusion.parts})
+    except ContractError as e:
+        raise BundleError(f"bundle {root}: {e}") from None
+    return q

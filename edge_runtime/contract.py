@@ -97,6 +97,26 @@ MINIFASNET_V1SE = LivenessContract(name="minifasnet_v1se", scale=4.0)
 LIVENESS = {c.name: c for c in (MINIFASNET_V2, MINIFASNET_V1SE)}
 
 
+@dataclass(frozen=True)
+class QualityContract:
+    """Input/output contract of a face-image quality model (`facegate train quality`): a head on the raw
+    fused embedding of the embedder files whose sha256 it records (part_sha256); it outputs one float per
+    face, higher = more usable for recognition, in `units`."""
+
+    name: str
+    parts: tuple[str, ...]                        # the fused embedder's parts, in embedding order
+    dims: tuple[int, ...]                         # their embedding sizes
+    part_sha256: dict = field(default_factory=dict)   # {part: sha256 of the embedder file trained on}
+    kind: str = "quality"
+    input: str = "raw fused embedding"
+    layout: str = "ND"
+    features_of: str = ""                         # the fusion's name, e.g. "sface+dlib_resnet"
+    bundle_id: str = ""                           # the bundle it was trained with (informative)
+    output: str = "quality"
+    higher_is_better: bool = True
+    units: str = ""
+
+
 def to_metadata(contract) -> dict[str, str]:
     """Contract -> ONNX metadata_props (one JSON string under the key 'facegate.contract')."""
     return {"facegate.contract": json.dumps(asdict(contract), sort_keys=True)}
@@ -116,6 +136,8 @@ def from_metadata(meta: dict[str, str]):
             cls = DetectorContract
         elif kind == "embedder":
             cls = EmbedderContract
+        elif kind == "quality":
+            cls = QualityContract
         elif kind == "liveness":
             cls = LivenessContract
         else:

@@ -14,6 +14,7 @@ from .imageio import decode_image, encode_jpeg, load_image
 from .matching import Match, TemplateGallery
 from .operating_point import operating_point
 from .quality import face_quality
+from .quality_model import low_quality_problem
 
 KEPT_CROP_JPEG_QUALITY = 90     # the aligned crop kept with a template (re-embedding source, admin thumbnail)
 
@@ -28,6 +29,9 @@ class FaceResult:
         chips: every uint8 RGB (S, S, 3) aligned crop the embedder needs (one per part of a fused
             embedder; `chip` is the first, the one the quality gate looked at).
         match: best enrolled person (name None = unknown), or None when the face was not usable.
+        quality: the bundle's quality model's score of the face (higher = more usable for recognition;
+            below the bundle's threshold the face gets a "quality too low" problem), or None when not
+            scored (no quality model, or the face failed the hand-made gate first).
         liveness: probability (0..1) that the face is real (the bundle's liveness models), or None when it
             was not checked (no liveness model, liveness disabled, or the face not usable).
     """
@@ -37,6 +41,7 @@ class FaceResult:
     chips: tuple[np.ndarray, ...]
     match: Match | None = None
     liveness: float | None = None
+    quality: float | None = None
 
     @property
     def chip(self) -> np.ndarray:
@@ -56,6 +61,7 @@ class PhotoResult:
     reason: str = ""
     embedding: np.ndarray | None = None
     chip_jpeg: bytes | None = None
+    liveness: float | None = None       # the face's liveness score (probability real), None when not checked
 
 
 class Recognizer:
@@ -103,15 +109,40 @@ class Recognizer:
         good = [i for i, r in enumerate(results) if r.usable]
         if good:
             vecs = emb.embed_sets([results[i].chips for i in good])
+            good, vecs = self._quality_gate(results, good, vecs)
+        if good:
             matches = self.templates.nearest(vecs, self.metric, self.threshold)
             for i, v, m in zip(good, vecs, matches):
                 r = results[i]
-                results[i] = FaceResult(r.face.with_embedding(v), r.problems, r.chips, m)
+                results[i] = replace(r, face=r.face.with_embedding(v), match=m)
             if self.liveness_on:
                 scores = self.bundle.liveness.score_many(image_rgb, [results[i].face for i in good])
                 for i, p in zip(good, scores):
                     results[i] = replace(results[i], liveness=float(p))
         return results
+
+    @property
+    def min_quality(self) -> float | None:
+        """The bundle's quality threshold (faces below it are unusable); None without a quality model."""
+        q = self.bundle.manifest.quality
+        return q.threshold if q is not None and self.bundle.quality is not None else None
+
+    def _quality_gate(self, results: list[FaceResult], good: list[int], vecs: np.ndarray):
+        """Score the embedded faces `good` (their raw embeddings vecs float32 (len(good), D)) with the bundle's
+        quality model, record each face's quality and mark those below min_quality unusable.
+        Returns (the indices still usable, their embeddings)."""
+        if self.bundle.quality is None:
+            return good, vecs
+        q, thr = self.bundle.quality.score(vecs), self.min_quality
+        keep = []
+        for k, (i, v) in enumerate(zip(good, q)):
+            r = results[i]
+            if v < thr:
+                results[i] = replace(r, problems=(*r.problems, low_quality_problem(float(v), thr)), quality=float(v))
+            else:
+                results[i] = replace(r, quality=float(v))
+                keep.append(k)
+        return [good[k] for k in keep], vecs[keep]
 
     def enrollment_photo(self, data: bytes | str | Path, name: str = "photo") -> PhotoResult:
         """Check one enrollment photo: exactly one face, and that face usable. Never raises for bad input."""
@@ -125,7 +156,8 @@ class Recognizer:
         except (ImageError, FaceNotFoundError, ManyFacesError) as e:
             return PhotoResult(name, False, str(e))
         crop = self.bundle.embedder.kept_crop(r.chips)
-        return PhotoResult(name, True, "", r.face.embedding, encode_jpeg(crop, KEPT_CROP_JPEG_QUALITY))
+        return PhotoResult(name, True, "", r.face.embedding, encode_jpeg(crop, KEPT_CROP_JPEG_QUALITY),
+                           r.liveness)
 
     def single_face(self, image_rgb: np.ndarray) -> FaceResult:
         """The one usable face of an image. Raises FaceNotFoundError or ManyFacesError."""

@@ -111,3 +111,16 @@ def onnx_liveness(path: str | Path, threads: int = 2):
                             f"{', '.join(LIVENESS)}")
     check_contract(found, expected)
     return session_run(s), found
+
+
+def onnx_quality(path: str | Path, threads: int = 2):
+    """QualityModel over an exported face-image quality model (contract kind "quality")."""
+    from .contract import QualityContract
+    from .errors import ContractError
+    from .quality_model import QualityModel
+
+    s = open_session(path, threads)
+    found = read_contract(s)
+    if not isinstance(found, QualityContract):
+        raise ContractError(f"{Path(path).name}: expected a quality model, got a {getattr(found, 'kind', '?')}")
+    return QualityModel(session_run(s), found)

@@ -98,3 +98,65 @@ def update_manifest(out: Path, changes: dict) -> Path:
 def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
     """Record a fusion entry (see export/fusion_fit.py) and the default embedder in an assembled bundle."""
     return update_manifest(out, {"fusion": fusion, "default_embedder": default_embedder})
+
+
+QUALITY_FILE = "face_quality.{precision}.onnx"
+
+
+def quality_onnx(source: Path, work: Path) -> Path:
+    """The quality model's ONNX: `source` itself when it is one, else exported from a `facegate train
+    quality` checkpoint (.pt) into `work` (needs facegate[train]). Raises ValueError for another file."""
+    source = Path(source)
+    if source.suffix == ".onnx":
+        return source
+    if source.suffix != ".pt":
+        raise ValueError(f"--quality {source}: expected a quality model (.onnx) or a `facegate train quality` "
+                         "checkpoint (.pt)")
+    from facegate.models.training.quality_train import export_checkpoint
+
+    return export_checkpoint(source, Path(work) / (source.stem + ".onnx"))
+
+
+def add_quality(src: Path, out: Path, quality: Path, threshold: float, meaning: str,
+                report: dict | None = None) -> Path:
+    """Write at `out` the bundle at `src` with the quality model `quality` (ONNX, contract kind "quality")
+    and its threshold added as bundle.json "quality". Every other file is copied byte for byte (no
+    re-export, no re-quantisation); the id follows the new content. `out` may be `src`: it is replaced
+    atomically. Raises BundleError when src's bundle.json does not give its id, ValueError when the
+    model is not a quality model or was trained on other embedder files."""
+    from facegate.edge_runtime.bundle import read_manifest
+
+    src, out = Path(src), Path(out)
+    manifest = read_manifest(src)                      # checks the id
+    meta = _meta(quality)
+    contract = json.loads(meta.get("facegate.contract", "{}"))
+    if contract.get("kind") != "quality":
+        raise ValueError(f"{quality} is not a quality model (contract kind {contract.get('kind')!r})")
+    if manifest.fusion is None or contract.get("features_of") != manifest.fusion.name:
+        raise ValueError(f"{quality} reads {contract.get('features_of')!r} embeddings; the bundle at {src} "
+                         f"has fusion {manifest.fusion.name if manifest.fusion else None!r}")
+    wrong = [p for p in manifest.fusion.fusion.parts
+             if contract.get("part_sha256", {}).get(p) != manifest.embedders[p].sha256]
+    if wrong:
+        raise ValueError(f"{quality} was trained on other {', '.join(wrong)} files than the bundle at {src}")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    old_entry = manifest.raw.get("quality")
+    if old_entry:
+        (tmp / old_entry["file"]).unlink(missing_ok=True)
+    precision = "int8" if "facegate.quantization" in meta else "fp32"
+    fname = QUALITY_FILE.format(precision=precision)
+    shutil.copyfile(quality, tmp / fname)
+    provenance = dict(manifest.raw.get("provenance", {}))
+    provenance["face_quality"] = json.loads(meta.get("facegate.provenance", "{}"))
+    entry = {"file": fname, "sha256": sha256_file(tmp / fname), "precision": precision,
+             "threshold": float(threshold), "meaning": meaning, "contract": contract, "report": report or {}}
+    update_manifest(tmp, {"quality": entry, "provenance": provenance})
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

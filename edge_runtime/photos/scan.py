@@ -27,6 +27,7 @@ from ..config import Config, DetectorConfig
 from ..errors import ImageError
 from ..imageio import MAX_FILE_BYTES, MAX_PIXELS, decode_image, encode_jpeg
 from ..quality import face_quality
+from ..quality_model import low_quality_problem
 from ..recognizer import Recognizer
 from .db import FaceRecord, PhotoDB
 from .lock import scan_lock
@@ -236,13 +237,21 @@ def find_faces(recognizer: Recognizer, image: np.ndarray, gate: DetectorConfig) 
 
 
 def embed_faces(recognizer: Recognizer, faces: list[FoundFace]) -> None:
-    """Embed every usable face of `faces` in one run per model (their chips are then dropped)."""
+    """Embed every usable face of `faces` in one run per model (their chips are then dropped). With a
+    bundle quality model, a face scoring below the bundle's threshold gets its "quality too low" problem
+    and no embedding, so it is never clustered and stays unsorted."""
     good = [f for f in faces if f.chips is not None]
     if not good:
         return
     vecs = recognizer.bundle.embedder.embed_sets([f.chips for f in good])
-    for f, v in zip(good, vecs):
-        f.embedding, f.chips = v, None
+    model, thr = recognizer.bundle.quality, recognizer.min_quality
+    quality = model.score(vecs) if model is not None else [None] * len(good)
+    for f, v, q in zip(good, vecs, quality):
+        f.chips = None
+        if q is not None and q < thr:
+            f.problems = (*f.problems, low_quality_problem(float(q), thr))
+        else:
+            f.embedding = v
 
 
 def decode_photo(data: bytes, name: str) -> np.ndarray:
