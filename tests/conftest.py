@@ -76,6 +76,20 @@ def fused_fp32_bundle(fp32_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def liveness_bundle(data_dir, tmp_path_factory):
+    """A copy of the shipped bundle with the MiniFASNet liveness models (`facegate bundle add-liveness`) from
+    $FACEGATE_DATA/weights/minifasnet, built once per session (never in the repository). Skips without them."""
+    pytest.importorskip("torch")
+    from facegate.export.liveness_export import add_liveness
+    from facegate.models.minifasnet import VARIANTS
+
+    weights = data_dir / "weights" / "minifasnet"
+    if not all((weights / v.file).is_file() for v in VARIANTS):
+        pytest.skip(f"MiniFASNet weights not found in {weights} (user-supplied; docs/liveness.md)")
+    return add_liveness(weights, tmp_path_factory.mktemp("liveness") / "bundle")
+
+
+@pytest.fixture(scope="session")
 def admin_bundle(fp32_bundle):
     """The fp32 bundle loaded once and shared by every admin app of the session."""
     from facegate.edge_runtime.config import Config
