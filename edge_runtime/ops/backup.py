@@ -204,9 +204,11 @@ def copy_database(src: Path, dst: Path) -> None:
 
 
 def integrity_problems(conn: sqlite3.Connection, limit: int = 10) -> list[str]:
-    """PRAGMA integrity_check's complaints (empty when the database is sound)."""
+    """PRAGMA integrity_check's complaints, one line each (empty when the database is sound)."""
     rows = [r[0] for r in conn.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()]
-    return [] if rows == ["ok"] else rows
+    if rows == ["ok"]:
+        return []
+    return [line.strip() for r in rows for line in str(r).splitlines() if line.strip() and not line.startswith("***")]
 
 
 def table_counts(conn: sqlite3.Connection, name: str) -> dict[str, int]:
