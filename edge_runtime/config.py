@@ -85,6 +85,10 @@ def _coerce(value, hint, key: str):
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} must be a string (in quotes), got {value!r}", key)
+    if hint == tuple[str, ...]:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key} must be a list of strings, such as [\"a\", \"b\"], got {value!r}", key)
     raise TypeError(f"unsupported config type {hint} for {key}")
 
 
@@ -313,10 +317,45 @@ class DoctorConfig(_Section):
                                    "(a full disk stops enrollments and audit rows)", lo=0.0)
 
 
+@dataclass(frozen=True)
+class RuntimeConfig(_Section):
+    SECTION = "runtime"
+    DOC = "Where the models run."
+    providers: tuple[str, ...] = _f(("CPUExecutionProvider",), "onnxruntime execution providers to try, in this "
+                                    "order, e.g. [\"TensorrtExecutionProvider\", \"CUDAExecutionProvider\", "
+                                    "\"CPUExecutionProvider\"] on a Jetson; those the installed onnxruntime lacks "
+                                    "are skipped with a warning naming them, CPUExecutionProvider is always tried "
+                                    "last, and a name onnxruntime does not know is an error (docs/accelerators.md)")
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig(_Section):
+    SECTION = "home_assistant"
+    DOC = ("Home Assistant MQTT discovery: the door appears in Home Assistant by itself (its lock state, read-only; "
+           "the last person; unknown-face and attack events; online/offline) through the broker of [door] "
+           "mqtt_host and mqtt_port, whatever the door kind (docs/home_assistant.md)")
+    enabled: bool = _f(False, "publish the door to Home Assistant (needs door.mqtt_host)")
+    discovery_prefix: str = _f("homeassistant", "Home Assistant's MQTT discovery prefix")
+    device_id: str = _f("front_door", "this door's id, unique among the doors on the broker (letters, digits, _ "
+                                      "and -): its topics are facegate/<device_id>/...")
+    device_name: str = _f("Front door", "the device's name in Home Assistant")
+    publish_names: bool = _f(False, "put the recognised person's name in the 'last person' sensor and the events; "
+                                    "false = only 'known' or 'unknown' leaves this machine")
+
+    def _check(self):
+        if not self.device_id or not all(c.isascii() and (c.isalnum() or c in "_-") for c in self.device_id):
+            raise ConfigError(f"home_assistant.device_id = {self.device_id!r} must be letters, digits, _ and -",
+                              "home_assistant.device_id")
+        if not self.discovery_prefix or any(c in self.discovery_prefix for c in "#+\0"):
+            raise ConfigError(f"home_assistant.discovery_prefix = {self.discovery_prefix!r} must be a non-empty topic "
+                              "without # or +", "home_assistant.discovery_prefix")
+
+
 SECTIONS: dict[str, type] = {"detector": DetectorConfig, "recognition": RecognitionConfig,
                              "decision": DecisionConfig, "door": DoorConfig, "camera": CameraConfig,
                              "photos": PhotosConfig, "liveness": LivenessConfig, "privacy": PrivacyConfig,
-                             "doctor": DoctorConfig, "template_updates": TemplateUpdateConfig}
+                             "doctor": DoctorConfig, "template_updates": TemplateUpdateConfig,
+                             "runtime": RuntimeConfig, "home_assistant": HomeAssistantConfig}
 
 
 @dataclass(frozen=True)
@@ -333,6 +372,8 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     template_updates: TemplateUpdateConfig = field(default_factory=TemplateUpdateConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
     def __post_init__(self):
         default = LivenessConfig.__dataclass_fields__["min_live_frames"].default
@@ -360,7 +401,7 @@ class Config:
                 if key not in known:
                     raise ConfigError(f"unknown key {name}.{key}{_did_you_mean(key, known)}; known keys in [{name}]: "
                                       f"{', '.join(known)}", f"{name}.{key}", path)
-                if isinstance(value, (dict, list)):
+                if isinstance(value, dict) or (isinstance(value, list) and not _is_list_field(kind, key)):
                     raise ConfigError(f"{name}.{key} must be a single value, not a table or list", f"{name}.{key}", path)
             try:
                 sections[name] = kind(**table)
@@ -392,6 +433,11 @@ class Config:
         return "\n".join(lines)
 
 
+def _is_list_field(section: type, key: str) -> bool:
+    """Whether `section`.`key` holds a list (a tuple[str, ...] field)."""
+    return typing.get_type_hints(section).get(key) == tuple[str, ...]
+
+
 def _did_you_mean(word: str, options) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -402,6 +448,8 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         out = []
         for c in value:

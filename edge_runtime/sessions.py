@@ -1,7 +1,9 @@
 """Open ONNX models with onnxruntime, check their input contract, wrap them as FaceDetector/FaceEmbedder."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -11,16 +13,50 @@ from .detection import FaceDetector
 from .embedding import FaceEmbedder
 from .errors import FacegateError
 
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+
 
 class ModelFileError(FacegateError):
     """An ONNX file is missing, truncated or not loadable."""
 
 
 _SHARED_POOL: dict[str, int | None] = {"threads": None, "opened": 0}
+_RUNTIME: dict = {"providers": (CPU,), "arena": False}
 
 
-def share_thread_pool(threads: int) -> None:
-    """Run every onnxruntime session this process opens from now on on one pool of `threads` threads.
+def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The execution providers to open sessions with: `requested` in its order, those this onnxruntime
+    build lacks dropped with one warning naming them, CPUExecutionProvider always last.
+
+    A name onnxruntime does not know at all (a typo) raises ConfigError (runtime.providers)."""
+    from .config import ConfigError
+
+    known = set(ort.get_all_providers())
+    unknown = [p for p in requested if p not in known]
+    if unknown:
+        raise ConfigError(f"runtime.providers: unknown onnxruntime execution provider(s) {', '.join(unknown)}; "
+                          f"known names: {', '.join(sorted(known))}", "runtime.providers")
+    missing = [p for p in requested if p not in available]
+    if missing:
+        log.warning("onnxruntime %s here lacks the execution provider(s) %s (it has %s); running without them "
+                    "(docs/accelerators.md)", ort.__version__, ", ".join(missing), ", ".join(available))
+    return [p for p in dict.fromkeys(requested) if p in available and p != CPU] + [CPU]
+
+
+def use_providers(requested: Sequence[str]) -> list[str]:
+    """Open every session of this process from now on with resolve_providers(requested) (the config's
+    [runtime] providers); returns that list. Device commands call it at start."""
+    chosen = resolve_providers(requested, ort.get_available_providers())
+    _RUNTIME["providers"] = tuple(chosen)
+    return chosen
+
+
+def share_thread_pool(threads: int, arena: bool = True) -> None:
+    """Run every onnxruntime session this process opens from now on on one pool of `threads` threads
+    and, with `arena`, on one CPU memory arena that grows only by what a run asks for (instead of an
+    arena per session that doubles its chunks): the door's peak memory (docs/benchmarks.md).
 
     Each session otherwise owns a pool whose threads spin for a while after every run; on a 2-core
     device the detector's spinning pool then steals the embedder's cores and back, so detect + align +
@@ -36,11 +72,15 @@ def share_thread_pool(threads: int) -> None:
         raise FacegateError("share_thread_pool must be called before the first model is opened")
     ort.set_global_thread_pool_sizes(threads, 1)
     _SHARED_POOL["threads"] = threads
+    if arena:
+        cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, 1, -1, -1))   # 1 = kSameAsRequested
+        _RUNTIME["arena"] = True
 
 
 def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
-    """An onnxruntime CPU session with `threads` intra-op threads: its own pool, or the process's shared
-    one after share_thread_pool(threads). Raises ModelFileError, or FacegateError when the shared pool
+    """An onnxruntime session on the process's providers (use_providers; CPU alone by default) with
+    `threads` intra-op threads: its own pool, or the process's shared one after share_thread_pool(threads). Raises ModelFileError, or FacegateError when the shared pool
     has another size."""
     p = Path(path)
     if not p.is_file():
@@ -53,12 +93,14 @@ def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
             raise FacegateError(f"cannot open {p.name} with {threads} threads: this process runs its models "
                                 f"on a shared pool of {shared}")
         so.use_per_session_threads = False
+        if _RUNTIME["arena"]:
+            so.add_session_config_entry("session.use_env_allocators", "1")
     else:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     _SHARED_POOL["opened"] += 1
     try:
-        return ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(p), so, providers=list(_RUNTIME["providers"]))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ModelFileError(f"cannot load model {p}: {str(e).splitlines()[0][:200]} "
                              "(file truncated or corrupt? rebuild or reinstall the bundle)") from None
