@@ -42,6 +42,14 @@ def _home(tmp_path, name="home", bundle_id="fake-bundle"):
     return home
 
 
+def _photo_library(home):
+    from facegate.edge_runtime.photos.db import PhotoDB, photos_path
+
+    with PhotoDB(photos_path(home)) as db:
+        db.put_photo("/photos/a.jpg", 1000, 1, "ab" * 32, "fake-bundle", "ok")
+        db.put_photo("/photos/b.jpg", 2000, 2, "cd" * 32, "fake-bundle", "ok")
+
+
 def _rows(db, table):
     with contextlib.closing(sqlite3.connect(db)) as c:
         return c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -54,15 +62,17 @@ def _integrity(db):
 
 def test_round_trip_keeps_every_row_and_file(tmp_path, capsys):
     home = _home(tmp_path)
+    _photo_library(home)
     out = tmp_path / "b.tar"
     assert main(["backup", "--home", str(home), str(out)]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600                     # biometric data: owner only
     with tarfile.open(out) as tar:
-        assert tar.getnames() == ["manifest.json", "store.db", "admin.db", "config.toml"]
+        assert tar.getnames() == ["manifest.json", "store.db", "admin.db", "photos.db", "config.toml"]
     m = read_manifest(out)
     assert m.bundle_ids == {"fake-bundle": 3}
     assert m.member("store.db").counts == {"people": 2, "templates": 3, "images": 0, "audit": 3}
     assert m.member("admin.db").counts["admins"] == 1
+    assert m.member("photos.db").counts == {"photos": 2, "faces": 0, "people": 0}
     assert "store.db" in capsys.readouterr().out
 
     # a second backup to the same name is refused; a folder gets a dated name
@@ -76,7 +86,7 @@ def test_round_trip_keeps_every_row_and_file(tmp_path, capsys):
     fresh = tmp_path / "fresh"
     assert main(["restore", "--home", str(fresh), "--keep-stale", str(out)]) == 0
     assert "Ana, Ben" in capsys.readouterr().err                           # the fake bundle's templates are stale
-    for name in ("store.db", "admin.db"):
+    for name in ("store.db", "admin.db", "photos.db"):
         assert _integrity(fresh / name) == "ok"
         assert stat.S_IMODE((fresh / name).stat().st_mode) == 0o600
     with Store(store_path(fresh)) as s:

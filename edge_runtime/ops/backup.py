@@ -16,6 +16,7 @@ killed process leaves either the old file or the whole new one. A restore reads 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -430,7 +431,6 @@ def db_in_use(db: Path) -> bool:
     except FileNotFoundError:
         return False
     try:
-        import fcntl
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, SHM_DMS_BYTE, os.SEEK_SET)
         except OSError:

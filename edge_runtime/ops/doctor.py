@@ -35,7 +35,7 @@ from ..paths import DIR_MODE, STORE_FILE
 from ..photos.db import PHOTOS_FILE
 from ..sqlite_db import FILE_MODE
 from ..store_schema import SCHEMA_VERSION
-from .backup import integrity_problems
+from .backup import db_in_use, integrity_problems
 
 STATUSES = ("ok", "warn", "fail", "skip")
 CHECKS = ("config", "bundle", "liveness", "store", "admin db", "photos db", "file modes", "disk", "clock",
@@ -366,8 +366,11 @@ def check_camera(dev: Device) -> tuple[Check, np.ndarray | None]:
     seconds = time.monotonic() - t0
     details.update(frames=frames, seconds=round(seconds, 3))
     if frames < CAMERA_FRAMES:
+        busy = ("; the door is running and may hold the camera: stop it (systemctl stop facegate) or --skip camera"
+                if db_in_use(dev.home / STORE_FILE) else "")
         return Check("camera", "fail", f"{cam.source!r} gave {frames} of {CAMERA_FRAMES} frames in "
-                                       f"{CAMERA_TIMEOUT_S:g} s; check [camera] source and the cable", details), None
+                                       f"{CAMERA_TIMEOUT_S:g} s; check [camera] source and the cable{busy}",
+                     details), None
     h, w = frame.shape[:2]
     details.update(width=w, height=h)
     return Check("camera", "ok", f"{cam.source!r} delivered {frames} frames of {w}x{h} in {seconds:.2f} s",
