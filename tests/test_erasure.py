@@ -1,0 +1,90 @@
+"""`facegate people delete` leaves no trace: on a real data home (two people enrolled from photos, the door
+run on a video with rotating event files, a rename, a backup taken after the delete), no file holds the
+deleted person's names (UTF-8 or UTF-16), the bytes of any of their templates or of their kept face crops;
+the other person is intact."""
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from facegate.edge_runtime.event_log import rotated_files
+from facegate.edge_runtime.store import Store
+from facegate.main import main
+
+GONE, FORMER, KEEP = "Lin-Manuel Miranda", "Lin Erasure-Former-Name", "Aaron Eckhart"
+
+
+def _files(*roots):
+    """(label, bytes) of every file under the roots, and of every member of every tar file among them."""
+    for root in roots:
+        for p in sorted(Path(root).rglob("*")):
+            if not p.is_file():
+                continue
+            data = p.read_bytes()
+            yield str(p), data
+            if tarfile.is_tarfile(p):
+                with tarfile.open(p) as tar:
+                    for m in tar.getmembers():
+                        if m.isfile():
+                            yield f"{p}:{m.name}", tar.extractfile(m).read()
+
+
+def _needles(templates, crops):
+    """What must not be found: the names in UTF-8 and UTF-16, every template vector (whole, and its first
+    32 bytes), every kept crop (whole, and 256-byte runs of it: its middle and one per KB)."""
+    out = {}
+    for n in (GONE, FORMER):
+        out[f"name {n!r} utf-8"] = n.encode("utf-8")
+        out[f"name {n!r} utf-16"] = n.encode("utf-16-le")
+    for i, v in enumerate(templates):
+        out[f"template {i}"] = v.tobytes()
+        out[f"template {i} head"] = v.tobytes()[:32]
+    for i, c in enumerate(crops):
+        out[f"crop {i}"] = c
+        out[f"crop {i} middle"] = c[len(c) // 2: len(c) // 2 + 256]
+        for at in range(0, len(c) - 256, 1024):
+            out[f"crop {i} bytes {at}.."] = c[at:at + 256]
+    return out
+
+
+def test_deleting_a_person_leaves_no_trace_in_any_file(data_dir, tmp_path):
+    clips = data_dir / "videos/face_recognition"
+    home, logs = tmp_path / "home", tmp_path / "logs"
+    home.mkdir()
+    logs.mkdir()
+    (home / "config.toml").write_text("[privacy]\nevents_rotate_mb = 0.004\n")     # rotate every ~4 KB
+    events = logs / "events.jsonl"
+    assert main(["enroll", "--home", str(home), "--name", FORMER, str(clips / "lin-manuel-miranda.png")]) == 0
+    assert main(["people", "rename", FORMER, GONE, "--home", str(home)]) == 0
+    assert main(["enroll", "--home", str(home), "--name", KEEP,
+                 str(data_dir / "lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg")]) == 0
+    assert main(["run", "--home", str(home), "--source", str(clips / "short_hamilton_clip.mp4"),
+                 "--events", str(events)]) == 0
+    assert rotated_files(events), "the event file should have rotated"
+    with Store(home / "store.db") as s:
+        gone = s.subject_record(GONE)
+        keep_before = s.subject_record(KEEP)
+        assert s.audit(event="door_open", person=GONE)                 # the door opened for him
+    templates = [t["embedding"] for t in gone["templates"]]
+    crops = [i["jpeg"] for i in gone["images"]]
+    assert templates and crops
+    needles = _needles(templates, crops)
+    before = {what for label, data in _files(home, logs) for what, b in needles.items() if b in data}
+    # the scan sees them before (a whole crop spans SQLite overflow pages, so runs of it are looked for too)
+    assert {f"name {GONE!r} utf-8", f"name {FORMER!r} utf-8", "template 0", "crop 0 middle"} <= before
+
+    assert main(["people", "delete", GONE, "--yes", "--home", str(home)]) == 0
+    assert main(["backup", str(home / "after-delete.tar"), "--home", str(home)]) == 0
+
+    found = [f"{what} in {label}" for label, data in _files(home, logs) for what, b in needles.items() if b in data]
+    assert not found, found
+    with Store(home / "store.db") as s:                                 # the other person is intact
+        keep = s.subject_record(KEEP)
+        assert [p.name for p in s.people()] == [KEEP]
+        for a, b in zip(keep["templates"], keep_before["templates"]):
+            np.testing.assert_array_equal(a["embedding"], b["embedding"])
+        assert [i["jpeg"] for i in keep["images"]] == [i["jpeg"] for i in keep_before["images"]]
+        assert [r.person_name for r in s.audit(event="enroll", limit=10)] == [KEEP, None]
+        assert s.audit(event="delete")[0].person_name is None
+    rows = [json.loads(line) for p in [*rotated_files(events), events] for line in p.read_text().splitlines()]
+    assert rows and any(r["decision"] == "open" and r["person"] is None for r in rows)  # events stay, nameless
