@@ -67,27 +67,31 @@ def cmd_restore(args) -> int:
             cfg = load_config(config_path(home))
         plan = plan_restore(args.file, manifest, staging, home, bundle_id=configured_bundle_id(cfg, args.bundle),
                             force=args.force, stale=policy)
-        bundle = None
-        if plan.stale and policy == "re-embed":
-            from facegate.edge_runtime.enrollment import open_bundle
-            bundle = open_bundle(cfg, args.bundle, args.threads)      # before anything changes: a bad bundle stops here
+        bundle, key = None, None
+        if plan.stale:                       # before anything changes: a bad bundle or key file stops here
+            from facegate.edge_runtime.crypto import key_for
+            key = key_for(cfg.privacy, home)
+            if policy == "re-embed":
+                from facegate.edge_runtime.enrollment import open_bundle
+                bundle = open_bundle(cfg, args.bundle, args.threads)
         kept = apply_restore(plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"restored {', '.join(m.name for m in manifest.members)} into {home}")
     for k in kept:
         print(f"  kept the file it replaced as {k}")
-    return _after_restore(plan, bundle, store_path(home))
+    return _after_restore(plan, bundle, store_path(home), key)
 
 
-def _after_restore(plan, bundle, store_file: Path) -> int:
-    """Re-embed (with --re-embed) and report templates of another bundle; 1 when some are left stale."""
+def _after_restore(plan, bundle, store_file: Path, key) -> int:
+    """Re-embed (with --re-embed) and report templates of another bundle; 1 when some are left stale.
+    `key`: the [privacy] key of the config in force after the restore (None: the store is not encrypted)."""
     from facegate.edge_runtime.enrollment import reembed_kept
     from facegate.edge_runtime.store import Store, stale_templates_message
 
     if not plan.stale:
         return 0
-    with Store(store_file) as store:
+    with Store(store_file, key=key) as store:
         if bundle is None:                       # --keep-stale
             print(f"facegate restore: {stale_templates_message(store.stale_templates(plan.bundle_id))}",
                   file=sys.stderr)
