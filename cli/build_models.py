@@ -79,11 +79,31 @@ def cmd_build_bundle(args) -> int:
     from facegate.export.bundle_build import build_bundle
     from facegate.export.fusion_fit import FUSION_PARTS
 
+    if (args.quality is None) != (args.quality_threshold is None):
+        raise SystemExit("build-bundle: --quality and --quality-threshold go together")
+    if args.models_from is not None:
+        if args.quality is None:
+            raise SystemExit("build-bundle: --models-from only adds a quality model; give --quality too")
+        return _add_quality(args, args.models_from)
     s = calibration_settings(args)
     report = build_bundle(args.out, args.work, data_dir(), s, embedders=tuple(args.embedder or FUSION_PARTS),
                           fusion=not args.no_fusion)
     print(json.dumps(report["decisions"], indent=1))
     print(f"bundle written to {args.out}")
+    return _add_quality(args, args.out) if args.quality is not None else 0
+
+
+def _add_quality(args, src: Path) -> int:
+    """Write args.out = the bundle at `src` plus the quality model --quality (exported first when a checkpoint)."""
+    from facegate.export.bundle_build import QUALITY_MEANING
+    from facegate.export.bundle_write import add_quality, quality_onnx
+
+    onnx_path = quality_onnx(args.quality, args.work)
+    add_quality(src, args.out, onnx_path, args.quality_threshold, QUALITY_MEANING)
+    from facegate.edge_runtime.bundle import read_manifest
+
+    print(f"quality model {onnx_path} (threshold {args.quality_threshold:g}) added; bundle {read_manifest(args.out).id} "
+          f"written to {args.out}")
     return 0
 
 

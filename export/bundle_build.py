@@ -21,6 +21,9 @@ PRELU_REWRITE = {"sface"}
 MIN_SPEEDUP = 1.5          # int8 must be at least this much faster (2 threads) to ship
 MAX_LFW_LOSS = 0.002       # ... and lose at most 0.2 LFW points
 MAX_AP_LOSS = 0.01         # ... or 1 AP point for the detector
+# bundle.json "quality" "meaning": what the --quality-threshold decides (docs/quality.md says how it was chosen)
+QUALITY_MEANING = ("minimum predicted quality of a usable face: below it enrollment refuses the photo, the door "
+                   "does not decide on the frame and the photo organiser leaves the face unsorted")
 
 
 @dataclass(frozen=True)

@@ -80,12 +80,38 @@ def test_onnx_runs_on_the_runtime_pipeline(trained, data_dir):
     emb = bundle.embedder.embed_sets([bundle.embedder.align_all(img, face), bundle.embedder.align_all(blurred, face)])
     q = run_quality_model(out / "quality_first.onnx", emb, np.array([True, True]))
     contract = read_quality_contract(out / "quality_first.onnx")
-    assert contract["bundle_id"] == bundle.manifest.id and contract["dims"] == [128, 128]
+    assert contract["part_sha256"] == {p: bundle.manifest.embedders[p].sha256 for p in contract["parts"]}
+    assert contract["dims"] == [128, 128]
     head = QualityHead(tuple(contract["dims"]), 64)
     head.load_state_dict(torch.load(out / "quality_first.pt", weights_only=False)["model"])
     with torch.inference_mode():
         ref = head.eval()(torch.from_numpy(emb)).numpy()
     assert np.allclose(q, ref, atol=1e-4) and np.isfinite(q).all()
+
+
+def test_checkpoint_goes_into_a_bundle_and_runs_in_the_runtime(trained, powell, tmp_path):
+    """build-bundle --models-from --quality CKPT: the checkpoint is exported, the bundle's other files are
+    copied unchanged, and the runtime's Recognizer scores faces with it (the ONNX's numbers)."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest, sha256_file
+    from facegate.edge_runtime.config import Config
+    from facegate.edge_runtime.eval.quality_eval import run_quality_model
+    from facegate.edge_runtime.imageio import load_image
+    from facegate.edge_runtime.recognizer import Recognizer
+
+    out, _ = trained
+    shipped = read_manifest(default_bundle_dir())
+    assert main(["build-bundle", "--models-from", str(default_bundle_dir()), "--quality", str(out / "quality_first.pt"),
+                 "--quality-threshold", "-100", "--out", str(tmp_path / "b"), "--work", str(tmp_path / "w")]) == 0
+    m = read_manifest(tmp_path / "b")
+    assert m.quality.threshold == -100 and m.raw["provenance"]["face_quality"]["trained_by"] == "facegate train quality"
+    assert m.raw["provenance"]["face_quality"]["config"]["split"] == "first"
+    for name in [shipped.detector_file, *(e.file for e in shipped.embedders.values())]:
+        assert sha256_file(tmp_path / "b" / name) == sha256_file(default_bundle_dir() / name)
+    rec = Recognizer(load_bundle(tmp_path / "b", threads=1), Config())
+    r = rec.analyze(load_image(powell[0]))
+    assert len(r) == 1 and r[0].usable
+    ref = run_quality_model(tmp_path / "w" / "quality_first.onnx", r[0].face.embedding[None], np.array([True]))
+    assert r[0].quality == pytest.approx(float(ref[0]), abs=1e-4)
 
 
 def test_empty_data_folder_is_a_clear_error(tmp_path):

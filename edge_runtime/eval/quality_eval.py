@@ -215,12 +215,22 @@ def read_quality_contract(onnx_path: Path) -> dict:
     return c
 
 
+def features_key(bundle) -> str:
+    """What decides the faces and embeddings described: the sha256 of the detector file and of the embedder
+    files in use (not the bundle id, which also covers thresholds, score models and the quality model)."""
+    m = bundle.manifest
+    fused = m.fusion is not None and bundle.embedder_entry.name == m.fusion.name
+    parts = m.fusion.fusion.parts if fused else (bundle.embedder_entry.name,)
+    return "|".join([m.detector_sha256, *(m.embedders[p].sha256 for p in parts)])
+
+
 def cached_description(cache: Path, lfw_dir: Path, relpaths: list[str], bundle, progress: bool = True) -> dict:
     """describe_images of `relpaths` with the bundle's detector and embedder, read from / written to
-    `cache` (keyed on the image list and the bundle id; training and the benchmark share it)."""
+    `cache` (keyed on the image list and the model files, `features_key`; training and the benchmark
+    share it)."""
     import hashlib
 
-    key = hashlib.sha256(("\n".join(relpaths) + bundle.id).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("\n".join(relpaths) + features_key(bundle)).encode()).hexdigest()[:16]
     path = Path(cache) / f"describe_{key}.npz"
     if path.is_file():
         return load_description(path)
@@ -294,8 +304,9 @@ def bench_quality(lfw_dir: Path, runs: Path, cache: Path, bundle_dir: Path | Non
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path} is missing; run `facegate train quality --split {split}`")
         contract = read_quality_contract(onnx_path)
-        if contract.get("bundle_id") != bundle.manifest.id:
-            raise ValueError(f"{onnx_path} was trained on bundle {contract.get('bundle_id')}, not {bundle.manifest.id}")
+        m = bundle.manifest
+        if contract.get("part_sha256") != {p: m.embedders[p].sha256 for p in contract.get("parts", [])}:
+            raise ValueError(f"{onnx_path} was trained on other embedder files than bundle {m.id}'s")
         meta = open_session(onnx_path, 1).get_modelmeta().custom_metadata_map
         trained[split] = json.loads(meta.get("facegate.provenance", "{}")).get("config", {})
         q = run_quality_model(onnx_path, desc["embedding"], desc["found"])

@@ -20,6 +20,7 @@ from facegate.edge_runtime.matching import similarity
 from .common import DataFolderError
 
 SPLITS = ("first", "second", "all")
+GENUINE_STATS = ("mean", "min", "max")
 KINDS = ("blur", "noise", "dark", "occlusion", "offcentre", "lowres")
 
 
@@ -162,9 +163,12 @@ def degraded_embeddings(lfw_dir: Path, desc: dict, indices: np.ndarray, embedder
 
 def cached_degraded(cache: Path, lfw_dir: Path, desc: dict, indices: np.ndarray, bundle, per_image: int,
                     seed: int, progress: bool) -> dict:
-    """degraded_embeddings, read from / written to `cache` (keyed on the images, bundle id, copies, seed)."""
+    """degraded_embeddings, read from / written to `cache` (keyed on the images, the model files
+    (quality_eval.features_key), copies, seed)."""
     rels = [desc["relpaths"][i] for i in indices]
-    key = hashlib.sha256(("\n".join(rels) + f"{bundle.id}|{per_image}|{seed}").encode()).hexdigest()[:16]
+    from facegate.edge_runtime.eval.quality_eval import features_key
+
+    key = hashlib.sha256(("\n".join(rels) + f"{features_key(bundle)}|{per_image}|{seed}").encode()).hexdigest()[:16]
     path = Path(cache) / f"degraded_{key}.npz"
     if path.is_file():
         with np.load(path) as z:
@@ -178,8 +182,9 @@ def cached_degraded(cache: Path, lfw_dir: Path, desc: dict, indices: np.ndarray,
 
 def margin_targets(probe_emb: np.ndarray, probe_person: np.ndarray, probe_source: np.ndarray,
                    gallery_emb: np.ndarray, gallery_person: np.ndarray, gallery_index: np.ndarray, metric,
-                   quantile: float = 0.99, block: int = 512) -> np.ndarray:
-    """Per probe: the mean of its genuine scores minus the `quantile` of its impostor scores.
+                   quantile: float = 0.99, block: int = 512, genuine: str = "mean") -> np.ndarray:
+    """Per probe: the `genuine` statistic of its genuine scores ("mean", "min" = its worst genuine score,
+    "max" = its best one) minus the `quantile` of its impostor scores.
 
     probe_emb: float32 (M, D) raw embeddings; probe_person: (M,) labels; probe_source: int (M,) index of
     the clean image each probe comes from (left out of its own genuine scores). gallery_*: the clean
@@ -193,7 +198,14 @@ def margin_targets(probe_emb: np.ndarray, probe_person: np.ndarray, probe_source
         same = probe_person[sl][:, None] == gallery_person[None, :]
         gen = same & (probe_source[sl][:, None] != gallery_index[None, :])
         n_gen = gen.sum(1)
-        mean_gen = np.where(n_gen > 0, (sim * gen).sum(1) / np.maximum(n_gen, 1), np.nan)
+        if genuine == "mean":
+            mean_gen = np.where(n_gen > 0, (sim * gen).sum(1) / np.maximum(n_gen, 1), np.nan)
+        elif genuine in ("min", "max"):
+            pick = np.min if genuine == "min" else np.max
+            fill = np.inf if genuine == "min" else -np.inf
+            mean_gen = np.where(n_gen > 0, pick(np.where(gen, sim, fill), axis=1), np.nan)
+        else:
+            raise ValueError(f"unknown genuine statistic {genuine!r}; expected one of {GENUINE_STATS}")
         ranked = np.sort(np.where(same, -np.inf, sim), axis=1)      # impostors last, ascending
         n_imp = g - same.sum(1)
         pos = (g - n_imp) + np.floor(quantile * np.maximum(n_imp - 1, 0)).astype(int)

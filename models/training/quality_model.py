@@ -21,6 +21,7 @@ from facegate.export.metadata import add_metadata
 OPSET = 17
 FP32_TOLERANCE = 1e-4
 CONTRACT_KEY = "facegate.contract"
+GENUINE_WORDS = {"mean": "mean genuine score", "min": "lowest genuine score", "max": "highest genuine score"}
 
 
 class QualityHead(nn.Module):
@@ -52,7 +53,7 @@ class QualityHead(nn.Module):
         return self.standardised(x) * self.target_std + self.target_mean
 
 
-def quality_contract(manifest, dims: tuple[int, ...], quantile: float) -> dict:
+def quality_contract(manifest, dims: tuple[int, ...], quantile: float, genuine: str = "mean") -> dict:
     """The quality model's input/output contract (JSON in the ONNX metadata under "facegate.contract").
 
     manifest: the bundle's Manifest whose fused embedder the head was trained on; the runtime must feed
@@ -62,7 +63,7 @@ def quality_contract(manifest, dims: tuple[int, ...], quantile: float) -> dict:
             "features_of": fusion.name, "parts": list(fusion.parts), "dims": list(dims),
             "part_sha256": {p: manifest.embedders[p].sha256 for p in fusion.parts},
             "bundle_id": manifest.id, "output": "quality", "higher_is_better": True,
-            "units": f"fused score: mean genuine score minus the {quantile:g} impostor quantile"}
+            "units": f"fused score: {GENUINE_WORDS[genuine]} minus the {quantile:g} impostor quantile"}
 
 
 def export_quality(model: QualityHead, path: Path, contract: dict, provenance: dict,

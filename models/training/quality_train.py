@@ -37,7 +37,8 @@ class QualityTrainConfig:
     weight_decay: float = 1e-4
     hidden: int = 64                     # width of the head's two hidden layers
     degradations_per_image: int = 3      # degraded copies of each training image (targets measured alike)
-    impostor_quantile: float = 0.99      # target = mean genuine score - this quantile of impostor scores
+    impostor_quantile: float = 0.99      # target = genuine statistic - this quantile of impostor scores
+    genuine: str = "mean"                # the genuine statistic: mean | min (worst genuine score) | max
     seed: int = 0
     deterministic: bool = True           # torch.use_deterministic_algorithms
     device: str = "auto"                 # auto | cpu | cuda
@@ -54,7 +55,8 @@ class QualityTrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def side_samples(desc: dict, deg: dict, person: np.ndarray, names: set, metric, quantile: float) -> dict:
+def side_samples(desc: dict, deg: dict, person: np.ndarray, names: set, metric, quantile: float,
+                 genuine: str = "mean") -> dict:
     """Samples of one side (training or test people): clean images and their degraded copies.
 
     Targets compare each sample with the side's clean images only. Returns {"x": float32 (M, D),
@@ -63,7 +65,8 @@ def side_samples(desc: dict, deg: dict, person: np.ndarray, names: set, metric, 
     dsel = np.isin(deg["source"], gal)
     probe_src = np.concatenate([gal, deg["source"][dsel]])
     x = np.concatenate([desc["embedding"][gal], deg["embedding"][dsel]]).astype(np.float32)
-    y = margin_targets(x, person[probe_src], probe_src, desc["embedding"][gal], person[gal], gal, metric, quantile)
+    y = margin_targets(x, person[probe_src], probe_src, desc["embedding"][gal], person[gal], gal, metric, quantile,
+                       genuine=genuine)
     ok = np.isfinite(y)
     degraded = np.arange(len(x)) >= len(gal)
     return {"x": x[ok], "y": y[ok], "degraded": degraded[ok]}
@@ -87,8 +90,9 @@ def prepare_data(cfg: QualityTrainConfig, bundle, cache: Path, progress: bool) -
     cfg.train_list_sha256, cfg.test_list_sha256 = list_hash(train_rel), list_hash(test_rel)
     cfg.bundle_id = bundle.id
     metric, q = bundle.metric, cfg.impostor_quantile
-    out = {"train": side_samples(desc, deg, person, set(train), metric, q),
-           "test": side_samples(desc, deg, person, set(test), metric, q) if test else None}
+    g = cfg.genuine
+    out = {"train": side_samples(desc, deg, person, set(train), metric, q, g),
+           "test": side_samples(desc, deg, person, set(test), metric, q, g) if test else None}
     if len(out["train"]["y"]) < 2:
         from .common import DataFolderError
         raise DataFolderError(f"{cfg.lfw_dir}: fewer than 2 usable training faces (people need >= 2 photos "
@@ -167,6 +171,7 @@ def train_quality(cfg: QualityTrainConfig, out_dir: Path, cache: Path, resume: b
     cfg.git_commit = git_commit()
     dims = bundle.manifest.fusion.fusion.dims
     y = data["train"]["y"]
+    contract = quality_contract(bundle.manifest, dims, cfg.impostor_quantile, cfg.genuine)
     model = QualityHead(dims, cfg.hidden, float(y.mean()), float(y.std()) or 1.0).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out_dir = Path(out_dir)
@@ -190,13 +195,27 @@ def train_quality(cfg: QualityTrainConfig, out_dir: Path, cache: Path, resume: b
         history.append(_record(model, data, device, epoch, loss))
         save_checkpoint(ckpt, {"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
                                "generator": gen.get_state(), "epoch": epoch, "step": step, "history": history,
-                               "trained_by": "facegate train quality"})
+                               "trained_by": "facegate train quality", "contract": contract})
         write_curves(history, stem)
     onnx_path = stem.with_suffix(".onnx")
     provenance = {"trained_by": "facegate train quality", "config": asdict(cfg)}
-    contract = quality_contract(bundle.manifest, dims, cfg.impostor_quantile)
     diff = export_quality(model, onnx_path, contract, provenance, data["train"]["x"][:256])
     return {"checkpoint": str(ckpt), "onnx": str(onnx_path), "export_max_abs_diff": diff, "config": asdict(cfg),
             "history": history, "train_samples": int(len(y)),
             "test_samples": int(len(data["test"]["y"])) if data["test"] is not None else 0,
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def export_checkpoint(ckpt: Path, out: Path) -> Path:
+    """Export a `facegate train quality` checkpoint to ONNX at `out` (contract and provenance "trained by
+    facegate" + its config in the metadata), compared with PyTorch on seeded random embeddings.
+    Raises CheckpointError for a checkpoint that is not a quality model's."""
+    state = load_checkpoint(ckpt)
+    if state.get("trained_by") != "facegate train quality" or "contract" not in state:
+        raise CheckpointError(f"{ckpt} is not a `facegate train quality` checkpoint with its contract; retrain it")
+    cfg, contract = state["config"], state["contract"]
+    model = QualityHead(tuple(contract["dims"]), cfg["hidden"])
+    model.load_state_dict(state["model"])
+    sample = np.random.default_rng(0).normal(size=(64, sum(contract["dims"]))).astype(np.float32)
+    export_quality(model, out, contract, {"trained_by": "facegate train quality", "config": cfg}, sample)
+    return Path(out)
