@@ -36,16 +36,23 @@ def _run(cfg, store, bundle, source, events, args):
     """Build the door and the runner, run until the source ends (or Ctrl-C); the door is closed either way."""
     from facegate.edge_runtime.door.actuators import make_door
     from facegate.edge_runtime.door.decision import DoorDecider
+    from facegate.edge_runtime.door.home_assistant import EventTee, ReportingDoor
     from facegate.edge_runtime.door.runner import Runner
     from facegate.edge_runtime.door.systemd_notify import SystemdNotifier
     from facegate.edge_runtime.recognizer import Recognizer
 
     door = make_door(cfg.door)
+    ha = None
     try:
+        ha = _home_assistant(cfg)
+        if ha is not None:                                     # the door's state and events, told to Home Assistant
+            door, events = ReportingDoor(door, ha), EventTee(events, ha)
         runner = Runner(Recognizer(bundle, cfg), store, door, DoorDecider.from_config(cfg.decision), events,
                         keep_audit_days=cfg.privacy.keep_audit_days)
     except BaseException:
         door.close()
+        if ha is not None:
+            ha.close()
         raise
     notifier = SystemdNotifier()
     main = threading.current_thread() is threading.main_thread()   # signal handlers live in the main thread
@@ -57,6 +64,18 @@ def _run(cfg, store, bundle, source, events, args):
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+        if ha is not None:
+            ha.close()                                          # "offline", after the runner locked the door
+
+
+def _home_assistant(cfg):
+    """The Home Assistant publisher when [home_assistant] enabled = true, else None."""
+    if not cfg.home_assistant.enabled:
+        return None
+    from facegate import __version__
+    from facegate.edge_runtime.door.home_assistant import HomeAssistant
+
+    return HomeAssistant.from_config(cfg, __version__)
 
 
 def _interrupt(signum, frame):
