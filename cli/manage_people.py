@@ -64,6 +64,10 @@ def cmd_people(args) -> int:
     elif args.people_command == "rename":
         p = store.rename(args.name, args.new_name)
         print(f"renamed {args.name} -> {p.name}")
+    elif args.people_command == "undo-update":
+        ids = store.undo_auto_templates(args.name, all_of_them=args.all_updates)
+        print(f"{args.name}: removed {len(ids)} template{'' if len(ids) == 1 else 's'} added by the door"
+              if ids else f"{args.name}: the door has added no template")
     return 0
 
 

@@ -470,6 +470,65 @@ class Store:
         matrix = np.frombuffer(plain, dtype="<f4").reshape(len(rows), dims.pop())
         return TemplateGallery(tuple(r[0] for r in rows), tuple(r[1] for r in rows), matrix.astype(np.float32), metric)
 
+    def person_templates(self, name: str, bundle_id: str) -> tuple[list[int], np.ndarray, list[float | None]]:
+        """One person's templates made with `bundle_id`, oldest first: (template ids, float32 (T, D) embeddings,
+        when each was added by a template update, None for enrolled ones). PersonNotFoundError if unknown."""
+        name = stored_name(name)
+        found = self._read("SELECT id FROM people WHERE name = ?", (name,))
+        if not found:
+            raise PersonNotFoundError(f"no one named {name!r} is enrolled; see `facegate people list`")
+        pid = found[0][0]
+        rows = self._read("SELECT id, embedding, dim, sealed, auto_added_at FROM templates WHERE person_id = ? "
+                          "AND bundle_id = ? ORDER BY id", (pid, bundle_id))
+        vecs = [np.frombuffer(self._opened(r[3], r[1], _template_aad(r[0], pid)), "<f4") for r in rows]
+        dim = rows[0][2] if rows else 0
+        return ([int(r[0]) for r in rows], np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32),
+                [r[4] for r in rows])
+
+    def add_auto_template(self, name: str, embedding: np.ndarray, bundle_id: str, embedder: str,
+                          drop: Sequence[int] = (), **details) -> int:
+        """Add one template learnt at the door to `name`, flagged as auto-added now, and delete the auto-added
+        templates `drop` (the per-person bound), in one transaction with one 'template_added' audit row
+        {"template_id", "dropped": [...], **details} (details: plain JSON, no biometric data).
+        Returns the new template's id. Enrolled templates are never dropped (InvalidTemplateError)."""
+        name = stored_name(name)
+        emb, _, _ = checked_templates(np.asarray(embedding).reshape(1, -1), bundle_id, embedder, None, None)
+        with self._write(f"add a template to {name!r}") as conn:
+            pid = self._person_id(conn, name)
+            row = conn.execute("SELECT dim FROM templates WHERE bundle_id = ? LIMIT 1", (bundle_id,)).fetchone()
+            if row is not None and row[0] != emb.shape[1]:
+                raise InvalidTemplateError(f"bundle {bundle_id!r} has {row[0]}-dimensional templates, not "
+                                           f"{emb.shape[1]}")
+            for tid in drop:
+                if conn.execute("DELETE FROM templates WHERE id = ? AND person_id = ? AND auto_added_at IS NOT NULL",
+                                (int(tid), pid)).rowcount != 1:
+                    raise InvalidTemplateError(f"template {tid} is not an auto-added template of {name!r}; nothing "
+                                               f"changed")
+            now = self._clock()
+            tid = self._insert_template(conn, pid, emb[0], embedder, bundle_id, None, now)
+            conn.execute("UPDATE templates SET auto_added_at = ? WHERE id = ?", (now, tid))
+            self._append_audit(conn, "template_added", name, {"template_id": tid, "dropped": [int(t) for t in drop],
+                                                              **details})
+        return tid
+
+    def undo_auto_templates(self, name: str, all_of_them: bool = False) -> list[int]:
+        """Delete `name`'s newest auto-added template (every one with `all_of_them`); one 'template_undone'
+        audit row {"template_ids": [...]}. Returns the deleted ids (empty: there were none, nothing logged)."""
+        name = stored_name(name)
+        with self._write(f"undo template updates of {name!r}") as conn:
+            pid = self._person_id(conn, name)
+            ids = [r[0] for r in conn.execute("SELECT id FROM templates WHERE person_id = ? AND auto_added_at IS NOT "
+                                              "NULL ORDER BY auto_added_at DESC, id DESC", (pid,)).fetchall()]
+            ids = ids if all_of_them else ids[:1]
+            for tid in ids:
+                conn.execute("UPDATE images SET template_id = NULL WHERE template_id = ?", (tid,))
+                conn.execute("DELETE FROM templates WHERE id = ?", (tid,))
+            if ids:
+                self._append_audit(conn, "template_undone", name, {"template_ids": ids})
+        if ids:
+            self.checkpoint()
+        return ids
+
     def stale_templates(self, bundle_id: str) -> dict[str, int]:
         """{name: count} of templates made with another bundle: those people must re-enroll.
 

@@ -61,5 +61,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit WHEN NOT EXISTS (SELECT 1 FROM audit_unlock)
            BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
     ),
+    (   # 3: templates that age (template_update.py): NULL = enrolled; else when the door added it from a live match
+        "ALTER TABLE templates ADD COLUMN auto_added_at REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

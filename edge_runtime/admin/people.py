@@ -54,8 +54,26 @@ def reembed():
 @bp.route("/people/<id:person_id>")
 def show(person_id: int):
     person = store().person(_name_or_404(person_id))
-    stale = store().stale_templates(services().bundle.id).get(person.name, 0)
-    return render_template("person.html", person=person, stale=stale)
+    bundle_id = services().bundle.id
+    stale = store().stale_templates(bundle_id).get(person.name, 0)
+    learnt = [t for t in store().person_templates(person.name, bundle_id)[2] if t is not None]
+    return render_template("person.html", person=person, stale=stale, learnt=learnt)
+
+
+@bp.route("/people/<id:person_id>/undo-update", methods=["POST"])
+def undo_update(person_id: int):
+    """Remove the templates the door added to this person (templates that age): the last one, or all (which=all)."""
+    name = _name_or_404(person_id)
+    try:
+        ids = store().undo_auto_templates(name, all_of_them=request.form.get("which") == "all")
+    except StoreError as e:
+        flash(sentence(e), "error")
+    else:
+        if ids:
+            audit_action("template_undone", name, templates=len(ids))
+        flash(f"Removed {len(ids)} template{'' if len(ids) == 1 else 's'} the door had added to {name}." if ids
+              else f"The door has added no template to {name}.")
+    return redirect(url_for("people.show", person_id=person_id))
 
 
 @bp.route("/people/<id:person_id>/images/<id:index>.jpg")

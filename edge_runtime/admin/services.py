@@ -63,7 +63,7 @@ def store() -> Store:
     """The enrollment store for this request (opened on first use, closed when the request ends)."""
     if "fg_store" not in g:
         svc = services()
-        g.fg_store = Store(svc.store_path, key=key_for(svc.cfg.privacy, svc.home))   # [privacy] key_file
+        g.fg_store = Store(svc.store_path, key=key_for(svc.config.privacy, svc.home))   # [privacy] key_file
     return g.fg_store
 
 

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
+from ..door.liveness_gate import liveness_line
 from ..fusion import metric_label
 from .db import AdminDBError
 from .services import admin_db, audit_action, enrolled_templates, sentence, services, store
@@ -31,7 +32,8 @@ def bundle_summary() -> dict:
                         **{n: v.get("report") or {} for n, v in raw.get("embedders", {}).items()},
                         **({b.manifest.fusion.name: _fusion_summary(raw["fusion"])} if b.manifest.fusion else {}),
                         "notes": raw.get("notes") or {}},
-            "licences": raw.get("licences") or {}}
+            "licences": raw.get("licences") or {},
+            "liveness": liveness_line(rec.liveness_on, s.config.liveness.threshold, b.liveness is not None)}
 
 
 def _fusion_summary(entry: dict) -> dict:

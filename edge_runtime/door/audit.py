@@ -20,7 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store import BUSY_TIMEOUT_MS, InvalidNameError, PersonNotFoundError, Store, StoreError
+from ..store import BUSY_TIMEOUT_MS, InvalidNameError, InvalidTemplateError, PersonNotFoundError, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ RETRY_S = 1.0                   # wait between attempts while the store refuses 
 @dataclass
 class _Row:
     """One queued write: an audit row (kind "log"), a person's last-seen time (kind "seen") or the removal
-    of audit rows past the retention (kind "prune")."""
+    of audit rows past the retention (kind "prune"), or a write that logs its own audit row (kind "call":
+    details["write"](store), a template update)."""
 
     kind: str
     event: str
@@ -73,6 +74,11 @@ class AuditWriter:
     def prune(self, before: float) -> None:
         """Queue the removal of audit rows older than Unix time `before` (Store.prune_audit; retention)."""
         self._put(_Row("prune", "audit_prune", None, {"before": float(before)}))
+
+    def call(self, event: str, person: str | None, write) -> None:
+        """Queue `write(store)`, a store write that logs its own audit row `event` (a template update), in order
+        with the rows; retried like them while the store refuses writes."""
+        self._put(_Row("call", event, person, {"write": write}))
 
     def seen(self, name: str, ts: float) -> None:
         """Queue "`name` was recognised at Unix time `ts`" (Store.touch_seen)."""
@@ -157,10 +163,12 @@ class AuditWriter:
                 store.touch_seen(row.person, row.details["ts"])
             elif row.kind == "prune":
                 store.prune_audit(row.details["before"])
+            elif row.kind == "call":
+                row.details["write"](store)
             else:
                 store.log(row.event, row.person, **(dict(row.details, at=row.at) if row.late else row.details))
             return store, True
-        except (PersonNotFoundError, InvalidNameError) as e:
+        except (PersonNotFoundError, InvalidNameError, InvalidTemplateError) as e:
             log.warning("door audit: %s; the %r row is skipped", e, row.event)
             return store, True
         except StoreError as e:

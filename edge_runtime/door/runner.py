@@ -17,6 +17,7 @@ from ..matching import TemplateGallery, json_score
 from ..recognizer import FaceResult, Recognizer, door_candidate
 from ..retention import Every, cutoff
 from ..store import Store, StoreError
+from ..template_update import learn, update_verdict
 from .actuators import Door
 from .audit import AUDIT_BUFFER_ROWS, AuditWriter
 from .decision import ATTACK, DENY, OPEN, Decision, DoorDecider
@@ -111,6 +112,11 @@ class Runner:
         self.live_threshold = recognizer.config.liveness.threshold if self.liveness_on else None
         self.decider.require_live(recognizer.config.liveness.min_live_frames if self.liveness_on else 0)
         log.info("%s", liveness_line(self.liveness_on, self.live_threshold, recognizer.bundle.liveness is not None))
+        upd = recognizer.config.template_updates if self.liveness_on else None     # updates need liveness
+        self.updates = upd if upd is not None and upd.enabled else None
+        if self.updates is not None:
+            log.info("template updates: on (margin %g above the threshold, at most %d added per person)",
+                     self.updates.margin, self.updates.max_per_person)
         self.refresh_templates(force=True)
 
     def refresh_templates(self, force: bool = False) -> None:
@@ -156,6 +162,8 @@ class Runner:
             self.events.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.events.flush()
         self._act(ts, decision)
+        if decision.action == OPEN and self.updates is not None:
+            self._learn(cand, decision)
         self.settle()
         return results, decision, event
 
@@ -187,6 +195,23 @@ class Runner:
             if ts - self._last_deny_log >= self.deny_log_s:
                 self.audit.log("deny", decision.name, reason=decision.reason, score=json_score(decision.score), ts=ts)
                 self._last_deny_log = ts
+
+    def _learn(self, cand: FaceResult, decision: Decision) -> None:
+        """After an opening: queue the opening face as a new template of its person when `update_verdict`
+        allows it ([template_updates]); the write and its audit row go through the audit writer."""
+        m, u = cand.match, self.updates
+        why = update_verdict(m.score, m.second, self.recognizer.threshold, u.margin,
+                             frame_live(cand.liveness, self.live_threshold), cand.usable)
+        if why:
+            log.info("template update skipped: %s", why)
+            return
+        b = self.recognizer.bundle
+        details = {"score": json_score(m.score), "threshold": json_score(self.recognizer.threshold),
+                   "margin": u.margin, "liveness": json_score(cand.liveness)}
+        emb = np.array(cand.face.embedding, np.float32)
+        self.audit.call("template_added", decision.name,
+                        lambda store: learn(store, decision.name, emb, b.id, b.embedder.name, b.metric,
+                                            u.max_per_person, **details))
 
     def _command(self, event: str, person: str | None = None, reason: str = "") -> Command:
         """door.open / door.lock; an exception from the door becomes a failed Command (and a lock attempt)."""
