@@ -173,3 +173,16 @@ def test_help_and_unknown_checks(tmp_path, capsys):
     assert e.value.code == 0 and "--json" in capsys.readouterr().out
     assert _doctor(tmp_path / "home", "--skip", "camra") == 1
     assert "no check named 'camra'" in capsys.readouterr().err
+
+
+def test_liveness_line_follows_the_bundle_and_the_config(tmp_path, liveness_bundle):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    config_path(home).write_text("[doctor]\ntimed_frames = 2\nframe_budget_ms = 1e6\n")
+    skip = ("camera", "door")
+    checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip)}
+    assert checks["liveness"].status == "ok" and checks["liveness"].message == "on (threshold 0.5)"
+    assert checks["speed"].details["stages"] == ["detect", "embed", "liveness"]     # timed as the door runs it
+    config_path(home).write_text("[liveness]\nenabled = false\n")
+    checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip + ("speed",))}
+    assert checks["liveness"].status == "warn" and "enabled = false" in checks["liveness"].message
