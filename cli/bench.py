@@ -73,15 +73,41 @@ def _write(args, report: dict) -> None:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
 
-def _speed_ours(args, threads: int, photos: list[Path]) -> dict:
+def _speed_ours(args, threads: int, photos: list[Path], liveness_bundle: Path | None = None) -> dict:
+    """Rows of our pipeline; with liveness_bundle (a bundle with liveness models, used instead of --bundle)
+    each row also times the liveness check of the face."""
+    from facegate.edge_runtime.bundle import load_bundle
     from facegate.edge_runtime.eval.speed import bench_stages
     from facegate.edge_runtime.sessions import share_thread_pool
     args.threads = threads
     if not args.fp32:
         share_thread_pool(threads)          # as the device commands run (facegate.main)
+    if liveness_bundle is not None:
+        args.bundle = liveness_bundle
     det, embs, backend = models_for(args, args.embedder or [default_embedder(args)])
-    return {name: dict(bench_stages(det, emb, photos, threads=threads, repeats=args.repeats), backend=backend)
+    live = load_bundle(liveness_bundle, threads=threads).liveness if liveness_bundle is not None else None
+    return {name: dict(bench_stages(det, emb, photos, threads=threads, repeats=args.repeats, liveness=live),
+                       backend=backend)
             for name, emb in embs.items()}
+
+
+def _liveness_bundle(args, work: Path) -> tuple[Path | None, str]:
+    """(a bundle with liveness models, how it was found) for bench speed's liveness row: --bundle when it has
+    them, else one built in `work` from $FACEGATE_DATA/weights/minifasnet (needs facegate[train]); (None, why)
+    when neither is possible."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
+    src = Path(args.bundle or default_bundle_dir())
+    if read_manifest(src).liveness is not None:
+        return src, f"liveness models of {src}"
+    weights = data_dir() / "weights" / "minifasnet"
+    try:
+        from facegate.export.liveness_export import LivenessBuildError, add_liveness
+    except ModuleNotFoundError as e:
+        return None, f"no liveness row: {src} has no liveness model and building one needs {e.name} (facegate[train])"
+    try:
+        return add_liveness(weights, work / "liveness-bundle", bundle=src), f"built from {weights} (temporary)"
+    except LivenessBuildError as e:
+        return None, f"no liveness row: {src} has no liveness model and none could be built ({e})"
 
 
 def _speed_peer(args, threads: int, photos: list[Path]) -> dict:
@@ -94,20 +120,32 @@ def _speed_peer(args, threads: int, photos: list[Path]) -> dict:
 def cmd_bench_speed(args) -> int:
     """Median latency per stage on a 640x480 frame, ours vs OpenCV Zoo's YuNet + SFace, 1 and 2 threads.
     Every row runs in its own fresh process (own thread pools, own peak RSS)."""
+    import tempfile
+
     photos = face_photos()
     rows, backend = {}, None
-    for threads in (1, 2):
-        for name, r in fresh_process(_speed_ours, args, threads, photos).items():
-            backend = r.pop("backend")
-            rows[f"facegate {name} ({'fp32' if args.fp32 else 'bundle'}), {threads} thr"] = r
-        if not args.no_peer:
-            rows[f"OpenCV Zoo YuNet+SFace int8bq, {threads} thr"] = fresh_process(_speed_peer, args, threads, photos)
-    cols = ("decode", "detect", "align", "embed", "match", "detect+align+embed", "total")
-    heads = ("decode", "detect", "align", "embed", "match", "det+al+emb", "total")
+    with tempfile.TemporaryDirectory(prefix="facegate.bench.") as work:
+        live_bundle, live_note = (None, "no liveness row with --fp32") if args.fp32 else \
+            _liveness_bundle(args, Path(work))
+        for threads in (1, 2):
+            for name, r in fresh_process(_speed_ours, args, threads, photos).items():
+                backend = r.pop("backend")
+                rows[f"facegate {name} ({'fp32' if args.fp32 else 'bundle'}), {threads} thr"] = r
+            if live_bundle is not None:
+                for name, r in fresh_process(_speed_ours, args, threads, photos, live_bundle).items():
+                    r.pop("backend")
+                    rows[f"facegate {name} + liveness, {threads} thr"] = dict(r, liveness=live_note)
+            if not args.no_peer:
+                rows[f"OpenCV Zoo YuNet+SFace int8bq, {threads} thr"] = fresh_process(_speed_peer, args, threads,
+                                                                                      photos)
+    cols = ("decode", "detect", "align", "embed", "match", "detect+align+embed", "total", "liveness",
+            "detect+align+embed+liveness")
+    heads = ("decode", "detect", "align", "embed", "match", "det+al+emb", "total", "liveness", "+liveness")
     print(f"median ms, 640x480 frame, detector input longer side {args.max_side}")
     print(f"{'pipeline':44s} " + " ".join(f"{h:>10s}" for h in heads))
     for k, r in rows.items():
-        print(f"{k:44s} " + " ".join(f"{r['ms'][s]:10.2f}" for s in cols))
+        print(f"{k:44s} " + " ".join(f"{r['ms'][s]:10.2f}" if s in r["ms"] else f"{'-':>10s}" for s in cols))
+    print(f"liveness: {live_note}")
     ratios = {}
     for threads in (1, 2):
         ours = [r for k, r in rows.items() if k.startswith("facegate") and k.endswith(f"{threads} thr")]
@@ -118,7 +156,8 @@ def cmd_bench_speed(args) -> int:
                   f"OpenCV Zoo on detect+align+embed, {ratios[threads]['total']:.2f}x end to end (same run)")
     for k, r in rows.items():
         print(f"peak RSS {r['peak_rss_mb']:5.0f} MB  {k} (its own process)")
-    _write(args, {"backend": backend, "max_side": args.max_side, "rows": rows, "speedup_vs_peer": ratios})
+    _write(args, {"backend": backend, "max_side": args.max_side, "rows": rows, "speedup_vs_peer": ratios,
+                  "liveness": live_note})
     return 0
 
 
@@ -293,3 +332,85 @@ def _print_door(d: dict) -> None:
             print(f"{name:18s} {t['people']:5d} {t['photos']:6d} {t['threshold']:9.3f} "
                   f"{fo['rate'] * 100:8.3f}% ({fo['count']:3d}/{fo['of']:5d}) {mi['rate'] * 100:7.2f}% "
                   f"({mi['count']:4d}/{mi['of']:4d})")
+
+
+def liveness_scorer(args, workdir: Path):
+    """(detector, score(image_rgb, face) -> float, description) for `bench liveness`: the runtime path (a bundle
+    with liveness: --bundle when it has one, else a copy of --bundle / the shipped bundle with the MiniFASNet
+    models of --weights added in `workdir`), or with --fp32 the PyTorch module (models/minifasnet)."""
+    from facegate.edge_runtime.bundle import BundleError, default_bundle_dir, load_bundle, read_manifest
+
+    weights = Path(args.weights) if args.weights else data_dir() / "weights" / "minifasnet"
+    src = Path(args.bundle) if args.bundle else default_bundle_dir()
+    kw = {"score_threshold": args.score_threshold, "max_side": args.max_side}
+    if args.fp32:
+        from facegate.models.minifasnet import Liveness
+
+        live = Liveness(weights)
+        det = load_bundle(src, threads=args.threads, **kw).detector
+        return det, lambda img, face: live(img, face.box), f"pytorch-fp32 MiniFASNet ({weights})"
+    if read_manifest(src).liveness is None:
+        if not weights.is_dir():
+            raise BundleError(f"bundle {src} has no liveness models and no MiniFASNet weights at {weights}: pass "
+                              "--weights DIR (user-supplied; docs/liveness.md) or --bundle DIR with liveness")
+        from facegate.export.liveness_export import add_liveness
+
+        src = add_liveness(weights, workdir / "bundle", src)
+    b = load_bundle(src, threads=args.threads, **kw)
+    return b.detector, b.liveness.score, f"bundle {src.name if src.parent == workdir else src} ({b.manifest.id})"
+
+
+def cmd_bench_liveness(args) -> int:
+    """APCER per synthetic PAI species and BPCER (videos, LFW) of the liveness model (docs/liveness_benchmark.md)."""
+    import tempfile
+
+    from facegate.edge_runtime.config import LivenessConfig, load_config
+    from facegate.edge_runtime.eval.liveness_eval import markdown, report, run_bench, write_examples
+
+    data = data_dir()
+    if not (data / "videos").is_dir() or not (data / "lfw" / "pairs.txt").is_file():
+        print(f"facegate bench liveness: no videos/ or lfw/pairs.txt under {data}; set FACEGATE_DATA", file=sys.stderr)
+        return 2
+    threshold = args.threshold if args.threshold is not None else (
+        load_config(args.config).liveness.threshold if args.config else LivenessConfig().threshold)
+    with tempfile.TemporaryDirectory(prefix="facegate-liveness-") as tmp:
+        det, score, scorer = liveness_scorer(args, Path(tmp))
+        raw = run_bench(data, det, score, frame_step=args.frame_step, video_copies=args.video_attacks,
+                        lfw_photos=args.lfw_photos, lfw_copies=args.lfw_attacks, seed=args.seed,
+                        min_face=args.min_face, progress=None if args.quiet else lambda m: print(m, file=sys.stderr))
+    rep = report(raw, threshold, scorer, "LFW people who appear only in folds 6-10 of pairs.txt (the evaluation "
+                                          "people of the training issue's rule; none of them trains anything)")
+    rep["settings"]["detector_max_side"] = args.max_side
+    at5, atc = rep["at_bpcer_5pct_video"], rep["at_config_threshold"]
+    for name, r in (("BPCER 5% on video", at5), ("configured", atc)):
+        print(f"threshold {r['threshold']:.3f} ({name}): BPCER video {_rate(r['video']['BPCER'])}, "
+              f"LFW {_rate(r['lfw']['BPCER'])}; APCER " + ", ".join(
+                  f"{s} {_rate(v)}" for s, v in r["APCER_all_sources"].items()))
+    print(f"target APCER <= 1% at BPCER <= 5%: {'met' if rep['target']['met'] else 'not met'}; "
+          f"{rep['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=1))
+        if args.markdown is None:
+            args.markdown = Path(args.json).with_suffix(".md")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rep, Path(args.json).name if args.json else "the JSON report"))
+    examples = args.examples or _examples_dir(args.json)
+    if examples is not None:
+        n = len(write_examples(raw["examples"], examples))
+        print(f"{n} example images in {examples} (research faces: keep them out of the repository)")
+    return 0
+
+
+def _examples_dir(json_path: Path | None) -> Path | None:
+    """Where the example attack images go by default: next to the JSON report, except when that is inside this
+    repository (docs/): then build/liveness_examples (ignored by git). Research faces never enter the repository."""
+    if json_path is None:
+        return None
+    here = Path(json_path).resolve().parent
+    repo = Path(__file__).resolve().parents[1]
+    return repo / "build" / "liveness_examples" if here.is_relative_to(repo) else here / "liveness_examples"
+
+
+def _rate(r: dict) -> str:
+    return "-" if r["rate"] is None else f"{r['rate'] * 100:.2f}% ({r['errors']}/{r['of']})"

@@ -1,0 +1,383 @@
+"""`facegate bench liveness`: presentation-attack detection measured with the ISO/IEC 30107-3 figures on what
+is available here (docs/liveness_benchmark.md):
+
+- the three upstream samples (a smoke test, not a benchmark);
+- bona fide presentations: frames of the two videos in $FACEGATE_DATA/videos/ (every `frame_step`-th frame,
+  the largest face of at least `min_face` px: the door's subject) and, reported separately as a stress case,
+  LFW photos of evaluation people (web photos are not camera frames);
+- attack presentations: synthetic re-captures (eval/attacks.py, one PAI species each) of those bona fide
+  frames and photos; the face is detected again in the attack frame and scored.
+
+The scorer is any callable `score(image_rgb uint8 (H, W, 3), face: Face) -> float` (probability of a bona fide
+face), so the bench runs the PyTorch module and the bundle's liveness model alike. A face the pipeline does not
+find (or finds smaller than `min_face`) is a non-response: counted, never scored (30107-3 keeps non-responses
+out of APCER and BPCER).
+
+Figures (ISO/IEC 30107-3): APCER (attack presentation classification error rate) = the proportion of attack
+presentations of one PAI species classified as bona fide; BPCER (bona fide presentation classification error
+rate) = the proportion of bona fide presentations classified as attacks. A presentation is classified bona fide
+when its score >= the threshold.
+"""
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..detection import central_face
+from ..face import Face
+from ..imageio import load_image
+from .attacks import ATTACKS, MAX_SIDE, frame_shape, make_attack
+from .lfw import read_pairs
+
+Scorer = Callable[[np.ndarray, Face], float]
+
+VIDEOS = ("face_recognition/short_hamilton_clip.mp4", "facenet_pytorch/video.mp4")
+SAMPLES = (("live/image_T1.jpg", "bona fide", None), ("spoof/image_F1.jpg", "attack", "print"),
+           ("spoof/image_F2.jpg", "attack", "screen"))
+TARGET_BPCER = 0.05
+TARGET_APCER = 0.01
+EXAMPLES_PER_SPECIES = 12
+EXAMPLE_STRIDE = 8        # keep the images of every 8th presentation as example candidates
+ISO_NAMES = {
+    "APCER": "attack presentation classification error rate: proportion of attack presentations of one PAI "
+             "species classified as bona fide presentations",
+    "BPCER": "bona fide presentation classification error rate: proportion of bona fide presentations "
+             "classified as attack presentations",
+    "bona fide presentation": "the subject's own face in front of the camera (here: video frames; LFW photos)",
+    "attack presentation": "a presentation attack instrument (PAI) in front of the camera (here: synthetic "
+                           "re-captures of the bona fide frames and photos)",
+    "PAI species": "a class of attack instrument made the same way: print (paper) and screen (replay)",
+    "non-response": "no face of at least min_face px found where the presentation is: not classified, counted "
+                    "apart (30107-3 non-response rates)",
+}
+
+
+# ---- the people: LFW's evaluation half under the training issue's rule ----
+
+def lfw_halves(lfw_dir: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training, evaluation) {person: sorted relpaths}: evaluation = the people who appear only in folds 6-10
+    of pairs.txt; training = everyone else (folds 1-5 and people in no fold; the rule of
+    models/training/quality_data.split_people "first")."""
+    lfw = Path(lfw_dir)
+    folds: dict[str, set[int]] = {}
+    for p in read_pairs(lfw / "pairs.txt"):
+        for rel in (p.a, p.b):
+            folds.setdefault(rel.split("/")[0], set()).add(p.fold)
+    evaluation = {n for n, f in folds.items() if min(f) >= 5}
+    train, ev = {}, {}
+    for d in sorted(p for p in lfw.iterdir() if p.is_dir()):
+        rel = sorted(f"{d.name}/{f.name}" for f in d.iterdir() if f.suffix.lower() == ".jpg")
+        if rel:
+            (ev if d.name in evaluation else train)[d.name] = rel
+    return train, ev
+
+
+def sample_photos(people: dict[str, list[str]], n: int, seed: int) -> list[str]:
+    """n relpaths drawn (seeded) from all photos of `people`, at most 2 per person, sorted."""
+    pool = [r for rels in people.values() for r in random.Random(seed).sample(rels, min(2, len(rels)))]
+    return sorted(random.Random(seed).sample(pool, min(n, len(pool))))
+
+
+# ---- faces ----
+
+def door_face(detector, image_rgb: np.ndarray, min_face: float) -> Face | None:
+    """The largest detected face whose shorter box side is >= min_face px (the door's subject), or None."""
+    faces = [f for f in detector.detect(image_rgb) if min(f.width, f.height) >= min_face]
+    return max(faces, key=lambda f: f.width * f.height, default=None)
+
+
+def attack_face(detector, image_rgb: np.ndarray, expected_xyxy: np.ndarray, min_face: float) -> Face | None:
+    """The detected face of an attack frame that is the presented one: the detection whose centre is nearest
+    the expected box's centre (the source face mapped through the re-capture), within half the expected box's
+    size, and of at least min_face px. None otherwise (a non-response)."""
+    e = np.asarray(expected_xyxy, np.float32)
+    centre, size = (e[:2] + e[2:]) / 2, float(max(e[2] - e[0], e[3] - e[1]))
+    best, dist = None, 0.5 * size
+    for f in detector.detect(image_rgb):
+        d = float(np.linalg.norm(f.center - centre))
+        if d <= dist:
+            best, dist = f, d
+    return best if best is not None and min(best.width, best.height) >= min_face else None
+
+
+def attack_seed(seed: int, source: str, species: str, k: int) -> int:
+    """The seed of one attack: fixed by the bench seed, the source's name, the species and the copy index."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(source.encode()), zlib.crc32(species.encode()), k])
+               .generate_state(1)[0])
+
+
+def video_frames(path: str | Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, uint8 RGB frame) of every `step`-th frame of a video file."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open the video {path}")
+    try:
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            if i % step == 0:
+                yield i, np.ascontiguousarray(frame[..., ::-1])
+            i += 1
+    finally:
+        cap.release()
+
+
+# ---- error rates ----
+
+def threshold_at_bpcer(bona_fide: np.ndarray, bpcer: float = TARGET_BPCER) -> float:
+    """The highest threshold whose BPCER on these bona fide scores (float (N,)) is <= bpcer: a presentation is
+    bona fide when score >= threshold, so at most floor(bpcer * N) scores may lie below it."""
+    s = np.sort(np.asarray(bona_fide, np.float64))
+    if s.size == 0:
+        raise ValueError("no bona fide scores to set a threshold on")
+    return float(s[int(np.floor(bpcer * s.size))])
+
+
+def rate(errors: int, total: int) -> dict:
+    """{"rate", "errors", "of"} (rate None when nothing was scored)."""
+    return {"rate": errors / total if total else None, "errors": int(errors), "of": int(total)}
+
+
+def apcer(attack_scores, threshold: float) -> dict:
+    """APCER of one PAI species: attack presentations with score >= threshold (classified bona fide)."""
+    a = np.asarray(attack_scores, np.float64)
+    return rate(int((a >= threshold).sum()), a.size)
+
+
+def bpcer(bona_fide_scores, threshold: float) -> dict:
+    """BPCER: bona fide presentations with score < threshold (classified attacks)."""
+    b = np.asarray(bona_fide_scores, np.float64)
+    return rate(int((b < threshold).sum()), b.size)
+
+
+# ---- the bench ----
+
+class _Collector:
+    """Scores of the bona fide and attack presentations of one source kind ("video" or "lfw")."""
+
+    def __init__(self, species: tuple[str, ...]):
+        self.bona_fide: list[float] = []
+        self.bona_fide_names: list[str] = []
+        self.no_face: list[str] = []
+        self.attacks = {s: [] for s in species}
+        self.attack_names = {s: [] for s in species}
+        self.attack_no_face = {s: 0 for s in species}
+
+
+def _present(collector: _Collector, name: str, image: np.ndarray, face: Face, detector, score: Scorer,
+             copies: int, seed: int, min_face: float, examples: dict) -> None:
+    """Score one bona fide presentation and `copies` attacks of each species made from it; every
+    EXAMPLE_STRIDE-th presentation's images are kept in `examples` (bounded memory)."""
+    keep = len(collector.bona_fide) % EXAMPLE_STRIDE == 0
+    collector.bona_fide.append(float(score(image, face)))
+    collector.bona_fide_names.append(name)
+    for species in collector.attacks:
+        for k in range(copies):
+            att = make_attack(species, image, attack_seed(seed, name, species, k), face.box)
+            f = attack_face(detector, att.image, att.map_box(face.box), min_face)
+            if f is None:
+                collector.attack_no_face[species] += 1
+            else:
+                collector.attacks[species].append(float(score(att.image, f)))
+                collector.attack_names[species].append(f"{name}#{k}")
+            if k == 0 and keep:
+                examples.setdefault(species, []).append((name, att.image))
+    if keep:
+        examples.setdefault("bona_fide", []).append((name, image if max(image.shape) <= MAX_SIDE else
+                                                     cv2.resize(image, frame_shape(image.shape)[::-1])))
+
+
+def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int = 2, video_copies: int = 2,
+              lfw_photos: int = 300, lfw_copies: int = 1, seed: int = 0, min_face: float = 60.0,
+              species: tuple[str, ...] = tuple(ATTACKS), lfw_people: dict[str, list[str]] | None = None,
+              videos: tuple[str, ...] = VIDEOS, progress: Callable[[str], None] | None = None) -> dict:
+    """Score the upstream samples, the bona fide video frames and LFW photos and their synthetic attacks.
+
+    detector: anything with detect(image_rgb) -> list[Face] (the bundle's FaceDetector).
+    lfw_people: {person: relpaths} to draw LFW photos from (default: the evaluation people, lfw_halves).
+    Returns the raw scores: {"samples": [...], "video": {...}, "lfw": {...}, "settings": {...},
+    "examples": {kind: [(name, uint8 image)]}, "seconds": float}; `report` turns it into figures."""
+    data = Path(data_dir)
+    t0 = time.perf_counter()
+    say = progress or (lambda _m: None)
+    samples = []
+    for rel, truth, pai in SAMPLES:
+        path = data / "antispoof_samples" / rel
+        if not path.is_file():
+            continue
+        img = load_image(path)
+        face = central_face(detector, img)
+        samples.append({"file": rel, "truth": truth, "pai_species": pai,
+                        "score": None if face is None else float(score(img, face))})
+    examples: dict = {}
+    video = _Collector(species)
+    for v in videos:
+        path = data / "videos" / v
+        if not path.is_file():
+            raise FileNotFoundError(f"video {path} not found (FACEGATE_DATA)")
+        for i, frame in video_frames(path, frame_step):
+            face = door_face(detector, frame, min_face)
+            name = f"{v}#{i}"
+            if face is None:
+                video.no_face.append(name)
+                continue
+            _present(video, name, frame, face, detector, score, video_copies, seed, min_face, examples)
+        say(f"{v}: {len(video.bona_fide)} bona fide frames so far")
+    lfw = _Collector(species)
+    people = lfw_people if lfw_people is not None else lfw_halves(data / "lfw")[1]
+    rels = sample_photos(people, lfw_photos, seed) if lfw_photos else []
+    lfw_examples: dict = {}
+    for j, rel in enumerate(rels):
+        img = load_image(data / "lfw" / rel)
+        face = central_face(detector, img)
+        if face is None or min(face.width, face.height) < min_face:
+            lfw.no_face.append(rel)
+            continue
+        _present(lfw, rel, img, face, detector, score, lfw_copies, seed, min_face, lfw_examples)
+        if (j + 1) % 50 == 0:
+            say(f"LFW: {j + 1}/{len(rels)} photos")
+    for k, v in lfw_examples.items():
+        examples.setdefault(k, []).extend(v)
+    return {"samples": samples, "video": video, "lfw": lfw, "examples": examples,
+            "people": sorted({r.split("/")[0] for r in rels}),
+            "settings": {"frame_step": frame_step, "video_copies": video_copies, "lfw_photos": lfw_photos,
+                         "lfw_copies": lfw_copies, "seed": seed, "min_face_px": min_face, "species": list(species),
+                         "videos": list(videos), "attack_frame_max_side": MAX_SIDE},
+            "seconds": time.perf_counter() - t0}
+
+
+def _side(c: _Collector, threshold: float) -> dict:
+    """Error rates of one source kind at one threshold."""
+    return {"BPCER": bpcer(c.bona_fide, threshold),
+            "APCER": {s: apcer(v, threshold) for s, v in c.attacks.items()}}
+
+
+def _pooled(video: _Collector, lfw: _Collector, threshold: float) -> dict:
+    return {s: apcer(video.attacks[s] + lfw.attacks[s], threshold) for s in video.attacks}
+
+
+def report(raw: dict, config_threshold: float, scorer: str, people_rule: str) -> dict:
+    """The JSON report: counts, APCER per PAI species and BPCER (videos, LFW) at the threshold giving
+    BPCER 5% on the video frames and at the configured [liveness] threshold, a recommended threshold, the
+    upstream samples, the settings and the people used."""
+    video, lfw = raw["video"], raw["lfw"]
+    t5 = threshold_at_bpcer(video.bona_fide, TARGET_BPCER)
+
+    def at(t: float) -> dict:
+        return {"threshold": t, "video": _side(video, t), "lfw": _side(lfw, t),
+                "APCER_all_sources": _pooled(video, lfw, t)}
+
+    at5, atc = at(t5), at(config_threshold)
+    worst = max((r["rate"] for r in at5["APCER_all_sources"].values() if r["rate"] is not None), default=None)
+    counts = {kind: {"bona_fide_presentations": len(c.bona_fide), "bona_fide_non_responses": len(c.no_face),
+                     "attack_presentations": {s: len(v) for s, v in c.attacks.items()},
+                     "attack_non_responses": dict(c.attack_no_face)}
+              for kind, c in (("video", video), ("lfw", lfw))}
+    return {
+        "scorer": scorer,
+        "iso_iec_30107_3": ISO_NAMES,
+        "target": {"APCER_max": TARGET_APCER, "BPCER_max": TARGET_BPCER,
+                   "met": worst is not None and worst <= TARGET_APCER},
+        "at_bpcer_5pct_video": at5,
+        "at_config_threshold": atc,
+        "recommended_threshold": round(t5, 3),
+        "counts": counts,
+        "upstream_samples": raw["samples"],
+        "settings": raw["settings"],
+        "people": {"rule": people_rule, "lfw_evaluation_people_used": raw["people"],
+                   "videos": raw["settings"]["videos"]},
+        "scores": {"video_bona_fide": video.bona_fide, "lfw_bona_fide": lfw.bona_fide,
+                   "video_attacks": video.attacks, "lfw_attacks": lfw.attacks},
+        "seconds": round(raw["seconds"], 1),
+    }
+
+
+def write_examples(examples: dict, out_dir: str | Path, per_kind: int = EXAMPLES_PER_SPECIES,
+                   seed: int = 0) -> list[Path]:
+    """Write up to `per_kind` example images of each kind (bona fide sources and each species), picked
+    evenly over the run, as JPEG under out_dir/<kind>/. Research faces: never into the repository."""
+    out, written = Path(out_dir), []
+    for kind, items in examples.items():
+        d = out / kind
+        d.mkdir(parents=True, exist_ok=True)
+        idx = np.linspace(0, len(items) - 1, min(per_kind, len(items))).round().astype(int) if items else []
+        for i in sorted(set(int(k) for k in idx)):
+            name, img = items[i]
+            p = d / (name.replace("/", "_").replace("#", "_f") + ".jpg")
+            cv2.imwrite(str(p), np.ascontiguousarray(img[..., ::-1]))
+            written.append(p)
+    return written
+
+
+def _pct(r: dict) -> str:
+    return "-" if r["rate"] is None else f"{100 * r['rate']:.2f}% ({r['errors']}/{r['of']})"
+
+
+def markdown(rep: dict, json_name: str = "liveness_benchmark.json") -> str:
+    """docs/liveness_benchmark.md from a report (numbers only, no pictures)."""
+    s, c = rep["settings"], rep["counts"]
+    t5, tc = rep["at_bpcer_5pct_video"], rep["at_config_threshold"]
+    species = s["species"]
+    lines = [
+        "# Liveness benchmark (`facegate bench liveness`)", "",
+        f"Generated by `facegate bench liveness` ({json_name} holds every score). Scorer: {rep['scorer']}. "
+        "There is **no public real attack set here**: the attacks are synthetic re-captures "
+        "(`edge_runtime/eval/attacks.py`, seeded) of the bona fide frames and photos below, so these numbers "
+        "say how the model treats *these* simulated print and screen attacks, not real ones.", "",
+        f"Settings: every {s['frame_step']}th video frame, the largest face of at least {s['min_face_px']:g} px "
+        f"(the door's subject); {s['video_copies']} attack(s) of each species per frame, {s['lfw_copies']} per "
+        f"LFW photo; {s['lfw_photos']} LFW photos drawn (seed {s['seed']}, at most 2 per person); attack frames "
+        f"at most {s['attack_frame_max_side']} px on the longer side. Run time {rep['seconds']:.0f} s.", "",
+        "## Figures (ISO/IEC 30107-3)", "",
+        "| term | meaning here |", "|---|---|",
+        *[f"| {k} | {v} |" for k, v in rep["iso_iec_30107_3"].items()], "",
+        f"## At the threshold giving BPCER 5% on the video frames: {t5['threshold']:.3f}", "",
+        "| presentations | PAI species | figure | value |", "|---|---|---|---|",
+        f"| bona fide, video frames | - | BPCER | {_pct(t5['video']['BPCER'])} |",
+        f"| bona fide, LFW photos (stress case) | - | BPCER | {_pct(t5['lfw']['BPCER'])} |",
+    ]
+    for sp in species:
+        lines += [f"| attack, from video frames | {sp} | APCER | {_pct(t5['video']['APCER'][sp])} |",
+                  f"| attack, from LFW photos | {sp} | APCER | {_pct(t5['lfw']['APCER'][sp])} |",
+                  f"| attack, all | {sp} | APCER | {_pct(t5['APCER_all_sources'][sp])} |"]
+    met = rep["target"]["met"]
+    lines += ["", f"Target APCER <= {100 * rep['target']['APCER_max']:g}% for each species at BPCER <= "
+                  f"{100 * rep['target']['BPCER_max']:g}%: **{'met' if met else 'not met'}**.", "",
+              f"## At the configured `[liveness] threshold` = {tc['threshold']:g}", "",
+              "| presentations | PAI species | figure | value |", "|---|---|---|---|",
+              f"| bona fide, video frames | - | BPCER | {_pct(tc['video']['BPCER'])} |",
+              f"| bona fide, LFW photos | - | BPCER | {_pct(tc['lfw']['BPCER'])} |"]
+    for sp in species:
+        lines += [f"| attack, all | {sp} | APCER | {_pct(tc['APCER_all_sources'][sp])} |"]
+    lines += ["", f"Recommended `[liveness] threshold` for this scorer: **{rep['recommended_threshold']:.3f}** "
+                  "(BPCER 5% on the video frames).", "", "## Counts", "",
+              "| source | bona fide presentations | bona fide non-responses | "
+              + " | ".join(f"{sp} attacks | {sp} non-responses" for sp in species) + " |",
+              "|---|---|---|" + "---|---|" * len(species)]
+    for kind in ("video", "lfw"):
+        k = c[kind]
+        lines.append(f"| {kind} | {k['bona_fide_presentations']} | {k['bona_fide_non_responses']} | "
+                     + " | ".join(f"{k['attack_presentations'][sp]} | {k['attack_non_responses'][sp]}"
+                                  for sp in species) + " |")
+    lines += ["", "A video frame without a face of the door's size is a frame without a subject (not a "
+                  "presentation); an attack whose face is not found where the PAI shows it is a non-response.", "",
+              "## Upstream samples (a smoke test, not a benchmark)", "",
+              "| file | truth | PAI species | score (p bona fide) |", "|---|---|---|---|"]
+    for r in rep["upstream_samples"]:
+        sc = "no face" if r["score"] is None else f"{r['score']:.3f}"
+        lines.append(f"| {r['file']} | {r['truth']} | {r['pai_species'] or '-'} | {sc} |")
+    p = rep["people"]
+    lines += ["", "## People", "", f"Videos: {', '.join(p['videos'])}.", "",
+              f"LFW: {p['rule']}. {len(p['lfw_evaluation_people_used'])} people used: "
+              + ", ".join(p["lfw_evaluation_people_used"]) + "."]
+    if "finetune" in rep:
+        lines += ["", rep["finetune"]]
+    return "\n".join(lines) + "\n"
