@@ -25,6 +25,7 @@ from ..paths import data_dir
 FRAME_SIZE = (640, 480)        # width, height
 TEMPLATES_PER_PERSON = 5      # enrolled photos per person in the random template sets
 STAGES = ("decode", "detect", "align", "embed", "match", "detect+align+embed", "total")
+LIVENESS_STAGES = ("liveness", "detect+align+embed+liveness")    # with a liveness checker (its own row)
 
 
 def door_frame(photo_rgb: np.ndarray, size: tuple[int, int] = FRAME_SIZE, zoom: float = 1.8) -> np.ndarray:
@@ -85,7 +86,7 @@ def peak_rss_mb() -> float:
 
 
 def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int = 2,
-                 repeats: int = 30, templates: int = 1000, warmup: int = 3) -> dict:
+                 repeats: int = 30, templates: int = 1000, warmup: int = 3, liveness=None) -> dict:
     """Median latency (ms) of each stage over `repeats` frames built from `image_paths` (cycled).
 
     Args:
@@ -94,6 +95,8 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
             fused embedder "align" and "embed" cover every part). Their model thread counts are whatever they were built with;
             `threads` is applied to OpenCV (cv2.setNumThreads) for decode/align and is recorded.
         image_paths: face photos, one face each (see module doc for how frames are made).
+        liveness: a LivenessChecker (edge_runtime/liveness.py) or None; given, its score of the face is timed
+            after the embedding (stage "liveness"; "total" includes it) and LIVENESS_STAGES are reported too.
     Returns:
         {"ms": {stage: median ms}, "ms_p90": {stage: 90th percentile}, "repeats", "threads",
          "frame": [w, h], "templates": n, "peak_rss_mb": float (whole process so far)}
@@ -107,7 +110,8 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
                                embedder.metric)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
-    times = {s: [] for s in STAGES}
+    stages = STAGES + (LIVENESS_STAGES if liveness is not None else ())
+    times = {s: [] for s in stages}
     try:
         for k in range(warmup + repeats):
             data = frames[k % len(frames)]
@@ -122,10 +126,14 @@ def bench_stages(detector, embedder, image_paths: list[str | Path], threads: int
             t3 = time.perf_counter()
             emb = embedder.embed_sets([chips])
             t4 = time.perf_counter()
+            if liveness is not None:
+                liveness.score(img, face)
+            tl = time.perf_counter()
             enrolled.nearest(emb)
             t5 = time.perf_counter()
             if k >= warmup:
-                for s, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t4 - t1, t5 - t0)):
+                dts = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - tl, t4 - t1, t5 - t0, tl - t4, tl - t1)
+                for s, dt in zip(stages, dts):
                     times[s].append(dt * 1000)
     finally:
         cv2.setNumThreads(previous)
