@@ -45,6 +45,8 @@ CAMERA_TIMEOUT_S = 10.0        # ... for at most this long
 CLOCK_SLACK_S = 300.0          # how far the clock may be behind the newest audit row (another device's clock)
 SPEED_FRAME = (640, 480)       # width, height of the synthetic frame timed when no camera frame is at hand
 MQTT_CONNACK_TIMEOUT_S = 5.0   # cap on the broker check (the door's own timeout_s when smaller)
+NO_CONFIG = "needs the config, which did not load (see above)"
+NO_BUNDLE = "needs a verified bundle, which did not load (see above)"
 
 
 class DoctorError(FacegateError):
@@ -95,28 +97,26 @@ def run_checks(home: Path, config_file: Path, bundle_path: Path | None = None, t
     if unknown:
         raise DoctorError(f"no check named {', '.join(map(repr, unknown))}; the checks are {', '.join(CHECKS)}")
 
-    def skipped(name: str) -> Check | None:
-        return Check(name, "skip", "left out (--skip)") if name in skip else None
+    def skipped(name: str) -> Check:
+        return Check(name, "skip", "left out (--skip)")
 
-    out = []
     c, cfg = check_config(config_file) if "config" not in skip else (skipped("config"), None)
-    out.append(c)
-    c, bundle = (check_bundle(cfg, bundle_path, threads) if "bundle" not in skip else (skipped("bundle"), None))
+    out = [c]
+    c, bundle = check_bundle(cfg, bundle_path, threads) if "bundle" not in skip else (skipped("bundle"), None)
     out.append(c)
     dev = Device(Path(home), Path(config_file), cfg, bundle, threads, clock())
     frame = None
-    for name, fn in (("liveness", check_liveness), ("store", check_store), ("admin db", check_admin_db),
-                     ("photos db", check_photos_db), ("file modes", check_file_modes), ("disk", check_disk),
-                     ("clock", check_clock), ("camera", None), ("door", check_door), ("speed", None)):
-        if name in skip:
-            out.append(skipped(name))
-        elif name == "camera":
-            c, frame = check_camera(dev)
-            out.append(c)
-        elif name == "speed":
-            out.append(check_speed(dev, frame))
-        else:
-            out.append(fn(dev))
+
+    def camera(dev: Device) -> Check:
+        nonlocal frame
+        c, frame = check_camera(dev)          # the speed check times the camera's frame
+        return c
+
+    steps = {"liveness": check_liveness, "store": check_store, "admin db": check_admin_db,
+             "photos db": check_photos_db, "file modes": check_file_modes, "disk": check_disk,
+             "clock": check_clock, "camera": camera, "door": check_door, "speed": lambda d: check_speed(d, frame)}
+    for name in CHECKS[2:]:
+        out.append(skipped(name) if name in skip else steps[name](dev))
     return out
 
 
@@ -146,7 +146,7 @@ def check_config(path: Path) -> tuple[Check, Config | None]:
 def check_bundle(cfg: Config | None, bundle_path: Path | None, threads: int) -> tuple[Check, object | None]:
     """The bundle loads, every file matching its recorded sha256 and bundle.json its id."""
     if cfg is None:
-        return Check("bundle", "skip", "the config is invalid (see above)"), None
+        return Check("bundle", "skip", NO_CONFIG), None
     from ..enrollment import open_bundle
 
     try:
@@ -160,7 +160,7 @@ def check_bundle(cfg: Config | None, bundle_path: Path | None, threads: int) -> 
 def check_liveness(dev: Device) -> Check:
     """Whether the door checks liveness: the bundle has a liveness model and [liveness] enabled."""
     if dev.bundle is None:
-        return Check("liveness", "skip", "no verified bundle (see above)")
+        return Check("liveness", "skip", NO_BUNDLE)
     model = getattr(dev.bundle, "liveness", None)     # Bundle.liveness: None when the bundle has no liveness model
     if model is None:
         return Check("liveness", "warn", "off — this bundle has no liveness model; see README", {"on": False})
@@ -277,7 +277,7 @@ def check_file_modes(dev: Device) -> Check:
 def check_disk(dev: Device) -> Check:
     """Free space on the data home's file system against [doctor] min_free_mb."""
     if dev.cfg is None:
-        return Check("disk", "skip", "the config is invalid (see above)")
+        return Check("disk", "skip", NO_CONFIG)
     free_mb = shutil.disk_usage(dev.home).free / 1e6
     need = dev.cfg.doctor.min_free_mb
     details = {"free_mb": round(free_mb, 1), "min_free_mb": need}
@@ -336,7 +336,7 @@ def check_camera(dev: Device) -> tuple[Check, np.ndarray | None]:
     Returns the check and the last frame (uint8 RGB (H, W, 3)), which the speed check times.
     """
     if dev.cfg is None:
-        return Check("camera", "skip", "the config is invalid (see above)"), None
+        return Check("camera", "skip", NO_CONFIG), None
     from ..door.camera import FrameSource
 
     cam = dev.cfg.camera
@@ -381,7 +381,7 @@ def check_door(dev: Device) -> Check:
     """The configured door can be reached, without sending it a command: the GPIO chip, the webhook's
     host (TCP connect), the MQTT broker (CONNECT answered by CONNACK); webhook and MQTT secrets readable."""
     if dev.cfg is None:
-        return Check("door", "skip", "the config is invalid (see above)")
+        return Check("door", "skip", NO_CONFIG)
     d = dev.cfg.door
     if d.kind == "log":
         return Check("door", "ok", "kind = log (dry run): nothing to reach; the door never opens", {"kind": d.kind})
@@ -499,7 +499,7 @@ def check_speed(dev: Device, frame: np.ndarray | None = None) -> Check:
     embedded is `central_face_box` (the embedder's cost does not depend on the face).
     """
     if dev.bundle is None or dev.cfg is None:
-        return Check("speed", "skip", "no verified bundle (see above)")
+        return Check("speed", "skip", NO_BUNDLE)
     if frame is None:
         frame = synthetic_frame()
     budget, n, side = dev.cfg.doctor.frame_budget_ms, dev.cfg.doctor.timed_frames, dev.cfg.detector.live_max_side
