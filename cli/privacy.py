@@ -41,3 +41,25 @@ def cmd_privacy(args) -> int:
         print(f"facegate privacy rotate-key: now set [privacy] key_file = \"{want}\" in the config" if want else
               "facegate privacy rotate-key: now remove [privacy] key_file from the config", file=sys.stderr)
     return 0
+
+
+def cmd_bench_privacy(args) -> int:
+    """`facegate bench privacy`: load and identify at N templates with and without encryption at rest."""
+    import json
+    import tempfile
+
+    from facegate.edge_runtime.bundle import load_bundle
+    from facegate.edge_runtime.eval.privacy_bench import bench_privacy
+
+    bundle = load_bundle(args.bundle, threads=1)
+    with tempfile.TemporaryDirectory(prefix="facegate-bench-privacy-") as work:
+        r = bench_privacy(work, bundle.id, bundle.metric, bundle.embedder.embedding_size, templates=args.templates,
+                          images=args.images)
+    print(f"{r['templates']} templates ({r['people']} people, {r['dim']} values, {bundle.id}):")
+    for label, run in r["runs"].items():
+        print(f"  {label:9s}  load {run['load_ms']:8.1f} ms   identify {run['identify_ms']:7.3f} ms   "
+              f"enroll a person {run['enroll_person_ms']:6.2f} ms   store {run['db_bytes'] / 1e6:6.1f} MB")
+    print(f"  encrypted / plain: load x{r['load_ratio']}, identify x{r['identify_ratio']}")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1) + "\n")
+    return 0

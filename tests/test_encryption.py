@@ -156,3 +156,13 @@ def test_without_the_cryptography_package_a_key_says_what_to_install(tmp_path, k
     with pytest.raises(KeyFileError, match=r"needs the cryptography package: pip install 'facegate\[crypto\]'"):
         with Store(tmp_path / "s.db", key=a) as s:
             s.enroll("Alice", _emb(1), "b", "sface")
+
+
+def test_privacy_bench_reads_the_same_gallery_both_ways(tmp_path):
+    from facegate.edge_runtime.eval.privacy_bench import bench_privacy
+
+    r = bench_privacy(tmp_path, "b", "cosine", 16, templates=40, images=2, load_repeats=1, identify_repeats=3)
+    assert (r["templates"], r["people"], r["dim"]) == (40, 8, 16)
+    assert set(r["runs"]) == {"plain", "encrypted"}
+    assert all(v["load_ms"] > 0 and v["identify_ms"] > 0 for v in r["runs"].values())
+    assert r["runs"]["encrypted"]["db_bytes"] > r["runs"]["plain"]["db_bytes"]
