@@ -186,3 +186,40 @@ def test_liveness_line_follows_the_bundle_and_the_config(tmp_path, liveness_bund
     config_path(home).write_text("[liveness]\nenabled = false\n")
     checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip + ("speed",))}
     assert checks["liveness"].status == "warn" and "enabled = false" in checks["liveness"].message
+
+
+def test_webhook_door_is_reached_by_tcp_without_a_request(tmp_path):
+    import socket
+    import threading
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    secret = tmp_path / "door.key"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    server = socket.create_server(("127.0.0.1", 0))
+    port, received = server.getsockname()[1], []
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(0.5)
+            try:
+                received.append(conn.recv(100))
+            except OSError:
+                received.append(b"")
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    config_path(home).write_text(f'[door]\nkind = "webhook"\nurl = "http://127.0.0.1:{port}/open"\n'
+                                 f'secret_file = "{secret}"\n')
+    skip = ("bundle", "camera", "speed")
+    door = {c.name: c for c in run_checks(home, config_path(home), skip=skip)}["door"]
+    assert door.status == "ok" and f"127.0.0.1:{port} accepts connections" in door.message
+    t.join(5)
+    assert received == [b""]                                    # connected, nothing sent: no door command
+    server.close()
+    door = {c.name: c for c in run_checks(home, config_path(home), skip=skip)}["door"]
+    assert door.status == "fail" and f"webhook host 127.0.0.1:{port} unreachable" in door.message
+    secret.chmod(0o644)
+    door = {c.name: c for c in run_checks(home, config_path(home), skip=skip)}["door"]
+    assert door.status == "fail" and "chmod 600" in door.message
