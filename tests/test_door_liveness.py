@@ -149,3 +149,45 @@ def test_unset_min_live_frames_follows_a_smaller_k():
     cfg = Config.from_dict({"decision": {"k": 2, "n": 3}})
     assert cfg.liveness.min_live_frames == 2
     assert Config.from_dict({}).liveness.min_live_frames == 3
+
+
+def test_main_job_opens_for_him_with_liveness_on(liveness_bundle, data_dir, tmp_path, caplog):
+    """The Hamilton clip through `facegate run` on a bundle with the MiniFASNet liveness models (default config:
+    liveness on, threshold 0.5, 3 of the k = 3 frames live): Lin-Manuel Miranda still opens the door."""
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import Store
+    from facegate.main import main
+
+    home, clips, events = tmp_path / "home", data_dir / "videos/face_recognition", tmp_path / "events.jsonl"
+    assert main(["enroll", "--home", str(home), "--bundle", str(liveness_bundle), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    caplog.set_level(logging.INFO, "facegate.run")
+    assert main(["run", "--home", str(home), "--bundle", str(liveness_bundle), "--source",
+                 str(clips / "short_hamilton_clip.mp4"), "--events", str(events)]) == 0
+    assert "liveness: on (threshold 0.50)" in caplog.text
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    opens = [r for r in rows if r["decision"] == "open"]
+    assert opens and all(r["person"] == "Lin-Manuel Miranda" for r in opens)
+    assert opens[0]["ts"] < 4.0 and all(r["liveness"] >= 0.5 for r in opens)
+    scored = [r["liveness"] for r in rows if r["person"] == "Lin-Manuel Miranda"]
+    assert scored and all(0.0 <= p <= 1.0 for p in scored)
+    with Store(store_path(home)) as s:
+        assert s.audit(event="door_open")
+
+
+def test_enrolling_a_printed_photo_is_refused_unless_no_liveness(liveness_bundle, data_dir, tmp_path, capsys):
+    """The upstream print-attack sample is refused with the reason; --no-liveness takes it and logs that."""
+    from facegate.edge_runtime.paths import store_path
+    from facegate.edge_runtime.store import Store
+    from facegate.main import main
+
+    home, attack = tmp_path / "home", data_dir / "antispoof_samples/spoof/image_F1.jpg"
+    args = ["enroll", "--home", str(home), "--bundle", str(liveness_bundle), "--name", "Printed", str(attack)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "refused: presentation attack suspected (liveness 0." in err and "--no-liveness" in err
+    assert main([*args, "--no-liveness"]) == 0
+    with Store(store_path(home)) as s:
+        row, = s.audit(event="liveness_skipped")
+    assert row.person_name == "Printed" and row.details["liveness"] == "skipped"
+    assert row.details["liveness_scores"][0] < 0.5
