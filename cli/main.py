@@ -71,6 +71,10 @@ def _device_commands(sub) -> None:
     x = psub.add_parser("rename", help="give an enrolled person another name")
     x.add_argument("name")
     x.add_argument("new_name")
+    x = psub.add_parser("undo-update", help="remove the newest template the door added to a person from a live "
+                                            "opening ([template_updates]); recorded in the audit log")
+    x.add_argument("name")
+    x.add_argument("--all", dest="all_updates", action="store_true", help="remove every template the door added")
     for x in psub.choices.values():
         common(x, bundle=False)
         x.set_defaults(func=_lazy("facegate.manage_people:cmd_people"))
@@ -147,14 +151,14 @@ def _ops_commands(sub) -> None:
                        help="templates made with another model bundle: restore them as they are (they match "
                             "nobody until `facegate people reembed` or re-enrollment)")
     common(x)
-    x.set_defaults(func=_lazy("facegate.backup:cmd_restore"))
+    x.set_defaults(func=_lazy("facegate.backup:cmd_restore"), share_pool=True)
     x = sub.add_parser("doctor", help="check this device: config, bundle, databases, file modes, disk, clock, "
                                       "camera, door, liveness, ms per frame; one line per check, exit 1 on a failure")
     x.add_argument("--json", action="store_true", help="print the checks as JSON")
     x.add_argument("--skip", action="append", default=[], metavar="CHECK",
                    help="leave out a check (repeatable), e.g. --skip camera on a machine without one")
     common(x)
-    x.set_defaults(func=_lazy("facegate.doctor:cmd_doctor"))
+    x.set_defaults(func=_lazy("facegate.doctor:cmd_doctor"), share_pool=True)     # times frames as the door runs them
 
 
 def _admin_commands(sub) -> None:
@@ -303,7 +307,7 @@ def quality_bench_args(x) -> None:
 
 
 def _bench_commands(sub) -> None:
-    """bench lfw|speed|wider|pipeline|openset|identify|photos."""
+    """bench lfw|speed|wider|pipeline|openset|identify|photos|liveness."""
     bench = sub.add_parser("bench", help="accuracy and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("lfw", help="LFW 10-fold verification accuracy")
@@ -356,6 +360,48 @@ def _bench_commands(sub) -> None:
     b.add_argument("--json", type=Path)
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_identify"))
     _bench_photos(bsub)
+    b = bsub.add_parser("privacy", help="encryption at rest: gallery load, identify and enroll times with and "
+                                        "without a key (docs/privacy.md)")
+    b.add_argument("--bundle", type=Path, help="bundle whose embedding size and metric to use (default: shipped)")
+    b.add_argument("--templates", type=int, default=10_000, help="templates in the gallery (5 per person)")
+    b.add_argument("--images", type=int, default=0, help="people who also get ~6 KB kept crops (not loaded by "
+                                                         "identify; they show the file size)")
+    b.add_argument("--json", type=Path, help="write the report as JSON")
+    b.set_defaults(func=_lazy("facegate.privacy:cmd_bench_privacy"))
+    _bench_liveness(bsub)
+
+
+def _bench_liveness(bsub) -> None:
+    """bench liveness: APCER/BPCER of the liveness model on synthetic attacks (docs/liveness_benchmark.md)."""
+    b = bsub.add_parser("liveness", help="liveness (presentation-attack detection): APCER per synthetic PAI species "
+                                         "(print, screen re-captures) and BPCER on video frames and LFW photos "
+                                         "(ISO/IEC 30107-3), at BPCER 5%% on video and at the configured threshold")
+    b.add_argument("--bundle", type=Path, help="bundle with liveness models, or one to add --weights to in a temp "
+                                                "folder (default: the shipped one)")
+    b.add_argument("--weights", type=Path, help="MiniFASNet checkpoints folder (default "
+                                                 "$FACEGATE_DATA/weights/minifasnet)")
+    b.add_argument("--fp32", action="store_true", help="score with the PyTorch MiniFASNet module instead of the "
+                                                       "bundle's ONNX models (needs facegate[train])")
+    b.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
+    b.add_argument("--max-side", type=int, default=640, help="longer side (px) the detector looks at")
+    b.add_argument("--min-face", type=float, default=60.0,
+                   help="smallest face (shorter box side, px) presented: the door's [detector] min_face_px")
+    b.add_argument("--frame-step", type=int, default=2, help="every Nth video frame is a bona fide presentation")
+    b.add_argument("--video-attacks", type=int, default=2, help="attacks of each species per video frame")
+    b.add_argument("--lfw-photos", type=int, default=300, help="LFW photos of evaluation people (seeded; 0: none)")
+    b.add_argument("--lfw-attacks", type=int, default=1, help="attacks of each species per LFW photo")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threshold", type=float, help="liveness threshold to report besides BPCER 5%% (default: "
+                                                   "the config's [liveness] threshold)")
+    b.add_argument("--config", type=Path, help="config file to read [liveness] threshold from")
+    b.add_argument("--json", type=Path, help="write the report as JSON (every score)")
+    b.add_argument("--markdown", type=Path, help="write the report as Markdown (default: beside --json)")
+    b.add_argument("--examples", type=Path, help="folder for ~12 example images per kind (research faces: never "
+                                                 "in the repository; default beside --json, or build/ when that "
+                                                 "is inside the repository)")
+    b.add_argument("--quiet", action="store_true", help="no progress lines")
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_liveness"))
 
 
 def _bench_photos(bsub) -> None:
@@ -461,7 +507,8 @@ def _photos_library_commands(psub) -> None:
 
 
 def _train_commands(sub) -> None:
-    """train quality|bench-quality: the training scripts (facegate[train]; docs/quality.md)."""
+    """train quality|bench-quality|student|map|saliency: the training scripts (facegate[train]; docs/quality.md,
+    docs/student.md)."""
     t = sub.add_parser("train", help="train the models the bundle ships (needs facegate[train])")
     tsub = t.add_subparsers(dest="train_command", required=True, metavar="MODEL")
     x = tsub.add_parser("quality", help="face-image quality: a head on the fused embedder's raw embeddings, "
@@ -479,6 +526,9 @@ def _train_commands(sub) -> None:
     x.add_argument("--lr", type=float, default=1e-3)
     x.add_argument("--hidden", type=int, default=64, help="width of the head's hidden layers")
     x.add_argument("--degradations", type=int, default=3, help="degraded copies per training photo")
+    x.add_argument("--genuine", choices=["mean", "min", "max"], default="mean",
+                   help="target = this statistic of a photo's genuine scores (min: its worst) minus the 0.99 "
+                        "quantile of its impostor scores")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
     x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -491,6 +541,69 @@ def _train_commands(sub) -> None:
                                               "people (both halves, their union) vs face size, detector score, "
                                               "the hand-made gate and the SFace norm")
     quality_bench_args(x)
+    _student_commands(tsub)
+
+
+def _student_commands(tsub) -> None:
+    """train student|map|saliency: the distilled small embedder and its pictures (docs/student.md)."""
+    def data_args(x):
+        x.add_argument("--lfw", type=Path, help="LFW folder with pairs.txt (default $FACEGATE_DATA/lfw)")
+        x.add_argument("--bundle", type=Path, help="teacher bundle (default: the shipped one)")
+        x.add_argument("--cache", type=Path, default=Path("build/student"), help="aligned chips and teacher "
+                                                                               "embeddings (never committed)")
+        x.add_argument("--describe-cache", type=Path, default=Path("build/quality/cache"),
+                       help="detections shared with `train quality` (made there when missing)")
+        x.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    x = tsub.add_parser("student", help="distil the bundle's SFace into a small int8-friendly MobileFaceNet-style "
+                                        "student, export + calibrate it, score it on folds 6-10 against the "
+                                        "teacher, optionally write a small bundle")
+    data_args(x)
+    x.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
+                   help="unlabeled face folder added to the training photos (repeatable)")
+    x.add_argument("--teacher", default="sface", help="the bundle embedder to reproduce")
+    x.add_argument("--width", type=float, default=0.5, help="channel width multiplier of the student")
+    x.add_argument("--epochs", type=int, default=4)
+    x.add_argument("--epoch-samples", type=int, default=2048, help="augmented chips per epoch (0 = every "
+                                                                  "training photo once)")
+    x.add_argument("--batch-size", type=int, default=64)
+    x.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate")
+    x.add_argument("--warmup-steps", type=int, default=20)
+    x.add_argument("--cos-weight", type=float, default=1.0, help="weight of the (1 - cosine) loss term")
+    x.add_argument("--eval-pairs", type=int, default=100, help="held-out pairs per fold and class scored each epoch")
+    x.add_argument("--calib-images", type=int, default=200, help="chips of people in no pair for int8 calibration")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
+    x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    x.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
+    x.add_argument("--limit-images", type=int, help="use N training photos (quick runs)")
+    x.add_argument("--limit-people", type=int, help="first N people of each side (quick runs, tests)")
+    x.add_argument("--max-steps", type=int, help="stop after N optimiser steps (quick runs)")
+    x.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    x.add_argument("--out", type=Path, default=Path("build/student/run"), help="checkpoint, curves, ONNX, report")
+    x.add_argument("--no-eval", action="store_true", help="skip the folds 6-10 evaluation")
+    x.add_argument("--bundle-out", type=Path, help="write the small bundle (detector + student int8) here")
+    x.set_defaults(func=_lazy("facegate.train_student:cmd_train_student"))
+
+    x = tsub.add_parser("map", help="t-SNE map of held-out people's embeddings, teacher vs student (PNG)")
+    data_args(x)
+    x.add_argument("--checkpoint", type=Path, default=Path("build/student/run/student.pt"))
+    x.add_argument("--people", type=int, default=20, help="held-out people with the most photos")
+    x.add_argument("--per-person", type=int, default=15, help="photos per person at most")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", type=Path, default=Path("docs/embedding_map.png"))
+    x.set_defaults(func=_lazy("facegate.train_student:cmd_train_map"))
+
+    x = tsub.add_parser("saliency", help="which pixels drove the match score of two photos (overlays show "
+                                         "faces: write them outside the repository)")
+    x.add_argument("image1", type=Path)
+    x.add_argument("image2", type=Path)
+    x.add_argument("--out", type=Path, required=True, help="folder for the overlays")
+    x.add_argument("--checkpoint", type=Path, default=Path("build/student/run/student.pt"))
+    x.add_argument("--sface", action="store_true", help="SFace converted to PyTorch (facegate models import) "
+                                                        "instead of the student")
+    x.add_argument("--bundle", type=Path, help="bundle whose detector finds the faces (default: the shipped one)")
+    x.set_defaults(func=_lazy("facegate.train_student:cmd_train_saliency"))
 
 
 def _bundle_commands(sub) -> None:
