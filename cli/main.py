@@ -140,7 +140,7 @@ def _ops_commands(sub) -> None:
     x.set_defaults(func=_lazy("facegate.backup:cmd_backup"))
     x = sub.add_parser("restore", help="check a backup (manifest, sha256, integrity) and put its files into the data "
                                        "home; refuses to replace files without --force and while the door runs")
-    x.add_argument("file", type=Path, metavar="FILE")
+    x.add_argument("file", type=Path, metavar="FILE", help="a backup written by `facegate backup`")
     x.add_argument("--force", action="store_true", help="replace existing files (each is kept as "
                                                         "<name>.before-restore)")
     stale = x.add_mutually_exclusive_group()
