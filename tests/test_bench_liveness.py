@@ -1,0 +1,77 @@
+"""`facegate bench liveness` (edge_runtime/eval/liveness_eval.py): the ISO/IEC 30107-3 error rates on known
+scores, and the bench end to end on a handful of frames and photos through the runtime path (the shipped
+bundle with the MiniFASNet liveness models added in a temp folder). The weights are user-supplied data in
+$FACEGATE_DATA/weights/minifasnet; the end-to-end test skips without them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from facegate.edge_runtime.eval import liveness_eval as L
+
+
+def test_threshold_at_bpcer_and_rates():
+    bona_fide = np.arange(1, 101) / 100.0                 # 0.01 .. 1.00
+    t = L.threshold_at_bpcer(bona_fide, 0.05)
+    assert t == pytest.approx(0.06)                       # 5 of 100 below it
+    assert L.bpcer(bona_fide, t) == {"rate": 0.05, "errors": 5, "of": 100}
+    assert L.apcer([0.01, 0.059, 0.06, 0.5], t) == {"rate": 0.5, "errors": 2, "of": 4}
+    assert L.apcer([], t)["rate"] is None
+    with pytest.raises(ValueError):
+        L.threshold_at_bpcer([], 0.05)
+
+
+def test_attack_seeds_differ_and_repeat():
+    a = L.attack_seed(0, "v.mp4#10", "print", 0)
+    assert a == L.attack_seed(0, "v.mp4#10", "print", 0)
+    assert len({a, L.attack_seed(0, "v.mp4#10", "screen", 0), L.attack_seed(0, "v.mp4#10", "print", 1),
+                L.attack_seed(1, "v.mp4#10", "print", 0), L.attack_seed(0, "v.mp4#12", "print", 0)}) == 5
+
+
+def test_lfw_halves_follow_the_data_rule(data_dir):
+    train, ev = L.lfw_halves(data_dir / "lfw")
+    assert not set(train) & set(ev) and len(train) + len(ev) == 5749
+    from facegate.edge_runtime.eval.lfw import read_pairs
+    folds = {}
+    for p in read_pairs(data_dir / "lfw" / "pairs.txt"):
+        for r in (p.a, p.b):
+            folds.setdefault(r.split("/")[0], set()).add(p.fold)
+    assert all(min(folds[n]) >= 5 for n in ev)
+    assert all(n not in folds or min(folds[n]) < 5 for n in train)
+
+
+def test_bench_end_to_end(data_dir, tmp_path):
+    weights = data_dir / "weights" / "minifasnet"
+    if not (weights / "2.7_80x80_MiniFASNetV2.pth").is_file():
+        pytest.skip(f"MiniFASNet weights not found in {weights} (user-supplied; docs/liveness.md)")
+    pytest.importorskip("torch")                            # add-liveness converts the checkpoints
+    from facegate.main import main
+
+    out = tmp_path / "report" / "liveness.json"
+    rc = main(["bench", "liveness", "--frame-step", "60", "--video-attacks", "1", "--lfw-photos", "4",
+               "--json", str(out), "--quiet"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    for key in ("scorer", "iso_iec_30107_3", "target", "at_bpcer_5pct_video", "at_config_threshold",
+                "recommended_threshold", "counts", "upstream_samples", "settings", "people", "scores"):
+        assert key in rep, key
+    assert rep["scorer"].startswith("bundle ")             # the runtime path, not the PyTorch module
+    assert set(rep["iso_iec_30107_3"]) >= {"APCER", "BPCER", "bona fide presentation", "attack presentation",
+                                           "PAI species"}
+    at = rep["at_bpcer_5pct_video"]
+    assert set(at["APCER_all_sources"]) == {"print", "screen"}
+    assert at["video"]["BPCER"]["rate"] <= 0.05
+    assert at["threshold"] == pytest.approx(L.threshold_at_bpcer(rep["scores"]["video_bona_fide"]))
+    assert rep["at_config_threshold"]["threshold"] == 0.5
+    assert rep["counts"]["video"]["bona_fide_presentations"] > 0
+    assert rep["counts"]["lfw"]["bona_fide_presentations"] + rep["counts"]["lfw"]["bona_fide_non_responses"] == 4
+    samples = {s["file"]: s for s in rep["upstream_samples"]}
+    assert samples["live/image_T1.jpg"]["score"] > 0.5 and samples["spoof/image_F2.jpg"]["score"] < 0.5
+    assert all(p in L.lfw_halves(data_dir / "lfw")[1] for p in rep["people"]["lfw_evaluation_people_used"])
+    md = out.with_suffix(".md").read_text()
+    assert "APCER" in md and "BPCER" in md and "PAI species" in md
+    # examples beside the JSON (outside the repository): bona fide sources and both species
+    ex = out.parent / "liveness_examples"
+    assert {d.name for d in ex.iterdir()} == {"bona_fide", "print", "screen"}
+    assert all(len(list((ex / k).glob("*.jpg"))) >= 1 for k in ("bona_fide", "print", "screen"))
