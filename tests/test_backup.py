@@ -288,3 +288,16 @@ def test_re_embed_moves_restored_templates_to_the_configured_bundle(tmp_path, po
 def _empty(folder):
     folder.mkdir()
     return folder
+
+
+def test_a_backup_from_a_newer_facegate_is_refused(tmp_path, capsys):
+    home = _home(tmp_path)
+    with contextlib.closing(sqlite3.connect(store_path(home))) as c:
+        c.execute("PRAGMA user_version = 99")                               # a schema this facegate does not know
+    out = tmp_path / "b.tar"
+    assert main(["backup", "--home", str(home), str(out)]) == 0
+    fresh = tmp_path / "fresh"
+    capsys.readouterr()
+    assert main(["restore", "--home", str(fresh), "--keep-stale", str(out)]) == 1
+    assert "store.db (schema 99, this facegate reads up to" in capsys.readouterr().err
+    assert not store_path(fresh).exists()

@@ -110,8 +110,13 @@ def test_each_breakage_fails_its_line(tmp_path, broker, capsys):
     (home / "store.db").chmod(0o644)                                      # readable by everyone
     assert _doctor(home, "--json", *skip) == 1
     c = _by_name(capsys.readouterr().out)["file modes"]
-    assert c["status"] == "fail" and "store.db is mode 644 (chmod 600" in c["message"]
+    assert c["status"] == "fail" and "store.db is mode 644, readable by others (chmod 600" in c["message"]
     (home / "store.db").chmod(0o600)
+    config_path(home).chmod(0o666)                                       # anyone may change who the door opens for
+    assert _doctor(home, "--json", *skip) == 1
+    c = _by_name(capsys.readouterr().out)["file modes"]
+    assert c["status"] == "fail" and "config.toml is mode 666, writable by others (chmod go-w" in c["message"]
+    config_path(home).chmod(0o644)
 
     broker.stop()                                                          # the broker is down
     assert _doctor(home, "--json", *skip) == 1

@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..admin.db import ADMIN_FILE
+from ..admin.db import MIGRATIONS as ADMIN_MIGRATIONS
 from ..errors import FacegateError
 from ..paths import CONFIG_FILE, STORE_FILE
 from ..photos.db import PHOTOS_FILE
+from ..photos.schema import MIGRATIONS as PHOTOS_MIGRATIONS
 from ..sqlite_db import FILE_MODE
+from ..store_schema import SCHEMA_VERSION
 
 FORMAT = "facegate-backup"
 FORMAT_VERSION = 1
@@ -48,6 +51,11 @@ SHM_DMS_BYTE = 128         # byte of a WAL database's -shm file every open SQLit
 COUNTED = {STORE_FILE: ("people", "templates", "images", "audit"),
            ADMIN_FILE: ("admins", "api_tokens", "sessions"),
            PHOTOS_FILE: ("photos", "faces", "people")}
+
+
+def known_schema(name: str) -> int:
+    """The newest schema version this facegate reads for the database file `name`."""
+    return {STORE_FILE: SCHEMA_VERSION, ADMIN_FILE: len(ADMIN_MIGRATIONS), PHOTOS_FILE: len(PHOTOS_MIGRATIONS)}[name]
 
 
 class BackupError(FacegateError):
@@ -454,13 +462,18 @@ def plan_restore(backup: Path, manifest: Manifest, staging: Path, home: Path, *,
         stale: what to do with templates of another bundle: "refuse", "re-embed" (from the kept crops,
             after the restore) or "keep-stale" (restore them as they are; they match nobody).
     Raises:
-        RestoreRefused when a file exists without `force`, a database is
-        in use by another process, or templates are stale with stale="refuse".
+        RestoreRefused when a database is newer than this facegate reads, a database is in use by another
+        process, a file exists without `force`, or templates are stale with stale="refuse".
     """
     if stale not in STALE_POLICIES:
         raise ValueError(f"stale = {stale!r}: use one of {', '.join(STALE_POLICIES)}")
     home = Path(home)
     names = [m.name for m in manifest.members]
+    newer = [f"{m.name} (schema {m.schema_version}, this facegate reads up to {known_schema(m.name)})"
+             for m in manifest.members if m.counts is not None and m.schema_version > known_schema(m.name)]
+    if newer:
+        raise RestoreRefused(f"{backup} was written by a newer facegate ({manifest.facegate_version}): "
+                             f"{', '.join(newer)}; upgrade facegate (pip install -U facegate) and restore again")
     busy = [n for n in names if n in DATABASES and db_in_use(home / n)]
     if busy:
         raise RestoreRefused(f"{', '.join(str(home / n) for n in busy)} is open in another facegate process (the "
@@ -487,15 +500,17 @@ def apply_restore(plan: RestorePlan) -> list[Path]:
     Per file: the old file and, for a database, its -wal and -shm files are renamed to
     <name>.before-restore (and -wal/-shm after it, so the kept database opens with its last commits),
     then the new file is renamed into place; a crash in between leaves the old data under that name,
-    never half of either. A copy kept by an earlier restore is replaced. Refuses (RestoreRefused) when a database was opened by another process since
-    the plan was made.
+    never half of either. A copy kept by an earlier restore is replaced. Refuses (RestoreRefused), before
+    moving anything, when a database was opened by another process since the plan was made.
     """
+    busy = [str(plan.home / m.name) for m in plan.manifest.members if m.name in DATABASES
+            and db_in_use(plan.home / m.name)]
+    if busy:
+        raise RestoreRefused(f"{', '.join(busy)} was opened by another facegate process during the restore; stop "
+                             f"it and restore again")
     kept = []
     for m in plan.manifest.members:
         target = plan.home / m.name
-        if m.name in DATABASES and db_in_use(target):
-            raise RestoreRefused(f"{target} was opened by another facegate process during the restore; stop it "
-                                 f"and restore again")
         suffixes = ("", "-wal", "-shm") if m.name in DATABASES else ("",)
         if target.exists():
             for suffix in suffixes:              # a copy kept by an earlier restore gives way to this one

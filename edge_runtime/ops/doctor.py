@@ -243,35 +243,37 @@ def check_photos_db(dev: Device) -> Check:
 # -- files, disk, clock ----------------------------------------------------------------------------------
 def check_file_modes(dev: Device) -> Check:
     """The data home is private (0o700), its databases 0o600, the door secret and the privacy key readable
-    by their owner only; every one of them owned by this user."""
-    wanted = [(dev.home, DIR_MODE)]
+    by their owner only, the config file writable by its owner only; every one of them owned by this user."""
+    private = "readable by others"
+    wanted = [(dev.home, 0o077, f"chmod {DIR_MODE:o}", private)]
     for name in (STORE_FILE, ADMIN_FILE, PHOTOS_FILE):
         for suffix in ("", "-wal", "-shm"):
             p = dev.home / f"{name}{suffix}"
             if p.exists():
-                wanted.append((p, FILE_MODE))
+                wanted.append((p, 0o077, f"chmod {FILE_MODE:o}", private))
+    if dev.config_file.exists():               # whoever may write it decides who the door opens for
+        wanted.append((dev.config_file, 0o022, "chmod go-w", "writable by others"))
     if dev.cfg is not None:
-        for key, value in (("door.secret_file", dev.cfg.door.secret_file),
-                           ("privacy.key_file", dev.cfg.privacy.key_file)):
+        for value in (dev.cfg.door.secret_file, dev.cfg.privacy.key_file):
             if value:
-                wanted.append((Path(value).expanduser(), FILE_MODE))
+                wanted.append((Path(value).expanduser(), 0o077, f"chmod {FILE_MODE:o}", private))
     bad, foreign, modes = [], [], {}
-    for p, mode in wanted:
+    for p, forbidden, fix, what in wanted:
         try:
             st = p.stat()
         except FileNotFoundError:
             bad.append(f"{p} is missing")
             continue
         modes[str(p)] = f"{stat.S_IMODE(st.st_mode):o}"
-        if st.st_mode & 0o077:
-            bad.append(f"{p} is mode {stat.S_IMODE(st.st_mode):o} (chmod {mode:o} {p})")
+        if st.st_mode & forbidden:
+            bad.append(f"{p} is mode {stat.S_IMODE(st.st_mode):o}, {what} ({fix} {p})")
         if st.st_uid != os.geteuid():
             foreign.append(str(p))
     if bad:
         return Check("file modes", "fail", "; ".join(bad), {"modes": modes})
     if foreign:
         return Check("file modes", "warn", f"owned by another user: {', '.join(foreign)}", {"modes": modes})
-    return Check("file modes", "ok", f"{len(modes)} files and folders private to their owner", {"modes": modes})
+    return Check("file modes", "ok", f"{len(modes)} files and folders, none open to others", {"modes": modes})
 
 
 def check_disk(dev: Device) -> Check:
