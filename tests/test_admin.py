@@ -358,10 +358,12 @@ def test_people_list_search_rename_and_delete_removes_everything(admin, app, pow
     for table in ("templates", "images"):
         assert db.execute(f"SELECT count(*) FROM {table} WHERE person_id = ?", (pid,)).fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM people WHERE id = ?", (pid,)).fetchone()[0] == 0
-    events = [(e, json.loads(d)) for e, d in db.execute("SELECT event, details FROM audit WHERE person_name = "
-                                                          "'General Powell' ORDER BY id")]
-    assert ("delete", {"templates": 2, "images": 2}) in events
-    assert any(e == "admin_action" and d["action"] == "delete" and d["by"] == "admin" for e, d in events)
+    events = [(e, p, json.loads(d)) for e, p, d in db.execute("SELECT event, person_name, details FROM audit "
+                                                                "ORDER BY id")]
+    assert [(p, d["templates"], d["images"]) for e, p, d in events if e == "delete"] == [(None, 2, 2)]
+    assert any(e == "admin_action" and p is None and d["action"] == "delete" and d["by"] == "admin"
+               for e, p, d in events)
+    assert "General Powell" not in json.dumps(events, ensure_ascii=False)      # erased from every audit row
     assert admin.get(f"/people/{pid}").status_code == 404
     assert admin.get(f"/people/{pid}/images/0.jpg").status_code == 404
 
@@ -482,7 +484,8 @@ def test_api_people_enroll_identify_events(app, powell, data_dir):
     assert r.status_code == 200 and r.json["deleted"]["templates"] == 2
     assert c.delete(f"/api/v1/people/{pid}", headers=h).status_code == 404
     ev = c.get("/api/v1/events?event=delete", headers=h).json["events"]
-    assert ev[0]["person"] == "General Powell" and ev[0]["details"] == {"templates": 2, "images": 2}
+    assert ev[0]["person"] is None and ev[0]["details"]["templates"] == 2 and ev[0]["details"]["images"] == 2
+    assert "General Powell" not in json.dumps(c.get("/api/v1/events?limit=500", headers=h).json)   # name erased
     actions = c.get("/api/v1/events?event=admin_action&limit=50", headers=h).json["events"]
     assert {a["details"]["by"] for a in actions} == {"api:tests"}
     assert c.get("/api/v1/events?limit=0", headers=h).status_code == 400

@@ -96,7 +96,7 @@ def rename(person_id: int):
 @bp.route("/people/<id:person_id>", methods=["DELETE"])
 def delete(person_id: int):
     p = store().delete(_person(person_id).name)
-    audit_action("delete", p.name, templates=p.templates, images=p.images)
+    audit_action("delete", None, templates=p.templates, images=p.images)    # erased: the row names nobody
     return jsonify(deleted=person_json(p))
 
 

@@ -104,6 +104,6 @@ def delete(person_id: int):
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return render_template("confirm_delete.html", person=store().person(name))
     p = store().delete(name)
-    audit_action("delete", p.name, templates=p.templates, images=p.images)
+    audit_action("delete", None, templates=p.templates, images=p.images)    # erased: the row names nobody
     flash(f"Deleted {p.name}: {p.templates} templates and {p.images} images removed.")
     return redirect(url_for("people.index"))
