@@ -414,3 +414,55 @@ def _examples_dir(json_path: Path | None) -> Path | None:
 
 def _rate(r: dict) -> str:
     return "-" if r["rate"] is None else f"{r['rate'] * 100:.2f}% ({r['errors']}/{r['of']})"
+
+
+def cmd_bench_template_update(args) -> int:
+    """Templates that age on LFW: FNIR at FPIR 1% with and without updates, impostor templates added
+    (edge_runtime/eval/template_update_eval.py; docs/template_updates.md)."""
+    from facegate.edge_runtime.eval.lfw_eval import embed_images
+    from facegate.edge_runtime.eval.template_update_eval import evaluate_template_updates, lfw_time_ordered
+
+    lfw = data_dir() / "lfw"
+    if not lfw.is_dir():
+        print(f"facegate bench template-update: no LFW at {lfw}; set FACEGATE_DATA", file=sys.stderr)
+        return 2
+    people, impostors = lfw_time_ordered(lfw, 3, args.max_photos, args.impostors)
+    name = default_embedder(args)
+    det, embs, backend = models_for(args, [name])
+    rel = sorted({r for p in people.values() for r in p} | set(impostors))
+    table = _cached_embeddings(args.cache, backend, rel, lambda todo: embed_images(lfw, todo, det, embs)
+                               ["embeddings"][name])
+    report = evaluate_template_updates(table, embs[name].metric, people, impostors, tuple(args.margin or (0.5, 1, 2)),
+                                       args.max_per_person)
+    report.update(backend=backend, embedder=name, max_photos=args.max_photos,
+                  people_used=sorted(people), impostors_used=impostors)
+    print(f"{report['people']} people enrolled from one photo, {report['mated_probes']} later photos, "
+          f"{report['impostor_probes']} impostor probes; threshold {report['threshold']:.4f} (FPIR 1% at the start)")
+    for run, r in report["runs"].items():
+        print(f"{run:>22}: FNIR {r['fnir']:.4f}  FPIR {r['fpir']:.4f}  added {r['added']}  from impostors "
+              f"{r['added_from_impostors']}  to the wrong person {r['added_to_wrong_person']}")
+    _write(args, report)
+    return 0
+
+
+def _cached_embeddings(cache: Path | None, backend: str, relpaths: list[str], embed) -> dict:
+    """{relpath: float32 (D,)} from the .npz `cache` when it was made by `backend`, the missing ones from
+    `embed(relpaths) -> {relpath: vector}` (photos without a face stay absent); the cache is rewritten."""
+    import numpy as np
+
+    table, seen = {}, set()
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if str(z["backend"]) == backend:
+            table = dict(zip(z["relpaths"].tolist(), z["vectors"]))
+            seen = set(z["seen"].tolist())
+    todo = [r for r in relpaths if r not in seen]
+    if todo:
+        table.update(embed(todo))
+        seen.update(todo)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            keys = sorted(table)
+            np.savez(cache, backend=backend, relpaths=np.array(keys), seen=np.array(sorted(seen)),
+                     vectors=np.stack([table[k] for k in keys]).astype(np.float32))
+    return {r: table[r] for r in relpaths if r in table}

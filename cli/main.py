@@ -349,6 +349,18 @@ def _bench_commands(sub) -> None:
                         "default)")
     b.add_argument("--markdown", type=Path, help="write the door's operating-point report as Markdown")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
+    b = bsub.add_parser("template-update", help="templates that age on LFW: one photo enrolled, later photos in time "
+                                                "order with impostors interleaved; FNIR at FPIR 1% with and without "
+                                                "updates, impostor templates added (docs/template_updates.md)")
+    backend_args(b)
+    b.add_argument("--max-photos", type=int, default=6, help="photos per person used (the first is enrolled)")
+    b.add_argument("--impostors", type=int, default=1000, help="impostor probes (people with a single photo)")
+    b.add_argument("--margin", type=float, action="append",
+                   help="update margin above the threshold (repeatable; default 0.5, 1 and 2)")
+    b.add_argument("--max-per-person", type=int, default=5, help="added templates kept per person")
+    b.add_argument("--cache", type=Path, default=Path("build/template_update/embeddings.npz"),
+                   help="cached embeddings (reused when made by the same bundle)")
+    b.set_defaults(func=_lazy("facegate.bench:cmd_bench_template_update"))
     b = bsub.add_parser("quality", help="error-versus-discard curves of the quality models on held-out LFW people "
                                         "vs face size, detector score, the hand-made gate and the SFace norm")
     quality_bench_args(b)

@@ -134,3 +134,27 @@ def test_the_door_learns_only_from_confident_live_openings(store):
 
 def test_off_by_default():
     assert Config().template_updates.enabled is False
+
+
+def test_the_lfw_protocol_on_synthetic_faces_that_age():
+    """Faces drift from their enrolled photo; updates follow the drift, impostors never get in."""
+    from facegate.edge_runtime.eval.template_update_eval import evaluate_template_updates, template_update_stream
+
+    rng = np.random.default_rng(0)
+    dim, table, people = 32, {}, {}
+    for p in range(40):
+        base, drift = rng.normal(size=dim), rng.normal(size=dim)
+        people[f"p{p:02d}"] = [f"p{p:02d}/{t}" for t in range(6)]
+        for t in range(6):                                   # the face moves away from the enrolled photo
+            table[f"p{p:02d}/{t}"] = l2_normalize((base + 0.45 * t * drift + 0.3 * rng.normal(size=dim))[None])[0]
+    impostors = [f"x/{i}" for i in range(200)]
+    table.update({r: l2_normalize(rng.normal(size=(1, dim)))[0] for r in impostors})
+    stream = template_update_stream(people, impostors)
+    assert [r for r, who in stream if who is not None][:2] == ["p00/1", "p01/1"]          # round by round
+    assert len(stream) == 40 * 5 + 200 and stream[-1][1] is not None
+    report = evaluate_template_updates(table, "cosine", people, impostors, margins=(0.2,), max_auto=3)
+    base, upd = report["runs"]["no_updates"], report["runs"]["updates_margin_0.2"]
+    assert report["impostor_probes"] == 200 and base["fpir"] <= 0.01
+    assert upd["added"] > 0 and upd["fnir"] < base["fnir"]
+    assert upd["added_from_impostors"] == 0 and upd["added_to_wrong_person"] == 0
+    assert upd["templates"] <= 40 * (1 + 3)
