@@ -90,3 +90,47 @@ def test_deleting_a_person_leaves_no_trace_in_any_file(data_dir, tmp_path):
         assert s.audit(event="delete")[0].person_name is None
     rows = [json.loads(line) for p in [*rotated_files(events), events] for line in p.read_text().splitlines()]
     assert rows and any(r["decision"] == "open" and r["person"] is None for r in rows)  # events stay, nameless
+
+
+def test_delete_erases_names_from_audit_rows_and_every_event_file(tmp_path):
+    """The same rule without models or research data: a renamed person with a non-ASCII name, event lines
+    written raw and \\u-escaped across rotated files; after the delete no file holds either name."""
+    from facegate.edge_runtime.event_log import EventLog, register
+
+    home, logs = tmp_path / "home", tmp_path / "logs"
+    home.mkdir()
+    logs.mkdir()
+    old, new, other = "Zoë Old-Ærase", "Zoë Ærase", "Bob Stays"
+    marker = np.frombuffer(b"TPL!" * 32, "<f4").reshape(1, 32)
+    crop = b"\xff\xd8\xff" + b"ZOE-CROP-BYTES" * 50
+    with Store(home / "store.db") as s:
+        s.enroll(old, np.repeat(marker, 2, axis=0), "b", "sface", images=[crop, crop])
+        s.rename(old, new)
+        s.enroll(other, np.ones((1, 32), np.float32), "b", "sface")
+        s.log("door_open", new, score=4.0)
+        s.log("note", None, text=f"{new} came in with {other}")
+    log = EventLog(logs / "events.jsonl", max_bytes=300, rotate_s=3600, keep_s=86400)
+    register(home, log.path)
+    for i in range(12):
+        who = (new, other, None)[i % 3]
+        line = {"ts": i, "person": who, "candidate": who, "decision": "open" if who else "none"}
+        log.write(json.dumps(line, ensure_ascii=bool(i % 2)) + "\n")
+    assert rotated_files(log.path)
+
+    with Store(home / "store.db") as s:
+        s.delete(new)
+    log.write(json.dumps({"ts": 99, "person": other}) + "\n")           # the running log goes on appending
+    log.close()
+    needles = {"names": [n.encode(enc) for n in (old, new) for enc in ("utf-8", "utf-16-le")] +
+               [json.dumps(n).encode()[1:-1] for n in (old, new)],
+               "bytes": [marker.tobytes(), b"ZOE-CROP-BYTES" * 4]}
+    found = [(str(p), b) for p in [*home.rglob("*"), *logs.rglob("*")] if p.is_file()
+             for b in needles["names"] + needles["bytes"] if b in p.read_bytes()]
+    assert not found, found
+    rows = [json.loads(line) for p in [*reversed(rotated_files(log.path)), log.path]
+            for line in p.read_text().splitlines()]
+    assert [r["ts"] for r in rows] == [*range(12), 99]                  # every line kept, in order
+    assert [r["person"] for r in rows[:3]] == [None, other, None]
+    with Store(home / "store.db") as s:
+        assert [p.name for p in s.people()] == [other]
+        assert [r.details.get("text") for r in s.audit(event="note")] == [f"[erased] came in with {other}"]
