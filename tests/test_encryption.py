@@ -166,3 +166,25 @@ def test_privacy_bench_reads_the_same_gallery_both_ways(tmp_path):
     assert set(r["runs"]) == {"plain", "encrypted"}
     assert all(v["load_ms"] > 0 and v["identify_ms"] > 0 for v in r["runs"].values())
     assert r["runs"]["encrypted"]["db_bytes"] > r["runs"]["plain"]["db_bytes"]
+
+
+def test_the_door_audit_writer_seals_the_templates_it_adds_and_skips_what_the_key_cannot_open(tmp_path, keys):
+    from facegate.edge_runtime.door.audit import AuditWriter
+
+    a, b = keys
+    db, learnt = tmp_path / "store.db", _emb(1, seed=3)[0]
+    with Store(db, key=a) as s:
+        s.enroll("Alice", _emb(2), "b", "sface")
+    w = AuditWriter(db, key=a, retry_s=0.05)
+    w.call("template_added", "Alice", lambda st: st.add_auto_template("Alice", learnt, "b", "sface"))
+    w.log("after", None)
+    assert w.flush(10.0) and w.close(1.0) == 0
+    with Store(db, key=a) as s:
+        assert s.conn.execute("SELECT count(*) FROM templates WHERE sealed IS NULL").fetchone()[0] == 0
+        np.testing.assert_array_equal(s.templates("b").matrix[2], learnt)
+    wrong = AuditWriter(db, key=b, retry_s=0.05)                   # a wrong key: skipped, the rows behind it go on
+    wrong.call("template_added", "Alice", lambda st: st.person_templates("Alice", "b"))
+    wrong.log("still written", None)
+    assert wrong.flush(10.0) and wrong.close(1.0) == 0
+    with Store(db) as s:
+        assert [r.event for r in s.audit(limit=2)] == ["still written", "after"]

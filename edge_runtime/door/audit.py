@@ -20,7 +20,16 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store import BUSY_TIMEOUT_MS, InvalidNameError, InvalidTemplateError, PersonNotFoundError, Store, StoreError
+from ..crypto import SealKey
+from ..store import (
+    BUSY_TIMEOUT_MS,
+    InvalidNameError,
+    InvalidTemplateError,
+    PersonNotFoundError,
+    Store,
+    StoreError,
+    StoreLockedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +59,16 @@ class AuditWriter:
         busy_timeout_ms: the writer connection's busy timeout (use the runner store's).
         max_rows: rows that may wait before new ones are dropped (see the module docstring).
         retry_s: seconds between attempts while writes fail.
+        key: the store's [privacy] key (template updates are sealed like enrolled templates); a row that
+            cannot be written because of the key (StoreLockedError) is skipped with a warning, never retried.
     """
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-                 max_rows: int = AUDIT_BUFFER_ROWS, retry_s: float = RETRY_S):
+                 max_rows: int = AUDIT_BUFFER_ROWS, retry_s: float = RETRY_S, key: SealKey | None = None):
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows!r}")
         self.path, self.busy_timeout_ms, self.max_rows, self.retry_s = Path(path), busy_timeout_ms, max_rows, retry_s
+        self.key = key
         self._rows: deque[_Row] = deque()
         self._cond = threading.Condition()
         self._failing = self._stop = False
@@ -158,7 +170,7 @@ class AuditWriter:
         """(the writer's store, whether `row` is done with: written, or impossible to write ever)."""
         try:
             if store is None:
-                store = Store(self.path, busy_timeout_ms=self.busy_timeout_ms)
+                store = Store(self.path, busy_timeout_ms=self.busy_timeout_ms, key=self.key)
             if row.kind == "seen":
                 store.touch_seen(row.person, row.details["ts"])
             elif row.kind == "prune":
@@ -168,7 +180,7 @@ class AuditWriter:
             else:
                 store.log(row.event, row.person, **(dict(row.details, at=row.at) if row.late else row.details))
             return store, True
-        except (PersonNotFoundError, InvalidNameError, InvalidTemplateError) as e:
+        except (PersonNotFoundError, InvalidNameError, InvalidTemplateError, StoreLockedError) as e:
             log.warning("door audit: %s; the %r row is skipped", e, row.event)
             return store, True
         except StoreError as e:

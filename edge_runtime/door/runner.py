@@ -100,7 +100,8 @@ class Runner:
         self.refresh_s = refresh_s
         self.deny_log_s = deny_log_s
         self.stats = RunStats()
-        self.audit = AuditWriter(store.path, busy_timeout_ms=_busy_timeout_ms(store), max_rows=audit_rows)
+        self.audit = AuditWriter(store.path, busy_timeout_ms=_busy_timeout_ms(store), max_rows=audit_rows,
+                                 key=store.key)      # template updates are sealed like enrolled ones
         self.keep_audit_days, self._retention = keep_audit_days, Every()
         self._pending: deque[tuple[Command, dict]] = deque()
         self._closed = False
