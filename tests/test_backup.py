@@ -301,3 +301,75 @@ def test_a_backup_from_a_newer_facegate_is_refused(tmp_path, capsys):
     assert main(["restore", "--home", str(fresh), "--keep-stale", str(out)]) == 1
     assert "store.db (schema 99, this facegate reads up to" in capsys.readouterr().err
     assert not store_path(fresh).exists()
+
+
+def _audit_count(db, event) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+        return c.execute("SELECT count(*) FROM audit WHERE event = ?", (event,)).fetchone()[0]
+
+
+def _looped(src, dst, times: int):
+    """`src` played `times` over as one MJPG video at its frame rate (a fake camera that outlasts the test)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    fps, frames = cap.get(cv2.CAP_PROP_FPS), []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    cap.release()
+    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for _ in range(times):
+        for f in frames:
+            out.write(f)
+    out.release()
+    return dst
+
+
+def test_a_running_door_blocks_restore_and_killed_mid_backup_restores(tmp_path, data_dir, monkeypatch, capsys):
+    """The real `facegate run` on a video played at its frame rate (the fake camera), with its enrolled person."""
+    from facegate.edge_runtime.config import Config
+    from facegate.edge_runtime.enrollment import open_bundle
+
+    clips = data_dir / "videos/face_recognition"
+    home = tmp_path / "home"
+    assert main(["enroll", "--home", str(home), "--name", "Lin-Manuel Miranda", str(clips / "lin-manuel-miranda.png")]) == 0
+    door = subprocess.Popen([sys.executable, "-m", "facegate", "run", "--home", str(home), "--realtime",
+                             "--source", str(_looped(clips / "short_hamilton_clip.mp4", tmp_path / "cam.avi", 3)),
+                             "--events", str(tmp_path / "ev")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _audit_count(store_path(home), "door_open") > 0, timeout=60, step=0.1)
+        early = tmp_path / "early.tar"
+        assert main(["backup", "--home", str(home), str(early)]) == 0             # while the door runs
+        capsys.readouterr()
+        assert main(["restore", "--home", str(home), "--force", str(early)]) == 1  # never under a running door
+        assert "open in another facegate process" in capsys.readouterr().err
+
+        real_copy = ops_backup.copy_database
+
+        def copy_then_kill(src, dst):
+            real_copy(src, dst)
+            if door.poll() is None:
+                door.send_signal(signal.SIGKILL)
+                door.wait()
+        monkeypatch.setattr(ops_backup, "copy_database", copy_then_kill)
+        mid = tmp_path / "mid.tar"
+        assert main(["backup", "--home", str(home), str(mid)]) == 0
+    finally:
+        if door.poll() is None:
+            door.kill()
+        door.wait()
+    monkeypatch.undo()
+    assert door.returncode == -signal.SIGKILL                                    # killed while it was running
+    bundle = open_bundle(Config())
+    for name, backup in (("from-early", early), ("from-mid", mid)):
+        fresh = tmp_path / name
+        assert main(["restore", "--home", str(fresh), str(backup)]) == 0
+        m = read_manifest(backup)
+        assert _integrity(fresh / "store.db") == "ok"
+        assert {t: _rows(fresh / "store.db", t) for t in m.member("store.db").counts} == m.member("store.db").counts
+        assert _audit_count(fresh / "store.db", "door_open") >= 1
+        assert _recognised(fresh, bundle, clips / "lin-manuel-miranda.png") == "Lin-Manuel Miranda"
+    assert main(["restore", "--home", str(home), "--force", str(mid)]) == 0         # the killed door holds nothing
