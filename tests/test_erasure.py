@@ -134,3 +134,20 @@ def test_delete_erases_names_from_audit_rows_and_every_event_file(tmp_path):
     with Store(home / "store.db") as s:
         assert [p.name for p in s.people()] == [other]
         assert [r.details.get("text") for r in s.audit(event="note")] == [f"[erased] came in with {other}"]
+
+
+def test_the_scrub_rule_leaves_other_names_that_contain_the_erased_one(tmp_path):
+    from facegate.edge_runtime.erasure import scrubbed, scrubbed_line
+
+    assert scrubbed({"person": "Ann Lee", "candidate": "Ann Lee Jr", "text": "Ann Lee met Ann Leeds and Ann Lee Jr",
+                     "tags": ["Ann Lee", "x"], "n": 3}, ["Ann Lee"]) == \
+        {"person": None, "candidate": "Ann Lee Jr", "text": "[erased] met Ann Leeds and [erased] Jr",
+         "tags": [None, "x"], "n": 3}
+    assert scrubbed_line("not json: Ann Lee, Ann Leeds\n", ["Ann Lee"]) == "not json: [erased], Ann Leeds\n"
+    with Store(tmp_path / "store.db") as s:
+        s.enroll("Ann Lee", np.ones((1, 8), np.float32), "b", "sface")
+        s.enroll("Ann Leeds", np.full((1, 8), 2, np.float32), "b", "sface")
+        s.log("door_open", "Ann Leeds", score=4.0)
+        s.delete("Ann Lee")
+        assert [(r.event, r.person_name) for r in s.audit()][1:] == [("door_open", "Ann Leeds"), ("enroll", "Ann Leeds"),
+                                                                      ("enroll", None)]
