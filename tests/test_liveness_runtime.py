@@ -143,3 +143,16 @@ def test_bundle_without_liveness(samples):
     assert b.liveness is None and b.manifest.liveness is None
     rec = Recognizer(b, Config())
     assert not rec.liveness_on and rec.analyze(samples[0])[0].liveness is None
+
+
+def test_bench_speed_times_liveness(liveness_bundle, data_dir):
+    from facegate.edge_runtime.bundle import load_bundle
+    from facegate.edge_runtime.eval.speed import LIVENESS_STAGES, STAGES, bench_stages, face_photos
+
+    b = load_bundle(liveness_bundle)
+    r = bench_stages(b.detector, b.embedder, face_photos(data_dir)[:1], repeats=2, warmup=1, templates=10,
+                     liveness=b.liveness)
+    assert set(r["ms"]) == set(STAGES + LIVENESS_STAGES)
+    assert 0 < r["ms"]["liveness"] < r["ms"]["detect+align+embed+liveness"]
+    plain = bench_stages(b.detector, b.embedder, face_photos(data_dir)[:1], repeats=1, warmup=0, templates=10)
+    assert set(plain["ms"]) == set(STAGES)
