@@ -16,8 +16,6 @@ import importlib
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Callable
 
 from ..config import ConfigError
@@ -246,11 +244,15 @@ class _SignedDoor(Door):
         """Free the transport (after the last command)."""
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A door command is never re-sent elsewhere: a 3xx answer is an HTTPError."""
+def _no_redirect_opener():
+    """A urllib opener that never follows a redirect: a door command is never re-sent elsewhere, a 3xx
+    answer is an HTTPError. urllib (and with it ssl, several MB) is imported only for a webhook door."""
+    import urllib.request
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+    return urllib.request.build_opener(NoRedirect)
 
 
 class WebhookDoor(_SignedDoor):
@@ -263,10 +265,13 @@ class WebhookDoor(_SignedDoor):
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             raise ValueError(f"webhook url must start with http:// or https://, got {url!r}")
         self.url = url
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = _no_redirect_opener()
         super().__init__(secret, open_s, timeout_s, "facegate-webhook")
 
     def _deliver(self, cmd: Command) -> None:
+        import urllib.error
+        import urllib.request
+
         headers = {"Content-Type": "application/json",
                    signing.SIGNATURE_HEADER: signing.sign(cmd.message, self._secret)}
         req = urllib.request.Request(self.url, data=cmd.message, method="POST", headers=headers)

@@ -1,13 +1,17 @@
 """The door loop benchmark: a face video through the runner's own per-frame method (`Runner.process`),
-timed frame by frame, with the decision latency from the first recognisable frame to the opening."""
+timed frame by frame, with the decision latency from the first recognisable frame to the opening; and
+`bench_pipeline`, which runs it in a fresh process beside the OpenCV Zoo peer on the same frames, so
+that each peak RSS is that process's own."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..config import Config
@@ -18,9 +22,7 @@ from ..enrollment import check_photos, enroll_checked, open_bundle
 from ..errors import FacegateError
 from ..recognizer import Recognizer, door_candidate
 from ..store import Store
-from .speed import peak_rss_mb
-
-FRAME_SIZE = (640, 480)        # width, height every clip frame is resized to (a kiosk camera's)
+from .clip_process import FRAME_SIZE, clip_frames, peak_rss_mb
 
 
 @dataclass(frozen=True)
@@ -38,42 +40,44 @@ def door_clip(data: Path) -> DoorClip:
     return DoorClip(clips / "short_hamilton_clip.mp4", clips / "lin-manuel-miranda.png", "Lin-Manuel Miranda")
 
 
-def door_runner(clip: DoorClip, home: Path, bundle_dir: Path | None, embedder: str | None, threads: int,
-                live_max_side: int | None) -> Runner:
-    """A Runner as `facegate run` builds one (default config, dry-run door), over a new store in `home`
-    where `clip.name` is enrolled from `clip.photo` by the enrollment code. Events are discarded."""
+def _config(embedder: str | None, live_max_side: int | None) -> Config:
     settings = {"detector": {"live_max_side": live_max_side}} if live_max_side else {}
     if embedder:
         settings["recognition"] = {"embedder": embedder}
-    cfg = Config.from_dict(settings)
-    bundle = open_bundle(cfg, bundle_dir, threads)
-    store = Store(Path(home) / "store.db")
+    return Config.from_dict(settings)
+
+
+def enroll_clip_person(clip: DoorClip, store: Store, bundle, cfg: Config) -> None:
+    """Enroll `clip.name` from `clip.photo` by the enrollment code. Raises FacegateError when it fails."""
     results = check_photos(Recognizer(bundle, cfg), [(str(clip.photo), clip.photo)])
     if enroll_checked(store, bundle, clip.name, results, keep_images=False).person is None:
         raise FacegateError(f"cannot enroll {clip.photo}: {results[0].reason}")
+
+
+def door_runner(clip: DoorClip, home: Path, bundle_dir: Path | None, embedder: str | None, threads: int,
+                live_max_side: int | None, enroll: bool = True) -> Runner:
+    """A Runner as `facegate run` builds one (default config, dry-run door) over the store in `home`, where
+    `clip.name` is first enrolled from `clip.photo` by the enrollment code unless `enroll` is False (it
+    was, by another process). Events are discarded."""
+    cfg = _config(embedder, live_max_side)
+    bundle = open_bundle(cfg, bundle_dir, threads)
+    store = Store(Path(home) / "store.db")
+    if enroll:
+        enroll_clip_person(clip, store, bundle, cfg)
     return Runner(Recognizer(bundle, cfg), store, LogDoor(cfg.door.open_s), DoorDecider.from_config(cfg.decision),
                   events=io.StringIO())
 
 
 def run_door_clip(clip: DoorClip, home: Path, bundle_dir: Path | None = None, embedder: str | None = None,
-                  threads: int = 2, live_max_side: int | None = None) -> dict:
+                  threads: int = 2, live_max_side: int | None = None, enroll: bool = True) -> dict:
     """Every frame of the clip (read one by one, as from a camera; resized to 640x480) through
     `Runner.process`. Returns the report: per-frame median/p90 ms and fps, frames with a usable face,
     the first frame the person is recognised in and the opening frame, the decision latency (camera
     time between them plus the opening frame's processing), peak RSS."""
-    runner = door_runner(clip, home, bundle_dir, embedder, threads, live_max_side)
-    cap = cv2.VideoCapture(str(clip.video))
-    if not cap.isOpened():
-        raise FacegateError(f"cannot open {clip.video}; set FACEGATE_DATA")
-    fps_src = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    times, with_face, first_seen, opened = [], [], None, None
+    runner = door_runner(clip, home, bundle_dir, embedder, threads, live_max_side, enroll)
+    times, with_face, first_seen, opened, fps_src = [], [], None, None, 25.0
     try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            frame = cv2.cvtColor(cv2.resize(bgr, FRAME_SIZE), cv2.COLOR_BGR2RGB)
-            i = len(times)
+        for i, frame, fps_src in clip_frames(clip.video):
             t0 = time.perf_counter()
             results, decision, _ = runner.process(i / fps_src, frame)
             times.append(time.perf_counter() - t0)
@@ -84,7 +88,6 @@ def run_door_clip(clip: DoorClip, home: Path, bundle_dir: Path | None = None, em
             if opened is None and decision.action == OPEN:
                 opened = i
     finally:
-        cap.release()
         runner.close()
     report = _report(runner, np.array(times) * 1000, np.array(with_face, bool), first_seen, opened, fps_src)
     return dict(report, threads=threads)
@@ -107,3 +110,31 @@ def _report(runner: Runner, ms: np.ndarray, with_face: np.ndarray, first_seen: i
     if first_seen is not None and opened is not None:
         report["decision_latency_ms"] = (opened - first_seen) / fps_src * 1000 + float(ms[opened])
     return report
+
+
+def bench_pipeline(clip: DoorClip, home: Path, bundle_dir: Path | None = None, embedder: str | None = None,
+                   threads: int = 2, live_max_side: int | None = None, peer: bool = True) -> dict:
+    """`run_door_clip` in fresh processes, as the door runs: the person is enrolled here first (the door
+    process never enrolls), then the door loop runs with the device memory settings ("door"), again with
+    onnxruntime's default memory settings ("door_ort_defaults", the settings before them), and, with `peer`,
+    the OpenCV Zoo peer runs on the same frames ("peer"). Returns {"door": report, "door_ort_defaults":
+    report, "peer": report}, each report with its own process's peak_rss_mb. Raises FacegateError when a
+    side fails."""
+    cfg = _config(embedder, live_max_side)
+    bundle = open_bundle(cfg, bundle_dir, threads)
+    store = Store(Path(home) / "store.db")
+    try:
+        enroll_clip_person(clip, store, bundle, cfg)
+    finally:
+        store.close()
+    settings = {"video": str(clip.video), "photo": str(clip.photo), "name": clip.name, "home": str(home),
+                "bundle": str(bundle_dir) if bundle_dir else None, "embedder": embedder, "threads": threads,
+                "live_max_side": cfg.detector.live_max_side}
+    out = {}
+    for kind in ("door", "door-ort-defaults") + (("peer",) if peer else ()):
+        done = subprocess.run([sys.executable, "-m", "facegate.edge_runtime.eval.clip_process", kind,
+                               json.dumps(settings)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise FacegateError(f"bench pipeline: the {kind} process failed: {done.stderr.strip()[-2000:]}")
+        out[kind.replace("-", "_")] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
