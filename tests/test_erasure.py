@@ -151,3 +151,20 @@ def test_the_scrub_rule_leaves_other_names_that_contain_the_erased_one(tmp_path)
         s.delete("Ann Lee")
         assert [(r.event, r.person_name) for r in s.audit()][1:] == [("door_open", "Ann Leeds"), ("enroll", "Ann Leeds"),
                                                                       ("enroll", None)]
+
+
+def test_door_rows_that_waited_in_the_queue_do_not_bring_a_deleted_name_back(tmp_path):
+    from facegate.edge_runtime.door.audit import AuditWriter
+
+    db = tmp_path / "store.db"
+    with Store(db) as s:
+        s.enroll("Ann Lee", np.ones((1, 8), np.float32), "b", "sface")
+        s.enroll("Bo", np.full((1, 8), 2, np.float32), "b", "sface")
+        s.delete("Ann Lee")                            # deleted while the door's rows about her still wait
+    w = AuditWriter(db, retry_s=0.05)
+    w.log("door_open", "Ann Lee", score=4.0, note="Ann Lee at the door")
+    w.log("door_open", "Bo", score=3.5)
+    assert w.flush(10.0) and w.close(1.0) == 0
+    with Store(db) as s:
+        rows = [(r.person_name, r.details) for r in s.audit(event="door_open")]
+    assert rows == [("Bo", {"score": 3.5}), (None, {"score": 4.0, "note": "[erased] at the door"})]

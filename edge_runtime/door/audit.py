@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import SealKey
+from ..erasure import scrubbed
 from ..store import (
     BUSY_TIMEOUT_MS,
     InvalidNameError,
@@ -49,6 +50,18 @@ class _Row:
     details: dict = field(default_factory=dict)
     at: float = field(default_factory=time.time)
     late: bool = False
+
+
+def _erased_if_deleted(store: Store, person: str | None, details: dict) -> tuple[str | None, dict]:
+    """(person, details) of a queued row, without the name when that person was deleted meanwhile (an
+    erased name must not come back from rows that waited in the queue)."""
+    if person is None:
+        return person, details
+    try:
+        store.person(person)
+    except PersonNotFoundError:
+        return None, scrubbed(details, [person])
+    return person, details
 
 
 class AuditWriter:
@@ -178,7 +191,8 @@ class AuditWriter:
             elif row.kind == "call":
                 row.details["write"](store)
             else:
-                store.log(row.event, row.person, **(dict(row.details, at=row.at) if row.late else row.details))
+                person, details = _erased_if_deleted(store, row.person, row.details)
+                store.log(row.event, person, **(dict(details, at=row.at) if row.late else details))
             return store, True
         except (PersonNotFoundError, InvalidNameError, InvalidTemplateError, StoreLockedError) as e:
             log.warning("door audit: %s; the %r row is skipped", e, row.event)
