@@ -310,6 +310,15 @@ def verify_file(root: Path, name: str, expected: str) -> Path:
     return p
 
 
+def _liveness_model(root: Path, e: LivenessModelEntry, threads: int):
+    """(run, contract) of one liveness model of the bundle at `root`, verified against its entry."""
+    run, contract = onnx_liveness(verify_file(root, e.file, e.sha256), threads)
+    if (contract.name, contract.scale) != (e.name, e.scale):
+        raise BundleError(f"bundle {root}: {e.file} is liveness model {contract.name} (crop x{contract.scale:g}), "
+                          f"bundle.json says {e.name} (crop x{e.scale:g}); rebuild the bundle")
+    return run, contract
+
+
 def load_bundle(path: str | Path | None = None, embedder: str | None = None, threads: int = 2,
                 **detector_kwargs) -> Bundle:
     """Verify and open a bundle (default: the shipped one).
@@ -330,7 +339,7 @@ def load_bundle(path: str | Path | None = None, embedder: str | None = None, thr
                           f"(build one that has: {how}, then --bundle DIR)")
     det = onnx_detector(verify_file(root, m.detector_file, m.detector_sha256), threads, **detector_kwargs)
     live = None if m.liveness is None else LivenessChecker(
-        [onnx_liveness(verify_file(root, e.file, e.sha256), threads) for e in m.liveness.models])
+        [_liveness_model(root, e, threads) for e in m.liveness.models])
 
     def part(n: str) -> FaceEmbedder:
         e = m.embedders[n]

@@ -121,3 +121,17 @@ def test_identify_json_reports_liveness(liveness_bundle, data_dir, tmp_path, cap
     assert main(["identify", "--json", "--home", str(tmp_path / "home"), str(paths[0])]) == 0
     (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
     assert face["liveness"] is None and face["live"] is None
+
+
+def test_liveness_entry_must_name_its_model(liveness_bundle, tmp_path):
+    from facegate.export.bundle_write import update_manifest
+
+    b = tmp_path / "b"
+    shutil.copytree(liveness_bundle, b)
+    live = json.loads((b / "bundle.json").read_text())["liveness"]
+    v2, v1se = live["models"]
+    for k in ("file", "sha256"):
+        v2[k], v1se[k] = v1se[k], v2[k]
+    update_manifest(b, {"liveness": live})          # sealed with a fresh id: only the contract check can tell
+    with pytest.raises(BundleError, match="is liveness model minifasnet_v1se .crop x4., bundle.json says minifasnet_v2"):
+        load_bundle(b)
