@@ -299,6 +299,10 @@ class PrivacyConfig(_Section):
                               example="/etc/facegate/key")
 
     def _check(self):
+        if self.events_rotate_hours > self.keep_events_days * 24:
+            raise ConfigError(f"privacy.events_rotate_hours = {self.events_rotate_hours} is longer than "
+                              f"privacy.keep_events_days = {self.keep_events_days} days: lines would stay in the "
+                              f"current event file past the retention", "privacy.events_rotate_hours")
         if self.key_file is not None and not Path(self.key_file).expanduser().is_absolute():
             raise ConfigError(f"privacy.key_file = {self.key_file!r} must be an absolute path (it is read "
                               f"wherever facegate is started from)", "privacy.key_file")

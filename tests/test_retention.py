@@ -96,6 +96,8 @@ def test_event_log_from_config_and_the_list_in_the_data_home(tmp_path):
     assert registered(home) == [str(tmp_path / "e.jsonl")]
     with pytest.raises(ConfigError, match="privacy.keep_events_days = 0 must be >= 1"):
         Config.from_dict({"privacy": {"keep_events_days": 0}})
+    with pytest.raises(ConfigError, match="events_rotate_hours = 48.0 is longer than privacy.keep_events_days = 1"):
+        Config.from_dict({"privacy": {"keep_events_days": 1, "events_rotate_hours": 48}})
     with pytest.raises(ConfigError, match="privacy.key_file .* must be an absolute path"):
         Config.from_dict({"privacy": {"key_file": "key"}})
     assert (Config().privacy.keep_events_days, Config().privacy.keep_audit_days) == (30, 365)
