@@ -40,6 +40,11 @@ def scrubbed(value, names: Sequence[str], _key: str | None = None):
     return value
 
 
+def names_in(value, names: Sequence[str]) -> bool:
+    """Whether a JSON value names one of `names` by the same rule (what `scrubbed` would change)."""
+    return scrubbed(value, names) != value
+
+
 def scrubbed_line(line: str, names: Sequence[str]) -> str:
     """One text line without `names`: a JSON line re-written by `scrubbed` (keeping its newline), any
     other line with each whole-word mention (raw or \\u-escaped) replaced by "[erased]"."""

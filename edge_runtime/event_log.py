@@ -179,7 +179,7 @@ def lines_naming(home: str | Path, names: Sequence[str]) -> Iterator[dict]:
         for p in family(path):
             with open(p, encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    if mentions(line, names):
+                    if mentions(line, names) and scrubbed_line(line, names) != line:
                         try:
                             yield json.loads(line)
                         except json.JSONDecodeError:
@@ -208,9 +208,9 @@ def _erase_in(path: Path, names: Sequence[str]) -> int:
     with f, _locked(f):
         out, changed = [], 0
         for line in f.read().splitlines(keepends=True):
-            if mentions(line, names):
+            if mentions(line, names) and (new := scrubbed_line(line, names)) != line:
                 changed += 1
-                line = scrubbed_line(line, names)
+                line = new
             out.append(line)
         if changed:
             f.seek(0)

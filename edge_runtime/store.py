@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .crypto import SealedDataError, SealKey, blob_key_id
-from .erasure import scrubbed
+from .erasure import names_in, scrubbed
 from .errors import ImageError
 from .event_log import erase_names as erase_from_event_files
 from .matching import TemplateGallery
@@ -425,17 +425,17 @@ class Store:
         """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows
         stay, anonymised: person_name NULL, the names in their details made null or "[erased]"). Returns
         the number of rows changed."""
-        names = set(marks)
-        rows = _audit_mentioning(conn, marks)
-        if not rows:
-            return 0
-        with _audit_unlocked(conn, "erase"):
-            for rid, _, _, pname, details in rows:
-                conn.execute("UPDATE audit SET person_name = ?, details = ? WHERE id = ?",
-                             (None if pname in names else pname,
-                              json.dumps(scrubbed(json.loads(details), marks), ensure_ascii=False, sort_keys=True),
-                              rid))
-        return len(rows)
+        names, changes = set(marks), []
+        for rid, _, _, pname, details in _audit_mentioning(conn, marks):     # a superset: decided per row
+            old = json.loads(details)
+            new = scrubbed(old, marks)
+            if pname in names or new != old:
+                changes.append((None if pname in names else pname,
+                                json.dumps(new, ensure_ascii=False, sort_keys=True), rid))
+        if changes:
+            with _audit_unlocked(conn, "erase"):
+                conn.executemany("UPDATE audit SET person_name = ?, details = ? WHERE id = ?", changes)
+        return len(changes)
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate it; False if readers kept it from finishing."""
@@ -649,7 +649,8 @@ class Store:
         person = self.person(name)
         try:
             names = _names_of(self.conn, name)
-            audit = [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in _audit_mentioning(self.conn, names)]
+            audit = [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in _audit_mentioning(self.conn, names)
+                     if r[3] in names or names_in(json.loads(r[4]), names)]
         except sqlite3.Error as e:
             raise translate_error(e, str(self.path), "read the store") from e
         templates = [{"id": r[0], "bundle_id": r[1], "embedder": r[2], "dim": r[3], "quality": r[4],

@@ -148,7 +148,8 @@ def test_the_scrub_rule_leaves_other_names_that_contain_the_erased_one(tmp_path)
         s.enroll("Ann Lee", np.ones((1, 8), np.float32), "b", "sface")
         s.enroll("Ann Leeds", np.full((1, 8), 2, np.float32), "b", "sface")
         s.log("door_open", "Ann Leeds", score=4.0)
-        s.delete("Ann Lee")
+        assert s.delete("Ann Lee").templates == 1
+        assert s.audit(event="delete")[0].details["audit_rows_anonymised"] == 1     # her enroll row only
         assert [(r.event, r.person_name) for r in s.audit()][1:] == [("door_open", "Ann Leeds"), ("enroll", "Ann Leeds"),
                                                                       ("enroll", None)]
 

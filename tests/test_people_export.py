@@ -26,9 +26,11 @@ def home(tmp_path):
         s.enroll("Bob", _emb(1, 2), "b", "sface", images=[JPEG + b"bob"])
         s.log("door_open", "Alice", score=4.2)
         s.log("door_open", "Bob", score=3.9)
+        s.enroll("Alicea", _emb(1, 3), "b", "sface")          # her name holds "Alice": not hers to export
+        s.log("door_open", "Alicea", score=3.7)
     log = EventLog(tmp_path / "events.jsonl", max_bytes=120, rotate_s=3600, keep_s=86400)
     register(home, log.path)
-    for who in ("Alice", "Bob", None, "Alice"):
+    for who in ("Alice", "Bob", None, "Alicea", "Alice"):
         log.write(json.dumps({"person": who, "candidate": who, "decision": "open" if who else "none"}) + "\n")
     log.close()
     return home
@@ -50,7 +52,7 @@ def test_export_holds_templates_crops_audit_rows_and_events_of_that_person_only(
     assert [stat.S_IMODE((out / i["file"]).stat().st_mode) for i in doc["images"]] == [0o600, 0o600]
     assert [a["event"] for a in doc["audit"]] == ["enroll", "rename", "door_open"]
     assert [e["person"] for e in doc["events"]] == ["Alice", "Alice"]          # the rotated file too
-    assert "Bob" not in (out / "person.json").read_text()
+    assert "Bob" not in (out / "person.json").read_text() and "Alicea" not in (out / "person.json").read_text()
 
 
 def test_export_refuses_a_used_folder_and_an_unknown_name(home, tmp_path, capsys):
