@@ -289,8 +289,8 @@ class PrivacyConfig(_Section):
                               lo=1, hi=36500)
     events_rotate_mb: float = _f(10.0, "an event file is rotated (events.jsonl -> events.jsonl.1 ...) when it "
                                        "reaches this many megabytes", lo=0.0, lo_open=True, hi=10000.0)
-    events_rotate_hours: float = _f(24.0, "an event file is also rotated when its first line is this many hours "
-                                          "old, so whole files age out after keep_events_days", lo=0.0,
+    events_rotate_hours: float = _f(24.0, "an event file is also rotated this many hours after it was started, so "
+                                          "whole files age out after keep_events_days", lo=0.0,
                                     lo_open=True, hi=8760.0)
     key_file: str | None = _f(None, "absolute path of a key file outside the data home (32 random bytes, raw or "
                                     "base64, chmod 400 or 600; `facegate privacy init-key FILE` writes one): "

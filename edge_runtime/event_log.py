@@ -1,7 +1,7 @@
 """The door's JSON-line event file, rotated by size and age, old files deleted, names erasable.
 
-`EventLog` appends lines to `events.jsonl`; when the file reaches `max_bytes`, or its oldest line is
-`rotate_s` old, it becomes `events.jsonl.1` (the older ones move up: .1 -> .2 ...) and a new file is
+`EventLog` appends lines to `events.jsonl`; when the file reaches `max_bytes`, or was started
+`rotate_s` ago, it becomes `events.jsonl.1` (the older ones move up: .1 -> .2 ...) and a new file is
 started. Rotated files whose newest line is older than `keep_s` are deleted, at every rotation and once
 an hour. A file's age counts from the rotation that started it (from the time it was opened when it
 was never rotated).
@@ -37,7 +37,7 @@ class EventLog:
     Args:
         path: the current event file; rotated files are `path.1`, `path.2`, ... (1 = newest).
         max_bytes: rotate once the file holds at least this many bytes.
-        rotate_s: rotate once the file's first line is this many seconds old.
+        rotate_s: rotate once the file was started this many seconds ago.
         keep_s: delete rotated files whose last line is older than this many seconds.
         clock: Unix time in seconds (time.time); injectable for tests.
     """
