@@ -43,7 +43,9 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_people(args) -> int:
-    _, _, store, _ = context(args, need_bundle=False)
+    # list, show, rename, delete and undo-update never open sealed templates: they work without the [privacy]
+    # key, so a person can be erased even when the key file is lost
+    _, _, store, _ = context(args, need_bundle=False, use_key=False)
     if args.people_command == "list":
         people = store.people()
         if args.json:

@@ -188,3 +188,17 @@ def test_the_door_audit_writer_seals_the_templates_it_adds_and_skips_what_the_ke
     assert wrong.flush(10.0) and wrong.close(1.0) == 0
     with Store(db) as s:
         assert [r.event for r in s.audit(limit=2)] == ["still written", "after"]
+
+
+def test_a_person_can_be_deleted_without_the_key(tmp_path, keys, capsys):
+    a, _ = keys
+    home = tmp_path / "home"
+    home.mkdir()
+    with Store(home / "store.db", key=a) as s:
+        s.enroll("Alice", _emb(1), "b", "sface", images=[JPEG_MARK])
+    (home / "config.toml").write_text(f'[privacy]\nkey_file = "{tmp_path / "lost.key"}"\n')
+    assert main(["people", "export", "Alice", str(tmp_path / "out"), "--home", str(home)]) == 1
+    assert main(["people", "list", "--home", str(home)]) == 0 and "Alice" in capsys.readouterr().out
+    assert main(["people", "delete", "Alice", "--yes", "--home", str(home)]) == 0
+    with Store(home / "store.db") as s:
+        assert s.people() == [] and s.conn.execute("SELECT count(*) FROM templates").fetchone()[0] == 0
