@@ -202,19 +202,21 @@ def cmd_bench_identify(args) -> int:
 
 
 def cmd_bench_pipeline(args) -> int:
-    """The door loop on a 640x480 video: fps, decision latency, peak RSS. Each frame goes through
-    `Runner.process`, the method `facegate run` calls per frame (recognise, decide, act on a dry-run
-    door, write the event and the audit rows), with the person enrolled by the enrollment code into a
-    throw-away store."""
+    """The door loop on a 640x480 video: fps, decision latency, peak RSS, each side in a fresh process so
+    that each peak RSS is its own. The person is enrolled by the enrollment code into a throw-away store;
+    then each frame goes through `Runner.process`, the method `facegate run` calls per frame (recognise,
+    decide, act on a dry-run door, write the event and the audit rows), with the door's memory settings and
+    again with onnxruntime's defaults; and OpenCV Zoo's YuNet + SFace run on the same frames."""
     import tempfile
 
-    from facegate.edge_runtime.eval.pipeline import door_clip, run_door_clip
+    from facegate.edge_runtime.eval.pipeline import bench_pipeline, door_clip
 
     if args.fp32:
         raise SystemExit("facegate bench pipeline runs an ONNX bundle (the device path); drop --fp32")
     with tempfile.TemporaryDirectory(prefix="facegate.bench.") as home:
-        report = run_door_clip(door_clip(data_dir()), Path(home), args.bundle, (args.embedder or [None])[0],
-                               args.threads, args.max_side)
+        sides = bench_pipeline(door_clip(data_dir()), Path(home), args.bundle, (args.embedder or [None])[0],
+                               args.threads, args.max_side, peer=not args.no_peer)
+    report = sides["door"]
     print(f"{report['backend']}, {args.threads} threads, {report['frames']} frames at 640x480 "
           f"(detector at {report['live_max_side']} px), {report['frames_with_face']} with a face recognised")
     if "fps_with_face" in report:
@@ -223,7 +225,13 @@ def cmd_bench_pipeline(args) -> int:
           f"p90 {report['p90_frame_ms']:.1f} ms; decision latency "
           f"{report.get('decision_latency_ms', float('nan')):.0f} ms (k={report['k']}); "
           f"peak RSS {report['peak_rss_mb']:.0f} MB")
-    _write(args, report)
+    for key, label in (("door_ort_defaults", "the door with onnxruntime's default memory settings"),
+                       ("peer", "OpenCV Zoo YuNet + SFace on the same frames")):
+        if key in sides:
+            r = sides[key]
+            print(f"{label}: median {r['median_frame_ms']:.1f} ms/frame, frames with a face "
+                  f"{r.get('median_face_frame_ms', float('nan')):.1f} ms; peak RSS {r['peak_rss_mb']:.0f} MB")
+    _write(args, dict(report, **{k: v for k, v in sides.items() if k != "door"}))
     return 0
 
 
@@ -355,9 +363,11 @@ def liveness_scorer(args, workdir: Path):
                               "--weights DIR (user-supplied; docs/liveness.md) or --bundle DIR with liveness")
         from facegate.export.liveness_export import add_liveness
 
-        src = add_liveness(weights, workdir / "bundle", src)
+        b = load_bundle(add_liveness(weights, workdir / "bundle", src), threads=args.threads, **kw)
+        return b.detector, b.liveness.score, (f"bundle {b.manifest.id}: {src.name} with the MiniFASNet models of "
+                                              f"{weights} added (bundle add-liveness, temp folder)")
     b = load_bundle(src, threads=args.threads, **kw)
-    return b.detector, b.liveness.score, f"bundle {src.name if src.parent == workdir else src} ({b.manifest.id})"
+    return b.detector, b.liveness.score, f"bundle {b.manifest.id} ({src})"
 
 
 def cmd_bench_liveness(args) -> int:
@@ -375,11 +385,15 @@ def cmd_bench_liveness(args) -> int:
         load_config(args.config).liveness.threshold if args.config else LivenessConfig().threshold)
     with tempfile.TemporaryDirectory(prefix="facegate-liveness-") as tmp:
         det, score, scorer = liveness_scorer(args, Path(tmp))
-        raw = run_bench(data, det, score, frame_step=args.frame_step, video_copies=args.video_attacks,
+        scorers, finetuned = {"main": score}, None
+        if args.finetuned:
+            scorers["finetuned"], finetuned = _finetuned_scorer(args, Path(tmp))
+        raw = run_bench(data, det, scorers, frame_step=args.frame_step, video_copies=args.video_attacks,
                         lfw_photos=args.lfw_photos, lfw_copies=args.lfw_attacks, seed=args.seed,
                         min_face=args.min_face, progress=None if args.quiet else lambda m: print(m, file=sys.stderr))
     rep = report(raw, threshold, scorer, "LFW people who appear only in folds 6-10 of pairs.txt (the evaluation "
-                                          "people of the training issue's rule; none of them trains anything)")
+                                          "people of the training issue's rule; none of them trains anything)",
+                 finetuned)
     rep["settings"]["detector_max_side"] = args.max_side
     at5, atc = rep["at_bpcer_5pct_video"], rep["at_config_threshold"]
     for name, r in (("BPCER 5% on video", at5), ("configured", atc)):
@@ -388,6 +402,11 @@ def cmd_bench_liveness(args) -> int:
                   f"{s} {_rate(v)}" for s, v in r["APCER_all_sources"].items()))
     print(f"target APCER <= 1% at BPCER <= 5%: {'met' if rep['target']['met'] else 'not met'}; "
           f"{rep['seconds']:.0f} s")
+    for label in ("pretrained", "fine-tuned") if "before_after" in rep else ():
+        r = rep["before_after"][label]["at_bpcer_5pct_held_out_video"]
+        print(f"{label} on held-out presentations: threshold {r['threshold']:.3f}, BPCER video "
+              f"{_rate(r['video']['BPCER'])}, LFW {_rate(r['lfw']['BPCER'])}; APCER "
+              + ", ".join(f"{s} {_rate(v)}" for s, v in r["APCER_all_sources"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rep, indent=1))
@@ -400,6 +419,24 @@ def cmd_bench_liveness(args) -> int:
         n = len(write_examples(raw["examples"], examples))
         print(f"{n} example images in {examples} (research faces: keep them out of the repository)")
     return 0
+
+
+def _finetuned_scorer(args, workdir: Path):
+    """(score, {"scorer", "description", "record"}) of the weights written by `facegate train liveness`, through
+    a bundle of their own (the source bundle with them added), and the training record beside them."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle
+    from facegate.edge_runtime.errors import FacegateError
+    from facegate.export.liveness_export import add_liveness
+
+    wdir = Path(args.finetuned)
+    record = wdir.parent / "liveness_finetune.json"
+    if not record.is_file():
+        raise FacegateError(f"--finetuned {wdir}: no training record {record}; give the weights/ folder "
+                            "`facegate train liveness` wrote")
+    out = add_liveness(wdir, workdir / "bundle-finetuned", Path(args.bundle) if args.bundle else default_bundle_dir())
+    b = load_bundle(out, threads=args.threads, score_threshold=args.score_threshold, max_side=args.max_side)
+    return b.liveness.score, {"scorer": "finetuned", "record": json.loads(record.read_text()),
+                              "description": f"bundle with the weights of {wdir} ({b.manifest.id})"}
 
 
 def _examples_dir(json_path: Path | None) -> Path | None:

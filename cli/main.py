@@ -394,6 +394,9 @@ def _bench_liveness(bsub) -> None:
                                                  "$FACEGATE_DATA/weights/minifasnet)")
     b.add_argument("--fp32", action="store_true", help="score with the PyTorch MiniFASNet module instead of the "
                                                        "bundle's ONNX models (needs facegate[train])")
+    b.add_argument("--finetuned", type=Path, help="weights/ folder written by `facegate train liveness`: also "
+                                                   "score every presentation with it (through its own bundle) "
+                                                   "and report before/after on the held-out presentations")
     b.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
     b.add_argument("--max-side", type=int, default=640, help="longer side (px) the detector looks at")
@@ -549,6 +552,7 @@ def _train_commands(sub) -> None:
     x.add_argument("--max-steps", type=int, help="stop after N optimiser steps (quick runs)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.set_defaults(func=_lazy("facegate.train:cmd_train_quality"))
+    _train_liveness(tsub)
     x = tsub.add_parser("bench-quality", help="error-versus-discard curves of the quality models on held-out "
                                               "people (both halves, their union) vs face size, detector score, "
                                               "the hand-made gate and the SFace norm")
@@ -633,6 +637,39 @@ def _bundle_commands(sub) -> None:
                    help="face photos for the ONNX-vs-PyTorch check (default: the clone's images/sample, "
                         "else $FACEGATE_DATA/antispoof_samples)")
     x.set_defaults(func=_lazy("facegate.manage_bundle:cmd_add_liveness"))
+    x = bsub.add_parser("liveness-int8", help="quantise a bundle's liveness models (in --work, not the bundle) and "
+                                              "measure them against fp32: does int8 earn its place?")
+    x.add_argument("--bundle", type=Path, required=True, help="a bundle with liveness models (add-liveness)")
+    x.add_argument("--work", type=Path, default=Path("build/liveness-int8"), help="folder for the int8 models")
+    x.add_argument("--json", type=Path, help="write the report as JSON")
+    x.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    x.set_defaults(func=_lazy("facegate.manage_bundle:cmd_liveness_int8"))
+
+
+def _train_liveness(tsub) -> None:
+    """train liveness: fine-tune MiniFASNet on synthetic attacks of training people (docs/liveness_benchmark.md)."""
+    x = tsub.add_parser("liveness", help="fine-tune the MiniFASNet liveness models on synthetic print and screen "
+                                         "attacks of LFW training people (folds 1-5 + no fold) and one video")
+    x.add_argument("--data", type=Path, help="data folder with lfw/ and videos/ (default $FACEGATE_DATA)")
+    x.add_argument("--weights", type=Path, help="pretrained MiniFASNet checkpoints (default "
+                                                 "$FACEGATE_DATA/weights/minifasnet)")
+    x.add_argument("--out", type=Path, default=Path("build/liveness"),
+                   help="checkpoint, curves, record and weights/ (converted models: never commit them)")
+    x.add_argument("--cache", type=Path, default=Path("build/liveness/cache"), help="cached training crops")
+    x.add_argument("--train-video", default="face_recognition/short_hamilton_clip.mp4",
+                   help="the one video whose frames are bona fide training data (the bench holds it out)")
+    x.add_argument("--frame-step", type=int, default=1, help="every Nth frame of the training video")
+    x.add_argument("--lfw-photos", type=int, default=600, help="LFW photos of training people (seeded)")
+    x.add_argument("--copies", type=int, default=1, help="attacks of each species per frame or photo")
+    x.add_argument("--epochs", type=int, default=6)
+    x.add_argument("--batch-size", type=int, default=64)
+    x.add_argument("--lr", type=float, default=1e-4)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
+    x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    x.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(func=_lazy("facegate.train_liveness:cmd_train_liveness"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -161,32 +161,36 @@ def bpcer(bona_fide_scores, threshold: float) -> dict:
 # ---- the bench ----
 
 class _Collector:
-    """Scores of the bona fide and attack presentations of one source kind ("video" or "lfw")."""
+    """Scores of the bona fide and attack presentations of one source kind ("video" or "lfw"), per scorer."""
 
-    def __init__(self, species: tuple[str, ...]):
-        self.bona_fide: list[float] = []
+    def __init__(self, species: tuple[str, ...], scorers: tuple[str, ...]):
+        self.scorers = scorers
+        self.bona_fide: dict[str, list[float]] = {n: [] for n in scorers}
         self.bona_fide_names: list[str] = []
         self.no_face: list[str] = []
-        self.attacks = {s: [] for s in species}
+        self.attacks = {n: {s: [] for s in species} for n in scorers}
         self.attack_names = {s: [] for s in species}
         self.attack_no_face = {s: 0 for s in species}
+        self.species = species
 
 
-def _present(collector: _Collector, name: str, image: np.ndarray, face: Face, detector, score: Scorer,
+def _present(collector: _Collector, name: str, image: np.ndarray, face: Face, detector, scorers: dict[str, Scorer],
              copies: int, seed: int, min_face: float, examples: dict) -> None:
     """Score one bona fide presentation and `copies` attacks of each species made from it; every
     EXAMPLE_STRIDE-th presentation's images are kept in `examples` (bounded memory)."""
-    keep = len(collector.bona_fide) % EXAMPLE_STRIDE == 0
-    collector.bona_fide.append(float(score(image, face)))
+    keep = len(collector.bona_fide_names) % EXAMPLE_STRIDE == 0
+    for n, score in scorers.items():
+        collector.bona_fide[n].append(float(score(image, face)))
     collector.bona_fide_names.append(name)
-    for species in collector.attacks:
+    for species in collector.species:
         for k in range(copies):
             att = make_attack(species, image, attack_seed(seed, name, species, k), face.box)
             f = attack_face(detector, att.image, att.map_box(face.box), min_face)
             if f is None:
                 collector.attack_no_face[species] += 1
             else:
-                collector.attacks[species].append(float(score(att.image, f)))
+                for n, score in scorers.items():
+                    collector.attacks[n][species].append(float(score(att.image, f)))
                 collector.attack_names[species].append(f"{name}#{k}")
             if k == 0 and keep:
                 examples.setdefault(species, []).append((name, att.image))
@@ -195,13 +199,14 @@ def _present(collector: _Collector, name: str, image: np.ndarray, face: Face, de
                                                      cv2.resize(image, frame_shape(image.shape)[::-1])))
 
 
-def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int = 2, video_copies: int = 2,
+def run_bench(data_dir: str | Path, detector, scorers: dict[str, Scorer], *, frame_step: int = 2, video_copies: int = 2,
               lfw_photos: int = 300, lfw_copies: int = 1, seed: int = 0, min_face: float = 60.0,
               species: tuple[str, ...] = tuple(ATTACKS), lfw_people: dict[str, list[str]] | None = None,
               videos: tuple[str, ...] = VIDEOS, progress: Callable[[str], None] | None = None) -> dict:
     """Score the upstream samples, the bona fide video frames and LFW photos and their synthetic attacks.
 
     detector: anything with detect(image_rgb) -> list[Face] (the bundle's FaceDetector).
+    scorers: {name: score(image_rgb, face) -> float}; every presentation is scored by each (same images).
     lfw_people: {person: relpaths} to draw LFW photos from (default: the evaluation people, lfw_halves).
     Returns the raw scores: {"samples": [...], "video": {...}, "lfw": {...}, "settings": {...},
     "examples": {kind: [(name, uint8 image)]}, "seconds": float}; `report` turns it into figures."""
@@ -216,9 +221,9 @@ def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int 
         img = load_image(path)
         face = central_face(detector, img)
         samples.append({"file": rel, "truth": truth, "pai_species": pai,
-                        "score": None if face is None else float(score(img, face))})
+                        "score": {n: None if face is None else float(sc(img, face)) for n, sc in scorers.items()}})
     examples: dict = {}
-    video = _Collector(species)
+    video = _Collector(species, tuple(scorers))
     for v in videos:
         path = data / "videos" / v
         if not path.is_file():
@@ -229,9 +234,9 @@ def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int 
             if face is None:
                 video.no_face.append(name)
                 continue
-            _present(video, name, frame, face, detector, score, video_copies, seed, min_face, examples)
-        say(f"{v}: {len(video.bona_fide)} bona fide frames so far")
-    lfw = _Collector(species)
+            _present(video, name, frame, face, detector, scorers, video_copies, seed, min_face, examples)
+        say(f"{v}: {len(video.bona_fide_names)} bona fide frames so far")
+    lfw = _Collector(species, tuple(scorers))
     people = lfw_people if lfw_people is not None else lfw_halves(data / "lfw")[1]
     rels = sample_photos(people, lfw_photos, seed) if lfw_photos else []
     lfw_examples: dict = {}
@@ -241,7 +246,7 @@ def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int 
         if face is None or min(face.width, face.height) < min_face:
             lfw.no_face.append(rel)
             continue
-        _present(lfw, rel, img, face, detector, score, lfw_copies, seed, min_face, lfw_examples)
+        _present(lfw, rel, img, face, detector, scorers, lfw_copies, seed, min_face, lfw_examples)
         if (j + 1) % 50 == 0:
             say(f"LFW: {j + 1}/{len(rels)} photos")
     for k, v in lfw_examples.items():
@@ -254,50 +259,87 @@ def run_bench(data_dir: str | Path, detector, score: Scorer, *, frame_step: int 
             "seconds": time.perf_counter() - t0}
 
 
-def _side(c: _Collector, threshold: float) -> dict:
-    """Error rates of one source kind at one threshold."""
-    return {"BPCER": bpcer(c.bona_fide, threshold),
-            "APCER": {s: apcer(v, threshold) for s, v in c.attacks.items()}}
+def _keep(names: list[str], skip_video: str | None) -> np.ndarray:
+    """bool mask of the presentations not made from the video `skip_video` (a scorer's training video)."""
+    return np.array([skip_video is None or n.split("#")[0] != skip_video for n in names], bool)
 
 
-def _pooled(video: _Collector, lfw: _Collector, threshold: float) -> dict:
-    return {s: apcer(video.attacks[s] + lfw.attacks[s], threshold) for s in video.attacks}
+def figures(video: _Collector, lfw: _Collector, scorer: str, threshold: float | None = None,
+            skip_video: str | None = None) -> dict:
+    """One scorer's error rates at `threshold` (None: the one giving BPCER 5% on the kept video frames):
+    BPCER on video frames and LFW photos, APCER per species from video frames, LFW photos and all. Presentations
+    made from `skip_video` are left out (held-out figures of a model trained on it)."""
+    vb = np.asarray(video.bona_fide[scorer])[_keep(video.bona_fide_names, skip_video)]
+    t = threshold_at_bpcer(vb) if threshold is None else threshold
+    out = {"threshold": t, "video": {"BPCER": bpcer(vb, t), "APCER": {}},
+           "lfw": {"BPCER": bpcer(lfw.bona_fide[scorer], t), "APCER": {}}, "APCER_all_sources": {}}
+    for sp in video.species:
+        va = np.asarray(video.attacks[scorer][sp])[_keep(video.attack_names[sp], skip_video)]
+        la = np.asarray(lfw.attacks[scorer][sp])
+        out["video"]["APCER"][sp] = apcer(va, t)
+        out["lfw"]["APCER"][sp] = apcer(la, t)
+        out["APCER_all_sources"][sp] = apcer(np.concatenate([va, la]), t)
+    return out
 
 
-def report(raw: dict, config_threshold: float, scorer: str, people_rule: str) -> dict:
-    """The JSON report: counts, APCER per PAI species and BPCER (videos, LFW) at the threshold giving
-    BPCER 5% on the video frames and at the configured [liveness] threshold, a recommended threshold, the
-    upstream samples, the settings and the people used."""
+def _met(at: dict) -> bool:
+    rates = [r["rate"] for r in at["APCER_all_sources"].values()]
+    return bool(rates) and all(r is not None and r <= TARGET_APCER for r in rates)
+
+
+def report(raw: dict, config_threshold: float, scorer: str, people_rule: str,
+           finetuned: dict | None = None) -> dict:
+    """The JSON report of the first scorer: counts, APCER per PAI species and BPCER (videos, LFW) at the
+    threshold giving BPCER 5% on the video frames and at the configured [liveness] threshold, a recommended
+    threshold, the upstream samples, the settings and the people used.
+
+    finetuned: {"scorer": name in raw's scorers, "description", "record": the training record (its
+    config's train_video is left out of the held-out figures)}: adds "before_after", both scorers on the
+    held-out presentations only."""
     video, lfw = raw["video"], raw["lfw"]
-    t5 = threshold_at_bpcer(video.bona_fide, TARGET_BPCER)
-
-    def at(t: float) -> dict:
-        return {"threshold": t, "video": _side(video, t), "lfw": _side(lfw, t),
-                "APCER_all_sources": _pooled(video, lfw, t)}
-
-    at5, atc = at(t5), at(config_threshold)
-    worst = max((r["rate"] for r in at5["APCER_all_sources"].values() if r["rate"] is not None), default=None)
-    counts = {kind: {"bona_fide_presentations": len(c.bona_fide), "bona_fide_non_responses": len(c.no_face),
-                     "attack_presentations": {s: len(v) for s, v in c.attacks.items()},
+    main = video.scorers[0]
+    at5, atc = figures(video, lfw, main), figures(video, lfw, main, config_threshold)
+    counts = {kind: {"bona_fide_presentations": len(c.bona_fide_names), "bona_fide_non_responses": len(c.no_face),
+                     "attack_presentations": {s: len(v) for s, v in c.attack_names.items()},
                      "attack_non_responses": dict(c.attack_no_face)}
               for kind, c in (("video", video), ("lfw", lfw))}
-    return {
+    out = {
         "scorer": scorer,
         "iso_iec_30107_3": ISO_NAMES,
-        "target": {"APCER_max": TARGET_APCER, "BPCER_max": TARGET_BPCER,
-                   "met": worst is not None and worst <= TARGET_APCER},
+        "target": {"APCER_max": TARGET_APCER, "BPCER_max": TARGET_BPCER, "met": _met(at5)},
         "at_bpcer_5pct_video": at5,
         "at_config_threshold": atc,
-        "recommended_threshold": round(t5, 3),
+        "recommended_threshold": round(at5["threshold"], 3),
         "counts": counts,
-        "upstream_samples": raw["samples"],
+        "upstream_samples": [dict(r, score=r["score"][main]) for r in raw["samples"]],
         "settings": raw["settings"],
         "people": {"rule": people_rule, "lfw_evaluation_people_used": raw["people"],
                    "videos": raw["settings"]["videos"]},
-        "scores": {"video_bona_fide": video.bona_fide, "lfw_bona_fide": lfw.bona_fide,
-                   "video_attacks": video.attacks, "lfw_attacks": lfw.attacks},
+        "scores": {"video_bona_fide": video.bona_fide[main], "lfw_bona_fide": lfw.bona_fide[main],
+                   "video_attacks": video.attacks[main], "lfw_attacks": lfw.attacks[main],
+                   "video_bona_fide_names": video.bona_fide_names, "video_attack_names": video.attack_names},
         "seconds": round(raw["seconds"], 1),
     }
+    if finetuned is not None:
+        cfg = finetuned["record"]["config"]
+        skip = cfg["train_video"]
+        rows = {}
+        for name, label in ((main, "pretrained"), (finetuned["scorer"], "fine-tuned")):
+            a5 = figures(video, lfw, name, None, skip)
+            rows[label] = {"at_bpcer_5pct_held_out_video": a5, "target_met": _met(a5),
+                           "at_config_threshold": figures(video, lfw, name, config_threshold, skip),
+                           "upstream_samples": [dict(r, score=r["score"][name]) for r in raw["samples"]]}
+        out["before_after"] = {
+            "finetuned": finetuned["description"], "held_out": f"video frames not of {skip}, LFW evaluation people",
+            "trained_on": {"bona_fide": finetuned["record"]["bona_fide_rule"],
+                           "lfw_training_people": len(finetuned["record"]["people"]["train"]),
+                           "lfw_validation_people": len(finetuned["record"]["people"]["val"]),
+                           "samples": finetuned["record"]["samples"], "config": cfg},
+            "held_out_counts": {"video_bona_fide": int(_keep(video.bona_fide_names, skip).sum()),
+                                **{f"video_{sp}": int(_keep(video.attack_names[sp], skip).sum())
+                                   for sp in video.species}},
+            **rows}
+    return out
 
 
 def write_examples(examples: dict, out_dir: str | Path, per_kind: int = EXAMPLES_PER_SPECIES,
@@ -378,6 +420,40 @@ def markdown(rep: dict, json_name: str = "liveness_benchmark.json") -> str:
     lines += ["", "## People", "", f"Videos: {', '.join(p['videos'])}.", "",
               f"LFW: {p['rule']}. {len(p['lfw_evaluation_people_used'])} people used: "
               + ", ".join(p["lfw_evaluation_people_used"]) + "."]
-    if "finetune" in rep:
-        lines += ["", rep["finetune"]]
+    if "before_after" in rep:
+        lines += ["", *_before_after_lines(rep["before_after"], species)]
     return "\n".join(lines) + "\n"
+
+
+def _before_after_lines(ba: dict, species: list[str]) -> list[str]:
+    """The markdown of the pretrained-vs-fine-tuned comparison on held-out presentations."""
+    t = ba["trained_on"]
+    c = t["config"]
+    hc = ba["held_out_counts"]
+    lines = ["## Before / after fine-tuning (held-out presentations only)", "",
+             f"Fine-tuned: {ba['finetuned']} (`facegate train liveness`, seed {c['seed']}, {c['epochs']} epochs, "
+             f"lr {c['lr']:g}, git {c['git_commit']}). Trained on: {t['bona_fide']}; {t['lfw_training_people']} "
+             f"LFW training people ({t['lfw_validation_people']} more held out for validation), "
+             f"{t['samples']['train']} training samples of which {t['samples']['train_attacks']} synthetic attacks "
+             f"(seeds disjoint from the bench's). Held out here: {ba['held_out']} ({hc['video_bona_fide']} bona fide "
+             "video frames, " + ", ".join(f"{hc['video_' + sp]} {sp} attacks from them" for sp in species)
+             + "; the LFW rows as above). Each model's threshold gives BPCER 5% on the held-out video frames.", "",
+             "| model | threshold | BPCER video | BPCER LFW | " + " | ".join(f"APCER {sp}" for sp in species)
+             + " | target met |", "|---|---|---|---|" + "---|" * len(species) + "---|"]
+    for label in ("pretrained", "fine-tuned"):
+        r = ba[label]["at_bpcer_5pct_held_out_video"]
+        lines.append(f"| {label} | {r['threshold']:.3f} | {_pct(r['video']['BPCER'])} | {_pct(r['lfw']['BPCER'])} | "
+                     + " | ".join(_pct(r["APCER_all_sources"][sp]) for sp in species)
+                     + f" | {'yes' if ba[label]['target_met'] else 'no'} |")
+    lines += ["", "At the configured threshold:", "",
+              "| model | threshold | BPCER video | BPCER LFW | " + " | ".join(f"APCER {sp}" for sp in species) + " |",
+              "|---|---|---|---|" + "---|" * len(species)]
+    for label in ("pretrained", "fine-tuned"):
+        r = ba[label]["at_config_threshold"]
+        lines.append(f"| {label} | {r['threshold']:.3f} | {_pct(r['video']['BPCER'])} | {_pct(r['lfw']['BPCER'])} | "
+                     + " | ".join(_pct(r["APCER_all_sources"][sp]) for sp in species) + " |")
+    lines += ["", "Upstream samples (score = p bona fide): " + "; ".join(
+        f"{label}: " + ", ".join(f"{r['file']} {r['score']:.3f}" if r["score"] is not None else f"{r['file']} -"
+                                 for r in ba[label]["upstream_samples"]) for label in ("pretrained", "fine-tuned"))
+        + "."]
+    return lines

@@ -1,0 +1,329 @@
+"""`facegate train liveness`: fine-tune both MiniFASNets (models/minifasnet.py) on synthetic print and screen
+re-captures (edge_runtime/eval/attacks.py) of TRAINING people only, so that `facegate bench liveness` can
+report before/after on held-out people (docs/liveness_benchmark.md).
+
+Data rule (the training issue's): bona fide = LFW photos of the training people (everyone except the people
+who appear only in folds 6-10 of pairs.txt) and the frames of ONE video (default the Hamilton clip); attacks =
+seeded print and screen re-captures of exactly those frames and photos (seeds disjoint from the bench's). The
+evaluation people (folds 6-10) and the other video are never read. A seeded share of the training people is
+held out as validation (identity-disjoint) for the curves.
+
+Each network is trained on its own crop (the runtime's crop: minifasnet.crops) with the pretrained weights as
+the start, BatchNorm statistics frozen, towards p(real) (the softmax's class 1) = 1 for bona fide and 0 for
+attacks (binary cross-entropy on log p(real) and log(1 - p(real)); the two attack classes are not told apart).
+
+Writes under the output folder: liveness_finetune.pt (checkpoint, atomic, every epoch; --resume continues it),
+liveness_finetune_curves.csv/png, liveness_finetune.json (the config: people, data hashes, git commit) and
+weights/ with both checkpoints under upstream's file names plus the upstream LICENSE, ready for
+`facegate bundle add-liveness --weights OUT/weights` or `facegate bench liveness --finetuned OUT/weights`.
+These are models converted from the MiniFASNet weights: never commit them.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from facegate.edge_runtime.bundle import load_bundle
+from facegate.edge_runtime.detection import central_face
+from facegate.edge_runtime.eval.attacks import ATTACKS, make_attack
+from facegate.edge_runtime.eval.liveness_eval import (
+    attack_face,
+    attack_seed,
+    door_face,
+    lfw_halves,
+    sample_photos,
+    threshold_at_bpcer,
+    video_frames,
+)
+from facegate.edge_runtime.files import atomic_write_bytes
+from facegate.edge_runtime.imageio import load_image
+from facegate.models import minifasnet as mf
+
+from .common import (
+    CheckpointError,
+    DataFolderError,
+    git_commit,
+    list_hash,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    write_curves,
+)
+
+RESUMABLE_CHANGES = ("epochs", "device", "git_commit")
+SEED_SALT = 7919          # attack seeds = attack_seed(seed + SEED_SALT, ...): never the bench's (seed 0) seeds
+
+
+@dataclass
+class LivenessTrainConfig:
+    """Everything that decides a fine-tuned liveness model; saved in each checkpoint and the JSON record."""
+
+    data_dir: str = ""                    # $FACEGATE_DATA: lfw/, videos/
+    weights_dir: str = ""                 # the pretrained MiniFASNet checkpoints (and their LICENSE)
+    train_video: str = "face_recognition/short_hamilton_clip.mp4"
+    frame_step: int = 1                   # every Nth frame of the training video
+    lfw_photos: int = 600                 # LFW photos of training people (seeded, at most 2 per person)
+    copies: int = 1                       # attacks of each species per bona fide frame or photo
+    min_face: float = 40.0                # faces smaller than this (px) are not used
+    val_fraction: float = 0.15            # share of the LFW training people held out for validation
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 1e-4                      # Adam
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "auto"
+    train_people: int = 0                 # recorded: LFW people trained on / validated on
+    val_people: int = 0
+    train_list_sha256: str = ""           # list_hash of the sources (LFW relpaths, video#frame) per side
+    val_list_sha256: str = ""
+    weights_sha256: str = ""              # list_hash of the pretrained files' names and sizes
+    git_commit: str = ""
+
+
+def sources(cfg: LivenessTrainConfig) -> tuple[list[str], list[str], dict]:
+    """(training LFW relpaths, validation LFW relpaths, {"train": names, "val": names}): the training people's
+    photos (sample_photos, seeded), split by person (identity-disjoint). Raises DataFolderError without LFW."""
+    lfw = Path(cfg.data_dir) / "lfw"
+    if not (lfw / "pairs.txt").is_file():
+        raise DataFolderError(f"no LFW with pairs.txt at {lfw}; pass --data DIR or set FACEGATE_DATA")
+    train_people, _ = lfw_halves(lfw)
+    rels = sample_photos(train_people, cfg.lfw_photos, cfg.seed)
+    names = sorted({r.split("/")[0] for r in rels})
+    val = set(random.Random(cfg.seed).sample(names, int(round(cfg.val_fraction * len(names)))))
+    return ([r for r in rels if r.split("/")[0] not in val], [r for r in rels if r.split("/")[0] in val],
+            {"train": sorted(set(names) - val), "val": sorted(val)})
+
+
+def _crops_of(image: np.ndarray, face, out: list, label: int, labels: list) -> None:
+    out.append(np.clip(mf.crops(image, face.box), 0, 255).astype(np.uint8))
+    labels.append(label)
+
+
+def build_samples(cfg: LivenessTrainConfig, items: list[tuple[str, np.ndarray, object]], detector,
+                  progress: bool) -> dict:
+    """Crops of every bona fide (name, image, face) and of its attacks: {"x": uint8 (N, 2, 3, 80, 80) (V2 and
+    V1SE crops, BGR), "y": float32 (N,) 1 = bona fide, 0 = attack, "species": (N,) str, "names": list}."""
+    from tqdm import tqdm
+
+    x, y, species, names = [], [], [], []
+    for name, image, face in tqdm(items, desc="samples", unit="src", disable=not progress, leave=False):
+        _crops_of(image, face, x, 1, y)
+        species.append("bona fide")
+        names.append(name)
+        for sp in ATTACKS:
+            for k in range(cfg.copies):
+                att = make_attack(sp, image, attack_seed(cfg.seed + SEED_SALT, name, sp, k), face.box)
+                f = attack_face(detector, att.image, att.map_box(face.box), cfg.min_face)
+                if f is not None:
+                    _crops_of(att.image, f, x, 0, y)
+                    species.append(sp)
+                    names.append(f"{name}#{sp}{k}")
+    return {"x": np.stack(x), "y": np.asarray(y, np.float32), "species": np.asarray(species), "names": names}
+
+
+def collect(cfg: LivenessTrainConfig, progress: bool) -> tuple[dict, dict, dict]:
+    """(train samples, validation samples, people) from the training people and the training video."""
+    detector = load_bundle().detector
+    train_rel, val_rel, people = sources(cfg)
+    data = Path(cfg.data_dir)
+
+    def lfw_items(rels):
+        out = []
+        for r in rels:
+            img = load_image(data / "lfw" / r)
+            f = central_face(detector, img)
+            if f is not None and min(f.width, f.height) >= cfg.min_face:
+                out.append((r, img, f))
+        return out
+
+    video = data / "videos" / cfg.train_video
+    if not video.is_file():
+        raise DataFolderError(f"training video {video} not found")
+    frames = []
+    for i, frame in video_frames(video, cfg.frame_step):
+        f = door_face(detector, frame, cfg.min_face)
+        if f is not None:
+            frames.append((f"{cfg.train_video}#{i}", frame, f))
+    train_items, val_items = lfw_items(train_rel) + frames, lfw_items(val_rel)
+    cfg.train_list_sha256 = list_hash([n for n, _, _ in train_items])
+    cfg.val_list_sha256 = list_hash([n for n, _, _ in val_items])
+    cfg.train_people, cfg.val_people = len(people["train"]), len(people["val"])
+    return build_samples(cfg, train_items, detector, progress), build_samples(cfg, val_items, detector,
+                                                                               progress), people
+
+
+def cached_samples(cfg: LivenessTrainConfig, cache: Path, progress: bool) -> tuple[dict, dict, dict]:
+    """collect(), cached as .npz keyed by the settings that decide the samples."""
+    key = list_hash([f"{k}={getattr(cfg, k)}" for k in ("data_dir", "train_video", "frame_step", "lfw_photos",
+                                                        "copies", "min_face", "val_fraction", "seed")])
+    path = Path(cache) / f"liveness_samples_{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            train = {k[6:]: z[k] for k in z.files if k.startswith("train_")}
+            val = {k[4:]: z[k] for k in z.files if k.startswith("val_")}
+            meta = json.loads(str(z["meta"]))
+        for k in ("train_list_sha256", "val_list_sha256", "train_people", "val_people"):
+            setattr(cfg, k, meta["cfg"][k])
+        return train, val, meta["people"]
+    train, val, people = collect(cfg, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"people": people, "cfg": {k: getattr(cfg, k) for k in ("train_list_sha256", "val_list_sha256",
+                                                                   "train_people", "val_people")}}
+    tmp = path.with_suffix(".partial.npz")
+    np.savez(tmp, meta=json.dumps(meta), **{f"train_{k}": np.asarray(v) for k, v in train.items()},
+             **{f"val_{k}": np.asarray(v) for k, v in val.items()})
+    tmp.replace(path)
+    return train, val, people
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Keep the pretrained BatchNorm statistics: BN layers in eval mode (their affine weights still learn)."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.eval()
+
+
+def real_logprob(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(real), log(1 - p(real))) of a batch float32 (N, 3, 80, 80), from the 3-class softmax."""
+    lp = torch.log_softmax(model(x), dim=1)
+    real = lp[:, mf.REAL_CLASS]
+    fake = torch.logsumexp(torch.cat([lp[:, :mf.REAL_CLASS], lp[:, mf.REAL_CLASS + 1:]], dim=1), dim=1)
+    return real, fake
+
+
+def scores(models: list, x: np.ndarray, device, batch: int = 256) -> np.ndarray:
+    """float32 (N,) liveness score (p(real) averaged over the networks) of uint8 crops (N, 2, 3, 80, 80)."""
+    out = np.zeros(len(x), np.float64)
+    with torch.inference_mode():
+        for i, m in enumerate(models):
+            m.eval()
+            for s in range(0, len(x), batch):
+                xb = torch.from_numpy(x[s:s + batch, i].astype(np.float32)).to(device)
+                out[s:s + batch] += torch.softmax(m(xb), dim=1)[:, mf.REAL_CLASS].double().cpu().numpy()
+    return (out / len(models)).astype(np.float32)
+
+
+def evaluate(models: list, side: dict, device) -> dict:
+    """Validation figures: BCE loss, and APCER per species at the threshold giving BPCER 5% on the side's own
+    bona fide samples."""
+    s = scores(models, side["x"], device)
+    y = side["y"]
+    eps = 1e-6
+    loss = float(-np.mean(y * np.log(s + eps) + (1 - y) * np.log(1 - s + eps)))
+    t = threshold_at_bpcer(s[y == 1])
+    row = {"val_loss": loss, "val_threshold": t}
+    for sp in ATTACKS:
+        a = s[side["species"] == sp]
+        row[f"val_apcer_{sp}"] = float((a >= t).mean()) if a.size else float("nan")
+    return row
+
+
+def run_epoch(models: list, opts: list, side: dict, cfg: LivenessTrainConfig, gen: torch.Generator, device,
+              progress: bool, epoch: int) -> float:
+    """One pass over the training samples (seeded order, random horizontal flips). Returns the mean loss."""
+    from tqdm import tqdm
+
+    x, y = side["x"], torch.from_numpy(side["y"])
+    perm = torch.randperm(len(x), generator=gen).numpy()
+    losses = []
+    for m in models:
+        m.train()
+        freeze_batchnorm(m)
+    for s in tqdm(range(0, len(x), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", disable=not progress,
+                  leave=False):
+        idx = perm[s:s + cfg.batch_size]
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        yb = y[idx].to(device)
+        total = 0.0
+        for i, (m, opt) in enumerate(zip(models, opts)):
+            xb = torch.from_numpy(x[idx, i].astype(np.float32))
+            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb).to(device)
+            real, fake = real_logprob(m, xb)
+            loss = -(yb * real + (1 - yb) * fake).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(total / len(models))
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def check_resume(saved: dict, cfg: LivenessTrainConfig) -> None:
+    """Raise CheckpointError when the checkpoint was trained with another configuration."""
+    now = asdict(cfg)
+    diffs = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if diffs:
+        raise CheckpointError("--resume: the checkpoint was made with other settings: " + ", ".join(
+            f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs) + "; start afresh without --resume")
+
+
+def write_weights(models: list, weights_dir: Path, out: Path) -> Path:
+    """Both fine-tuned state dicts under upstream's file names, atomically, plus the upstream LICENSE (the
+    weights are a derivative of Apache-2.0 ones). Returns the folder."""
+    import io
+
+    out.mkdir(parents=True, exist_ok=True)
+    for m in models:
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in m.state_dict().items()}, buf)
+        atomic_write_bytes(out / m.variant.file, buf.getvalue())
+    for folder in (weights_dir, weights_dir.parent, weights_dir.parent.parent):
+        if (folder / "LICENSE").is_file():
+            shutil.copyfile(folder / "LICENSE", out / "LICENSE")
+            break
+    return out
+
+
+def train_liveness(cfg: LivenessTrainConfig, out_dir: Path, cache: Path, resume: bool = False,
+                   progress: bool = True) -> dict:
+    """Fine-tune (or resume) both MiniFASNets; write checkpoint, curves, record and weights/. Returns a summary."""
+    t0 = time.perf_counter()
+    device = pick_device(cfg.device)
+    weights = Path(cfg.weights_dir)
+    if not all((weights / v.file).is_file() for v in mf.VARIANTS):
+        raise DataFolderError(f"MiniFASNet weights not found in {weights} (user-supplied; docs/liveness.md)")
+    cfg.weights_sha256 = list_hash([f"{v.file}:{(weights / v.file).stat().st_size}" for v in mf.VARIANTS])
+    train, val, people = cached_samples(cfg, cache, progress)
+    gen = seed_everything(cfg.seed, cfg.deterministic)
+    cfg.git_commit = git_commit()
+    models = [mf.load(weights, v).to(device) for v in mf.VARIANTS]
+    opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / "liveness_finetune"
+    ckpt = stem.with_suffix(".pt")
+    start, history = 0, []
+    if resume:
+        state = load_checkpoint(ckpt)
+        check_resume(state["config"], cfg)
+        for m, o, sd, osd in zip(models, opts, state["models"], state["optimizers"]):
+            m.load_state_dict(sd)
+            o.load_state_dict(osd)
+        gen.set_state(state["generator"])
+        start, history = state["epoch"], state["history"]
+    else:
+        history.append({"epoch": 0, "train_loss": float("nan"), **evaluate(models, val, device)})
+    for epoch in range(start + 1, cfg.epochs + 1):
+        loss = run_epoch(models, opts, train, cfg, gen, device, progress, epoch)
+        history.append({"epoch": epoch, "train_loss": loss, **evaluate(models, val, device)})
+        save_checkpoint(ckpt, {"config": asdict(cfg), "models": [m.state_dict() for m in models],
+                               "optimizers": [o.state_dict() for o in opts], "generator": gen.get_state(),
+                               "epoch": epoch, "history": history, "trained_by": "facegate train liveness"})
+        write_curves(history, stem)
+    wdir = write_weights(models, weights, out_dir / "weights")
+    record = {"trained_by": "facegate train liveness", "config": asdict(cfg), "people": people,
+              "bona_fide_rule": "LFW photos of the training people (all but those only in folds 6-10 of "
+                                f"pairs.txt) and the frames of {cfg.train_video}",
+              "samples": {"train": int(len(train["y"])), "val": int(len(val["y"])),
+                          "train_attacks": int((train["y"] == 0).sum()), "val_attacks": int((val["y"] == 0).sum())},
+              "history": history}
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(record, indent=1).encode())
+    return {"checkpoint": str(ckpt), "weights": str(wdir), "record": record,
+            "seconds": round(time.perf_counter() - t0, 1)}
