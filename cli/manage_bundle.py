@@ -17,3 +17,12 @@ def cmd_add_liveness(args) -> int:
     print(f"use it with --bundle {out}; people enrolled with the source bundle ({m.raw['notes']['liveness']['source_bundle']}) "
           f"are matched again after `facegate people reembed --bundle {out}` (a new bundle id)")
     return 0
+
+
+def cmd_liveness_int8(args) -> int:
+    from facegate.export.liveness_int8 import int8_trial, markdown, write_report
+
+    report = int8_trial(args.bundle, args.work)
+    print(markdown(report))
+    write_report(report, args.json, args.markdown)
+    return 0
