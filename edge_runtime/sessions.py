@@ -56,7 +56,8 @@ def use_providers(requested: Sequence[str]) -> list[str]:
 def share_thread_pool(threads: int, arena: bool = True) -> None:
     """Run every onnxruntime session this process opens from now on on one pool of `threads` threads
     and, with `arena`, on one CPU memory arena that grows only by what a run asks for (instead of an
-    arena per session that doubles its chunks): the door's peak memory (docs/benchmarks.md).
+    arena per session that doubles its chunks), without memory patterns (which add a block per input
+    shape, i.e. per number of faces, on top of the arena): the door's peak memory (docs/benchmarks.md).
 
     Each session otherwise owns a pool whose threads spin for a while after every run; on a 2-core
     device the detector's spinning pool then steals the embedder's cores and back, so detect + align +
@@ -80,8 +81,8 @@ def share_thread_pool(threads: int, arena: bool = True) -> None:
 
 def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
     """An onnxruntime session on the process's providers (use_providers; CPU alone by default) with
-    `threads` intra-op threads: its own pool, or the process's shared one after share_thread_pool(threads). Raises ModelFileError, or FacegateError when the shared pool
-    has another size."""
+    `threads` intra-op threads: its own pool, or the process's shared one (and arena) after
+    share_thread_pool(threads). Raises ModelFileError, or FacegateError when the shared pool has another size."""
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist; rebuild the bundle (facegate build-bundle)")
@@ -95,6 +96,7 @@ def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
         so.use_per_session_threads = False
         if _RUNTIME["arena"]:
             so.add_session_config_entry("session.use_env_allocators", "1")
+            so.enable_mem_pattern = False   # a pattern block per input shape (1, 2... faces) on top of the arena
     else:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from facegate.edge_runtime.door.runner import Runner
-from facegate.edge_runtime.eval.pipeline import door_clip, run_door_clip
+from facegate.edge_runtime.eval.pipeline import DOOR_ENV, door_clip, run_door_clip
 
 
 def test_bench_pipeline_drives_the_runner(data_dir, tmp_path, monkeypatch):
@@ -23,3 +23,10 @@ def test_bench_pipeline_drives_the_runner(data_dir, tmp_path, monkeypatch):
     assert report["open_frame"] - report["first_seen_frame"] >= report["k"] - 1
     assert 0 < report["decision_latency_ms"] < 2000
     assert report["frames_with_face"] > 100 and report["median_frame_ms"] > 0
+
+
+def test_bench_pipeline_runs_its_processes_with_the_door_units_malloc_settings():
+    from pathlib import Path
+
+    unit = (Path(__file__).parents[1] / "deploy/facegate.service").read_text().splitlines()
+    assert all(f"Environment={k}={v}" in unit for k, v in DOOR_ENV.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from ..errors import FacegateError
 from ..recognizer import Recognizer, door_candidate
 from ..store import Store
 from .clip_process import FRAME_SIZE, clip_frames, peak_rss_mb
+
+DOOR_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}   # deploy/facegate.service's glibc settings
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ def bench_pipeline(clip: DoorClip, home: Path, bundle_dir: Path | None = None, e
     process never enrolls), then the door loop runs with the device memory settings ("door"), again with
     onnxruntime's default memory settings ("door_ort_defaults", the settings before them), and, with `peer`,
     the OpenCV Zoo peer runs on the same frames ("peer"). Returns {"door": report, "door_ort_defaults":
-    report, "peer": report}, each report with its own process's peak_rss_mb. Raises FacegateError when a
-    side fails."""
+    report, "peer": report}, each report with its own process's peak_rss_mb. Every side runs with
+    the glibc settings deploy/facegate.service gives the door (DOOR_ENV). Raises FacegateError when a side
+    fails."""
     cfg = _config(embedder, live_max_side)
     bundle = open_bundle(cfg, bundle_dir, threads)
     store = Store(Path(home) / "store.db")
@@ -130,11 +134,12 @@ def bench_pipeline(clip: DoorClip, home: Path, bundle_dir: Path | None = None, e
     settings = {"video": str(clip.video), "photo": str(clip.photo), "name": clip.name, "home": str(home),
                 "bundle": str(bundle_dir) if bundle_dir else None, "embedder": embedder, "threads": threads,
                 "live_max_side": cfg.detector.live_max_side}
+    env = dict(os.environ, **DOOR_ENV)
     out = {}
     for kind in ("door", "door-ort-defaults") + (("peer",) if peer else ()):
         done = subprocess.run([sys.executable, "-m", "facegate.edge_runtime.eval.clip_process", kind,
-                               json.dumps(settings)], capture_output=True, text=True)
+                               json.dumps(settings)], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise FacegateError(f"bench pipeline: the {kind} process failed: {done.stderr.strip()[-2000:]}")
-        out[kind.replace("-", "_")] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[kind.replace("-", "_")] = dict(json.loads(done.stdout.strip().splitlines()[-1]), env=DOOR_ENV)
     return out
