@@ -135,3 +135,28 @@ def test_liveness_entry_must_name_its_model(liveness_bundle, tmp_path):
     update_manifest(b, {"liveness": live})          # sealed with a fresh id: only the contract check can tell
     with pytest.raises(BundleError, match="is liveness model minifasnet_v1se .crop x4., bundle.json says minifasnet_v2"):
         load_bundle(b)
+
+
+def test_add_liveness_without_torch_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from facegate.main import main\n"
+            f"sys.exit(main(['bundle', 'add-liveness', '--weights', {str(tmp_path)!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2 and "pip install 'facegate[train]'" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_speed_skips_the_liveness_row_without_weights(tmp_path, monkeypatch):
+    import argparse
+
+    from facegate.bench import _liveness_bundle
+
+    pytest.importorskip("torch")
+
+    monkeypatch.setenv("FACEGATE_DATA", str(tmp_path))
+    bundle, note = _liveness_bundle(argparse.Namespace(bundle=None), tmp_path / "work")
+    assert bundle is None and note.startswith("no liveness row:") and "lacks 2.7_80x80_MiniFASNetV2.pth" in note
