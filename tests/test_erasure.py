@@ -169,3 +169,43 @@ def test_door_rows_that_waited_in_the_queue_do_not_bring_a_deleted_name_back(tmp
     with Store(db) as s:
         rows = [(r.person_name, r.details) for r in s.audit(event="door_open")]
     assert rows == [("Bo", {"score": 3.5}), (None, {"score": 4.0, "note": "[erased] at the door"})]
+
+
+def test_the_running_door_erases_lines_it_wrote_before_it_saw_the_delete(tmp_path):
+    import types
+
+    from facegate.edge_runtime.door.actuators import LogDoor
+    from facegate.edge_runtime.door.decision import DoorDecider
+    from facegate.edge_runtime.door.runner import Runner
+    from facegate.edge_runtime.event_log import EventLog, register
+
+    class NoFaces:
+        bundle = types.SimpleNamespace(id="b", metric="cosine", liveness=None)
+        liveness_on, templates = False, None
+        operating = types.SimpleNamespace(describe=lambda: "fake operating point")
+
+        def analyze(self, frame, live=True):
+            return []
+
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "store.db"
+    with Store(db) as s:
+        s.enroll("Ann Lee", np.ones((1, 8), np.float32), "b", "sface")
+        s.enroll("Bo", np.full((1, 8), 2, np.float32), "b", "sface")
+    events = EventLog(tmp_path / "events.jsonl", max_bytes=10**6, rotate_s=3600, keep_s=86400)
+    register(home, events.path)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with Store(db) as door_store:
+        r = Runner(NoFaces(), door_store, LogDoor(), DoorDecider(1, 1, 0.0), events, refresh_s=0.0)
+        assert set(r.recognizer.templates.names) == {"Ann Lee", "Bo"}
+        with Store(db) as admin:
+            admin.delete("Ann Lee")                    # from another process, while the door runs
+        events.write(json.dumps({"person": "Ann Lee", "note": "before the door saw it"}) + "\n")
+        events.write(json.dumps({"person": "Bo"}) + "\n")
+        r.process(1.0, frame)                          # the refresh sees her gone
+        assert r.recognizer.templates.names == ("Bo",)
+        r.close()
+    events.close()
+    rows = [json.loads(line) for line in events.path.read_text().splitlines()]
+    assert rows == [{"person": None, "note": "before the door saw it"}, {"person": "Bo"}]

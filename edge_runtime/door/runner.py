@@ -13,6 +13,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..event_log import erase_names
 from ..matching import TemplateGallery, json_score
 from ..recognizer import FaceResult, Recognizer, door_candidate
 from ..retention import Every, cutoff
@@ -126,10 +127,23 @@ class Runner:
         if force or version != self._data_version:
             b = self.recognizer.bundle
             before = self.recognizer.operating if not force else None
+            old = self.recognizer.templates
             self.recognizer.templates = self.store.templates(b.id, b.metric)
             self._data_version = version
+            self._erase_deleted(old, self.recognizer.templates)
             if self.recognizer.operating != before:
                 log.info("operating point: %s", self.recognizer.operating.describe())
+
+    def _erase_deleted(self, old, new) -> None:
+        """People gone from the templates were deleted: erase their names once more from the event files
+        (the lines this loop wrote between the delete and this refresh), in the audit writer's thread."""
+        if not hasattr(old, "person_ids"):
+            return
+        kept = set(new.person_ids)
+        gone = sorted({n for n, p in zip(old.names, old.person_ids) if p not in kept} - set(new.names))
+        if gone:
+            home = self.store.path.parent
+            self.audit.call("erase_names", None, lambda _store: _erase_events(home, gone))
 
     def _refresh_now(self) -> None:
         """`refresh_templates`, kept from ending the run. Fail-secure on a store error: nobody is matched
@@ -312,6 +326,14 @@ def _show(vis: np.ndarray, show: bool, record: str | None, record_fps: float, wr
         cv2.imshow("facegate", vis)
         return writer, cv2.waitKey(1) & 0xFF == ord("q")
     return writer, False
+
+
+def _erase_events(home, names) -> None:
+    """erase_names on the data home's event files; a file error is logged (without the names), never raised."""
+    try:
+        erase_names(home, names)
+    except OSError as e:
+        log.error("cannot erase %d deleted people's names from the event files: %s", len(names), e)
 
 
 def _busy_timeout_ms(store: Store) -> int:
