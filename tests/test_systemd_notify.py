@@ -63,8 +63,10 @@ def listener(tmp_path):
 class QuietRecognizer:
     """A recognizer that sees no face in any frame (the loop's work, without models)."""
 
+    liveness_on = False
+
     def __init__(self):
-        self.bundle = types.SimpleNamespace(id="fake-bundle", metric="cosine")
+        self.bundle = types.SimpleNamespace(id="fake-bundle", metric="cosine", liveness=None)
         self.templates = None
         self.operating = types.SimpleNamespace(describe=lambda: "fake")
 
