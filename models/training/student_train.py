@@ -28,7 +28,6 @@ from facegate.edge_runtime.bundle import load_bundle
 from facegate.edge_runtime.contract import STUDENT_MFN
 from facegate.edge_runtime.eval import student_eval
 from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
-from facegate.edge_runtime.eval.quality_eval import all_relpaths
 from facegate.edge_runtime.preprocess import contract_input
 from facegate.models.student import StudentMFN, parameter_count
 
@@ -62,6 +61,8 @@ class StudentTrainConfig:
     device: str = "auto"
     threads: int = 2                     # torch and onnxruntime threads
     limit_images: int | None = None      # first N training chips (spread evenly; quick runs, tests)
+    limit_people: int | None = None      # first N training people (quality_data.split_people) and only the
+                                         # photos of the first pair of each class per held-out fold (tests)
     max_steps: int | None = None
     bundle_id: str = ""                  # the teacher's bundle
     train_people: str = ""
@@ -106,8 +107,13 @@ def prepare_data(cfg: StudentTrainConfig, bundle, cache: Path, describe_cache: P
     "test_people": {person: relpaths}, "pairs": held-out pairs, "calibration": row indices (people in no
     fold) into the LFW chip set}."""
     lfw = Path(cfg.lfw_dir)
-    train, test, rule = split_people(lfw, "first")
-    lfw_set = chip_set(lfw, all_relpaths(lfw), bundle, cfg.teacher, cache, describe_cache, progress)
+    train, test, rule = split_people(lfw, "first", cfg.limit_people)
+    if cfg.limit_people:          # held out: the photos of the first same and different pair of each fold
+        _, test, _ = split_people(lfw, "first")
+        keep = {r for p in student_eval.heldout_pairs(lfw, 1) for r in (p.a, p.b)}
+        test = {n: [r for r in rs if r in keep] for n, rs in test.items() if keep.intersection(rs)}
+    relpaths = sorted(r for side in (train, test) for rs in side.values() for r in rs)   # everyone: all_relpaths
+    lfw_set = chip_set(lfw, relpaths, bundle, cfg.teacher, cache, describe_cache, progress)
     person = np.array([r.split("/")[0] for r in lfw_set["relpaths"]])
     train_rows = np.flatnonzero(np.isin(person, list(train)))
     test_rows = np.flatnonzero(np.isin(person, list(test)))
@@ -146,14 +152,17 @@ def embed_torch(model, chips: np.ndarray, device, batch: int = 128) -> np.ndarra
 
 
 def heldout_metrics(model, data: dict, device) -> dict:
-    """Per-epoch held-out numbers: pair accuracy on folds 6-10 and mean cosine to the teacher."""
-    lfw, pairs = data["lfw"], data["pairs"]
-    need = {r for p in pairs for r in (p.a, p.b)}
-    rows = [i for i in data["test_rows"] if lfw["relpaths"][i] in need]
+    """Per-epoch held-out numbers: pair accuracy on the folds 6-10 pairs whose photos both have a face
+    (NaN when none has) and the mean cosine to the teacher on their photos."""
+    lfw = data["lfw"]
+    have = {str(lfw["relpaths"][i]): i for i in data["test_rows"]}
+    pairs = [p for p in data["pairs"] if p.a in have and p.b in have]
+    rows = sorted({have[r] for p in pairs for r in (p.a, p.b)})
+    if not pairs:
+        return {"heldout_pair_accuracy": float("nan"), "heldout_teacher_cosine": float("nan")}
     emb = embed_torch(model, lfw["chips"][rows], device)
-    table = dict(zip(lfw["relpaths"][rows], emb))
-    acc = student_eval.pair_accuracy(table, pairs)
-    return {"heldout_pair_accuracy": acc["accuracy"],
+    table = dict(zip([str(r) for r in lfw["relpaths"][rows]], emb))
+    return {"heldout_pair_accuracy": student_eval.pair_accuracy(table, pairs)["accuracy"],
             "heldout_teacher_cosine": student_eval.agreement(emb, lfw["teacher"][rows])}
 
 
