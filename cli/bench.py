@@ -469,15 +469,16 @@ def cmd_bench_template_update(args) -> int:
     rel = sorted({r for p in people.values() for r in p} | set(impostors))
     table = _cached_embeddings(args.cache, backend, rel, lambda todo: embed_images(lfw, todo, det, embs)
                                ["embeddings"][name])
-    report = evaluate_template_updates(table, embs[name].metric, people, impostors, tuple(args.margin or (0.5, 1, 2)),
+    report = evaluate_template_updates(table, embs[name].metric, people, impostors, tuple(args.margin or (0.5, 1, 2, 3)),
                                        args.max_per_person)
     report.update(backend=backend, embedder=name, max_photos=args.max_photos,
                   people_used=sorted(people), impostors_used=impostors)
     print(f"{report['people']} people enrolled from one photo, {report['mated_probes']} later photos, "
           f"{report['impostor_probes']} impostor probes; threshold {report['threshold']:.4f} (FPIR 1% at the start)")
     for run, r in report["runs"].items():
-        print(f"{run:>22}: FNIR {r['fnir']:.4f}  FPIR {r['fpir']:.4f}  added {r['added']}  from impostors "
-              f"{r['added_from_impostors']}  to the wrong person {r['added_to_wrong_person']}")
+        print(f"{run:>22}: FNIR {r['fnir']:.4f}  FPIR {r['fpir']:.4f}  (FNIR {r['fnir_at_fpir_1pct_in_stream']:.4f} "
+              f"at FPIR 1% in the stream)  added {r['added']}  from impostors {r['added_from_impostors']}  to the "
+              f"wrong person {r['added_to_wrong_person']}")
     _write(args, report)
     return 0
 

@@ -356,7 +356,7 @@ def _bench_commands(sub) -> None:
     b.add_argument("--max-photos", type=int, default=6, help="photos per person used (the first is enrolled)")
     b.add_argument("--impostors", type=int, default=1000, help="impostor probes (people with a single photo)")
     b.add_argument("--margin", type=float, action="append",
-                   help="update margin above the threshold (repeatable; default 0.5, 1 and 2)")
+                   help="update margin above the threshold (repeatable; default 0.5, 1, 2 and 3)")
     b.add_argument("--max-per-person", type=int, default=5, help="added templates kept per person")
     b.add_argument("--cache", type=Path, default=Path("build/template_update/embeddings.npz"),
                    help="cached embeddings (reused when made by the same bundle)")
@@ -588,6 +588,8 @@ def _student_commands(tsub) -> None:
     x.add_argument("--cos-weight", type=float, default=1.0, help="weight of the (1 - cosine) loss term")
     x.add_argument("--eval-pairs", type=int, default=100, help="held-out pairs per fold and class scored each epoch")
     x.add_argument("--calib-images", type=int, default=200, help="chips of people in no pair for int8 calibration")
+    x.add_argument("--latency-rounds", type=int, default=30, help="round-robin rounds of the student vs teacher "
+                                                                  "latency measurement (5 calls each per round)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
     x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -95,11 +95,16 @@ class _Gallery:
 def simulate(table: dict[str, np.ndarray], metric: str | ScoreFusion, people: dict[str, list[str]],
              stream: list[tuple[str, str | None]], threshold: float, margin: float | None, max_auto: int = 5) -> dict:
     """Run the stream once: margin None = no updates. table: {relpath: float32 (D,)}; photos without a face are
-    skipped (an enrolled photo without one drops that person). Returns counts, FNIR, FPIR and the additions."""
+    skipped (an enrolled photo without one drops that person). Returns counts, FNIR and FPIR at `threshold`, the
+    additions (wrong_additions: each template added from an impostor probe or to the wrong person), and FNIR at
+    the threshold that gives FPIR 1% over the run's own impostor probes (more templates give impostors more
+    chances, so FPIR at the fixed threshold grows with updates; the door raises its threshold with the template
+    count, see operating_point.py)."""
     enrolled = {n: p[0] for n, p in people.items() if p[0] in table}
     g = _Gallery(np.stack([table[r] for r in enrolled.values()]), list(enrolled))
     c = dict(mated=0, misses=0, impostor_probes=0, false_positives=0, added=0, added_from_impostors=0,
-             added_to_wrong_person=0, dropped_as_redundant=0)
+             added_to_wrong_person=0, dropped_as_redundant=0, wrong_additions=[])
+    mated_scores, impostor_scores = [], []
     for rel, truth in stream:
         if rel not in table or (truth is not None and truth not in enrolled):
             continue
@@ -108,19 +113,27 @@ def simulate(table: dict[str, np.ndarray], metric: str | ScoreFusion, people: di
         if truth is None:
             c["impostor_probes"] += 1
             c["false_positives"] += score >= threshold
+            impostor_scores.append(score)
         else:
             c["mated"] += 1
             c["misses"] += not (g.names[top] == truth and score >= threshold)
+            mated_scores.append(score if g.names[top] == truth else -np.inf)
         if margin is not None and update_verdict(score, second, threshold, margin, True) == "":
             if g.learn(top, vec, max_auto, metric):
                 c["added"] += 1
                 c["added_from_impostors"] += truth is None
                 c["added_to_wrong_person"] += truth is not None and g.names[top] != truth
+                if g.names[top] != truth:
+                    c["wrong_additions"].append({"probe": rel, "shows": truth, "added_to": g.names[top],
+                                                 "score": round(score, 3)})
             else:
                 c["dropped_as_redundant"] += 1
     c["fnir"] = c["misses"] / max(c["mated"], 1)
     c["fpir"] = c["false_positives"] / max(c["impostor_probes"], 1)
     c["templates"] = len(g.rows)
+    # the same searches at the threshold that gives FPIR 1% over this run's own impostor probes
+    c["threshold_fpir_1pct_in_stream"] = threshold_at_fpir(np.array(impostor_scores), 0.01)
+    c["fnir_at_fpir_1pct_in_stream"] = float(np.mean(np.array(mated_scores) < c["threshold_fpir_1pct_in_stream"]))
     return c
 
 
