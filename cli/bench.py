@@ -224,13 +224,15 @@ def cmd_bench_pipeline(args) -> int:
     print(f"median {report['median_frame_ms']:.1f} ms/frame ({report['fps']:.1f} fps), "
           f"p90 {report['p90_frame_ms']:.1f} ms; decision latency "
           f"{report.get('decision_latency_ms', float('nan')):.0f} ms (k={report['k']}); "
-          f"peak RSS {report['peak_rss_mb']:.0f} MB")
+          f"peak RSS {report['peak_rss_mb']:.0f} MB (max {report['peak_rss_mb_max']:.0f})")
+    print(f"(medians of {len(report['runs'])} runs of each side, interleaved, each in its own process)")
     for key, label in (("door_ort_defaults", "the door with onnxruntime's default memory settings"),
                        ("peer", "OpenCV Zoo YuNet + SFace on the same frames")):
         if key in sides:
             r = sides[key]
             print(f"{label}: median {r['median_frame_ms']:.1f} ms/frame, frames with a face "
-                  f"{r.get('median_face_frame_ms', float('nan')):.1f} ms; peak RSS {r['peak_rss_mb']:.0f} MB")
+                  f"{r.get('median_face_frame_ms', float('nan')):.1f} ms; peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(max {r['peak_rss_mb_max']:.0f})")
     _write(args, dict(report, **{k: v for k, v in sides.items() if k != "door"}))
     return 0
 
