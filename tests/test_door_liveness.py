@@ -191,3 +191,21 @@ def test_enrolling_a_printed_photo_is_refused_unless_no_liveness(liveness_bundle
         row, = s.audit(event="liveness_skipped")
     assert row.person_name == "Printed" and row.details["liveness"] == "skipped"
     assert row.details["liveness_scores"][0] < 0.5
+
+
+def test_the_drawn_frame_shows_the_liveness_and_a_suspected_attack():
+    from facegate.edge_runtime.door.decision import Decision
+    from facegate.edge_runtime.door.runner import draw
+    from facegate.edge_runtime.face import Face
+    from facegate.edge_runtime.recognizer import FaceResult
+
+    face = Face(np.array([200, 150, 300, 280]), np.zeros((5, 2)), 0.99)
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    r = FaceResult(face, (), (np.zeros((112, 112, 3), np.uint8),), M("Ana", 5.0), liveness=0.08)
+    quiet = draw(frame, [r], Decision("deny", "Ana", 0, "agreement", 5.0, 0.08))
+    alarm = draw(frame, [r], Decision("deny", "Ana", 0, ATTACK, 5.0, 0.08))
+    assert not np.array_equal(quiet[:40, :500], alarm[:40, :500])       # the banner
+    red = (alarm[:40, :500, 2] > 200) & (alarm[:40, :500, 1] < 50)
+    assert red.sum() > 100
+    no_live = draw(frame, [FaceResult(face, (), r.chips, M("Ana", 5.0))], Decision("deny", "Ana", 0, "agreement"))
+    assert not np.array_equal(quiet[100:150], no_live[100:150])          # "live 0.08" after the name

@@ -49,7 +49,8 @@ class RunStats:
 
 
 def draw(frame_rgb: np.ndarray, results: list[FaceResult], decision: Decision) -> np.ndarray:
-    """A BGR copy of the frame with boxes, names and scores (green = known, red = unknown, grey = unusable)."""
+    """A BGR copy of the frame with boxes, names, scores and liveness (green = known, red = unknown, grey =
+    unusable), and the decision when the door opens or an attack is suspected."""
     out = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     for r in results:
         x1, y1, x2, y2 = (int(v) for v in r.face.box)
@@ -59,10 +60,14 @@ def draw(frame_rgb: np.ndarray, results: list[FaceResult], decision: Decision) -
             color, label = (0, 200, 0), f"{r.match.name} {r.match.score:.2f}"
         else:
             color, label = (0, 0, 230), f"unknown {r.match.score:.2f}" if r.match else "unknown"
+        if r.liveness is not None:
+            label += f" live {r.liveness:.2f}"
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
         cv2.putText(out, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     if decision.action == OPEN:
         cv2.putText(out, f"OPEN: {decision.name}", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 200, 0), 2)
+    elif decision.reason == ATTACK:
+        cv2.putText(out, "PRESENTATION ATTACK SUSPECTED", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 230), 2)
     return out
 
 
