@@ -173,3 +173,15 @@ def test_pipeline_uses_the_quality(bundles, powell):
     embed_faces(strict, faces)
     assert faces[0].embedding is None and faces[0].problems[-1].startswith(LOW_QUALITY)
     assert faces[0].record().problems == faces[0].problems
+
+
+def test_at_threshold_counts_what_the_threshold_refuses():
+    from facegate.edge_runtime.eval.quality_eval import at_threshold
+
+    q = np.array([0.9, 0.1, 0.8, 0.7, -np.inf])
+    found = np.array([True, True, True, True, False])
+    gen = np.array([[0, 1], [2, 3], [0, 2], [3, 4]])
+    miss = np.array([True, False, True, True])
+    a = at_threshold(q, found, gen, miss, 0.5)
+    assert a["photos"] == 4 and a["photos_refused"] == 1 and a["photos_refused_share"] == 0.25
+    assert a["pairs_refused_share"] == 0.25 and a["fnmr_kept"] == 0.5     # pairs 2 and 3 kept (4 has no face)

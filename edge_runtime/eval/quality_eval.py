@@ -249,8 +249,21 @@ def all_relpaths(lfw_dir: Path) -> list[str]:
                   for f in d.iterdir() if f.suffix.lower() == ".jpg")
 
 
+def at_threshold(q: np.ndarray, found: np.ndarray, gen: np.ndarray, miss: np.ndarray, threshold: float) -> dict:
+    """What a quality threshold refuses: the share of photos with a detected face whose quality q (float (N,))
+    is below it, the share of genuine pairs gen (G, 2) with a refused photo, and the FNMR (miss bool (G,))
+    of the genuine pairs kept."""
+    refused = found & (q < threshold)
+    pair_refused = refused[gen[:, 0]] | refused[gen[:, 1]]
+    kept = ~pair_refused & found[gen[:, 0]] & found[gen[:, 1]]
+    return {"threshold": float(threshold), "photos": int(found.sum()), "photos_refused": int(refused.sum()),
+            "photos_refused_share": float(refused.sum() / max(found.sum(), 1)),
+            "pairs_refused_share": float(pair_refused.mean()) if len(gen) else 0.0,
+            "fnmr_kept": float(miss[kept].mean()) if kept.any() else float("nan")}
+
+
 def half_report(desc: dict, person: np.ndarray, pairs: list, folds: tuple[int, int], model_q: np.ndarray,
-                metric) -> dict:
+                metric, threshold: float | None = None) -> dict:
     """EDCs of every measure on the pairs.txt folds [folds[0], folds[1]) (their people held out)."""
     index = {r: i for i, r in enumerate(desc["relpaths"])}
     sel = [p for p in pairs if folds[0] <= p.fold < folds[1] and p.a in index and p.b in index]
@@ -259,10 +272,15 @@ def half_report(desc: dict, person: np.ndarray, pairs: list, folds: tuple[int, i
     gen = genuine_pairs(sel, index)
     m = half_misses(desc, person, held, gen, metric)
     measures = image_measures(desc, model_q)
-    return {"folds": f"{folds[0] + 1}-{folds[1]}", "people": len(names), "images": int(len(held)),
-            "genuine_pairs": int(len(gen)), "threshold": m["threshold"],
-            "impostor_comparisons": m["impostor_comparisons"], "curves": curves_for(measures, gen, m["miss"]),
-            "_gen": gen, "_miss": m["miss"], "_measures": measures}
+    out = {"folds": f"{folds[0] + 1}-{folds[1]}", "people": len(names), "images": int(len(held)),
+           "genuine_pairs": int(len(gen)), "threshold": m["threshold"],
+           "impostor_comparisons": m["impostor_comparisons"], "curves": curves_for(measures, gen, m["miss"]),
+           "_gen": gen, "_miss": m["miss"], "_measures": measures}
+    if threshold is not None:
+        in_half = np.zeros(len(model_q), bool)
+        in_half[held] = True
+        out["at_quality_threshold"] = at_threshold(model_q, desc["found"] & in_half, gen, m["miss"], threshold)
+    return out
 
 
 def image_measures(desc: dict, model_q: np.ndarray) -> dict[str, np.ndarray]:
@@ -299,6 +317,7 @@ def bench_quality(lfw_dir: Path, runs: Path, cache: Path, bundle_dir: Path | Non
     person = np.array([r.split("/")[0] for r in desc["relpaths"]])
     pairs = read_pairs(Path(lfw_dir) / "pairs.txt")
     halves, trained = {}, {}
+    min_quality = bundle.manifest.quality.threshold if bundle.manifest.quality is not None else None
     for split, folds in HALVES.items():
         onnx_path = Path(runs) / f"quality_{split}.onnx"
         if not onnx_path.is_file():
@@ -310,15 +329,27 @@ def bench_quality(lfw_dir: Path, runs: Path, cache: Path, bundle_dir: Path | Non
         meta = open_session(onnx_path, 1).get_modelmeta().custom_metadata_map
         trained[split] = json.loads(meta.get("facegate.provenance", "{}")).get("config", {})
         q = run_quality_model(onnx_path, desc["embedding"], desc["found"])
-        halves[f"tested on folds {folds[0] + 1}-{folds[1]}"] = half_report(desc, person, pairs, folds, q, bundle.metric)
+        halves[f"tested on folds {folds[0] + 1}-{folds[1]}"] = half_report(desc, person, pairs, folds, q, bundle.metric,
+                                                                            min_quality)
     union = union_curves(list(halves.values()))
+    shipped = None
+    if bundle.quality is not None:          # the bundle's own model (trained on everyone) on every photo
+        q = np.full(len(desc["found"]), NO_FACE, np.float32)
+        q[desc["found"]] = bundle.quality.score(desc["embedding"][desc["found"]])
+        refused = desc["found"] & (q < min_quality)
+        shipped = {"threshold": min_quality, "meaning": bundle.manifest.quality.meaning,
+                   "trained": json.loads(open_session(bundle.path / bundle.manifest.quality.file, 1).get_modelmeta()
+                                         .custom_metadata_map.get("facegate.provenance", "{}")).get("config", {}),
+                   "photos": int(desc["found"].sum()), "photos_refused": int(refused.sum()),
+                   "photos_refused_share": float(refused.sum() / max(desc["found"].sum(), 1)),
+                   "quantiles": {str(p): float(np.percentile(q[desc["found"]], p)) for p in (1, 5, 10, 50)}}
     timing = time_quality_model(Path(runs) / "quality_first.onnx", desc["embedding"].shape[1])
     for h in halves.values():
         for k in ("_gen", "_miss", "_measures"):
             h.pop(k)
     return {"bundle_id": bundle.manifest.id, "fractions": list(FRACTIONS), "target_fmr": TARGET_FMR,
             "images": len(desc["relpaths"]), "no_face": int((~desc["found"]).sum()), "halves": halves,
-            "union": union, "trained": trained, "quality_model_time": timing,
+            "union": union, "trained": trained, "quality_model_time": timing, "shipped_model": shipped,
             "describe_seconds": round(float(desc["seconds"]), 1), "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -391,6 +422,23 @@ def markdown_report(report: dict) -> str:
                   f"Targets: lowest curve of all: **{'met' if t['lowest_curve'] else 'not met'}**; FNMR at 10% "
                   f"discarded {100 * t['fnmr_10']:.2f}% vs {100 * t['fnmr_0']:.2f}% at 0%: "
                   f"**{'met' if t['halved_at_10'] else 'not met'}** (needs <= half)."]
+        a = half.get("at_quality_threshold")
+        if a:
+            lines += ["", f"At the bundle's quality threshold {a['threshold']:g} (this half's model): "
+                          f"{a['photos_refused']} of {a['photos']} held-out photos with a face refused "
+                          f"({100 * a['photos_refused_share']:.2f}%), {100 * a['pairs_refused_share']:.2f}% of the genuine "
+                          f"pairs lose a photo, FNMR of the pairs kept {100 * a['fnmr_kept']:.2f}%."]
+    sm = report.get("shipped_model")
+    if sm:
+        cfg = sm["trained"]
+        lines += ["", "### The shipped model", "",
+                  f"Trained on {cfg.get('train_people')} ({cfg.get('train_images')} photos, list sha256 "
+                  f"{cfg.get('train_list_sha256')}; target: {cfg.get('genuine')} genuine score minus the "
+                  f"{cfg.get('impostor_quantile')} impostor quantile; commit {cfg.get('git_commit')}). Threshold "
+                  f"{sm['threshold']:g} ({sm['meaning']}): it refuses {sm['photos_refused']} of the {sm['photos']} LFW "
+                  f"photos with a detected face ({100 * sm['photos_refused_share']:.2f}%; these are its training "
+                  "photos, the held-out rates are above). Quality quantiles over those photos: "
+                  + ", ".join(f"{k}%: {v:.3f}" for k, v in sm["quantiles"].items()) + "."]
     tm = report["quality_model_time"]
     lines += ["", f"Quality model time per face (batch 1, {tm['threads']} threads, onnxruntime): median "
                   f"{tm['median_ms']:.3f} ms, p90 {tm['p90_ms']:.3f} ms: **{'met' if tm['median_ms'] <= 1 else 'not met'}** "

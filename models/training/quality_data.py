@@ -212,3 +212,34 @@ def margin_targets(probe_emb: np.ndarray, probe_person: np.ndarray, probe_source
         q = ranked[np.arange(len(ranked)), np.minimum(pos, g - 1)]
         out[sl] = np.where(n_imp > 0, mean_gen - q, np.nan)
     return out
+
+
+QUALITY_BINS = (-np.inf, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, np.inf)
+
+
+def miss_by_quality(quality: np.ndarray, emb: np.ndarray, source: np.ndarray, person: np.ndarray,
+                    gallery: np.ndarray, gallery_emb: np.ndarray, metric, threshold: float,
+                    bins=QUALITY_BINS, block: int = 2048) -> list[dict]:
+    """How often faces of each predicted quality fail their genuine comparisons: per quality bin, the number
+    of faces and the share of their comparisons with the other clean photos of the same person that score
+    below `threshold` (the matcher's FMR 1e-3 score).
+
+    quality: float (M,) of the probes; emb: float32 (M, D) their raw embeddings; source: int (M,) the clean
+    photo each comes from; person: labels of every photo (indexed by source and gallery); gallery: int (G,)
+    clean photos compared with, gallery_emb float32 (G, D). Probes without a partner are left out.
+    Returns [{"from", "to" (None = unbounded), "faces", "missed_share"}] per bin."""
+    miss = np.full(len(emb), np.nan)
+    for s in range(0, len(emb), block):
+        sl = slice(s, s + block)
+        sim = similarity(emb[sl], gallery_emb, metric)
+        gen = (person[source[sl]][:, None] == person[gallery][None, :]) & (source[sl][:, None] != gallery[None, :])
+        n = gen.sum(1)
+        miss[sl] = np.where(n > 0, ((sim < threshold) & gen).sum(1) / np.maximum(n, 1), np.nan)
+    ok = np.isfinite(miss)
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        b = ok & (quality >= lo) & (quality < hi)
+        rows.append({"from": float(lo) if np.isfinite(lo) else None, "to": float(hi) if np.isfinite(hi) else None,
+                     "faces": int(b.sum()),
+                     "missed_share": float(miss[b].mean()) if b.any() else float("nan")})
+    return rows
