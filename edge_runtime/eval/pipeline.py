@@ -121,10 +121,11 @@ def bench_pipeline(clip: DoorClip, home: Path, bundle_dir: Path | None = None, e
     process never enrolls), then the door loop runs with the device memory settings ("door"), again with
     onnxruntime's default memory settings ("door_ort_defaults", the settings before them), and, with `peer`,
     the OpenCV Zoo peer runs on the same frames ("peer"). Returns {"door": report, "door_ort_defaults":
-    report, "peer": report}, each report with its own process's peak_rss_mb. Each side runs `repeats` times,
-    interleaved (a process's peak varies by several MB from run to run with thread timing): its report is
-    the first run's with the medians over the runs (`_combine`). Every side runs with the glibc settings
-    deploy/facegate.service gives the door (DOOR_ENV). Raises FacegateError when a side fails."""
+    report, "peer": report}, each report with its own process's peak_rss_mb. Each side runs `repeats`
+    times, interleaved, the order reversed every other round (a process's peak and speed vary from run to
+    run on a shared machine): its report is the first run's with the medians over the runs (`_combine`).
+    Every side runs with the glibc settings deploy/facegate.service gives the door (DOOR_ENV). Raises
+    FacegateError when a side fails."""
     cfg = _config(embedder, live_max_side)
     bundle = open_bundle(cfg, bundle_dir, threads)
     store = Store(Path(home) / "store.db")
@@ -137,8 +138,9 @@ def bench_pipeline(clip: DoorClip, home: Path, bundle_dir: Path | None = None, e
                 "live_max_side": cfg.detector.live_max_side}
     env = dict(os.environ, **DOOR_ENV)
     runs: dict[str, list[dict]] = {}
-    for _ in range(repeats):
-        for kind in ("door", "door-ort-defaults") + (("peer",) if peer else ()):
+    kinds = ("door", "door-ort-defaults") + (("peer",) if peer else ())
+    for r in range(repeats):
+        for kind in kinds if r % 2 == 0 else kinds[::-1]:          # each side first in turn: no order effect
             done = subprocess.run([sys.executable, "-m", "facegate.edge_runtime.eval.clip_process", kind,
                                    json.dumps(settings)], capture_output=True, text=True, env=env)
             if done.returncode != 0:
