@@ -198,3 +198,27 @@ def test_home_assistant_needs_the_broker_of_the_door_config():
         HomeAssistant.from_config(cfg, "1")
     with pytest.raises(ConfigError, match="device_id"):
         HomeAssistantConfig(device_id="front door/1")
+
+
+def test_facegate_run_on_the_hamilton_clip_tells_home_assistant(mqtt, broker, data_dir, tmp_path):  # noqa: F811
+    from facegate.main import main
+
+    clips, home = data_dir / "videos/face_recognition", tmp_path / "home"
+    assert main(["enroll", "--home", str(home), "--name", "Lin-Manuel Miranda",
+                 str(clips / "lin-manuel-miranda.png")]) == 0
+    config = tmp_path / "config.toml"
+    config.write_text(f'[door]\nmqtt_host = "127.0.0.1"\nmqtt_port = {broker.port}\nopen_s = 0.5\n'
+                      '[home_assistant]\nenabled = true\ndevice_id = "porch"\npublish_names = true\n')
+    listener = _listen(mqtt, broker)
+    try:
+        assert main(["run", "--home", str(home), "--config", str(config), "--source",
+                     str(clips / "short_hamilton_clip.mp4"), "--events", str(tmp_path / "events.jsonl")]) == 0
+        assert wait_until(lambda: listener.last("facegate/porch/availability") == "offline", timeout=5)
+        assert CONFIGS <= {t for t, _, _ in listener.messages}
+        availability = [p for t, p, _ in listener.messages if t == "facegate/porch/availability"]
+        assert availability[0] == "online" and availability[-1] == "offline"
+        lock = [p for t, p, _ in listener.messages if t == "facegate/porch/lock"]
+        assert "unlocked" in lock and lock[-1] == "locked"                  # opened for him, locked at exit
+        assert "Lin-Manuel Miranda" in [p for t, p, _ in listener.messages if t == "facegate/porch/last_person"]
+    finally:
+        listener.close()
