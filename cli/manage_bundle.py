@@ -14,8 +14,9 @@ def cmd_add_liveness(args) -> int:
     names = ", ".join(f"{e.name} ({e.precision}, crop x{e.scale:g})" for e in m.liveness.models)
     print(f"{out}: bundle {m.id} with liveness models {names}; recommended threshold {m.liveness.threshold:g}; "
           f"{time.perf_counter() - t0:.1f} s")
-    print(f"use it with --bundle {out}; people enrolled with the source bundle ({m.raw['notes']['liveness']['source_bundle']}) "
-          f"are matched again after `facegate people reembed --bundle {out}` (a new bundle id)")
+    source = m.raw["notes"]["liveness"]["source_bundle"]
+    print(f"use it with --bundle {out}; people enrolled with the source bundle ({source}) are matched again after "
+          f"`facegate people reembed --bundle {out}` (a new bundle id)")
     return 0
 
 

@@ -126,8 +126,9 @@ def int8_trial(bundle: Path, work: Path, data: Path | None = None, method: str =
     if close and speed["2t"] >= MIN_SPEEDUP:
         decision = f"int8: {speed['2t']:.2f}x faster at 2 threads, real-probability within {MAX_DRIFT}"
     elif not close:
-        decision = (f"fp32: int8 moves the real-probability by up to {max(d['max_abs_diff'] for d in drift.values()):.3f}"
-                    f" (> {MAX_DRIFT}) or across the threshold ({sum(d['crossings'] for d in drift.values())} faces)")
+        worst, crossed = max(d["max_abs_diff"] for d in drift.values()), sum(d["crossings"] for d in drift.values())
+        decision = (f"fp32: int8 moves the real-probability by up to {worst:.3f} (> {MAX_DRIFT}) or across the "
+                    f"threshold ({crossed} faces)")
     else:
         decision = f"fp32: int8 is only {speed['2t']:.2f}x faster at 2 threads (< {MIN_SPEEDUP}x)"
     return {"bundle": b.manifest.id, "method": method, "graph": "PRelu rewritten as two convs (calibration/prelu.py)",

@@ -70,10 +70,10 @@ class Variant:
     se: bool
 
 
-V2 = Variant("MiniFASNetV2", V2_FILE, 2.7, "minifasnet_v2", 103, (13, 13, 13, 13), 231, (231, 52, 26, 77, 26, 26),
-             308, (26, 26), se=False)
-V1SE = Variant("MiniFASNetV1SE", V1SE_FILE, 4.0, "minifasnet_v1se", 103, (13, 26, 13, 52), 231, (154, 52, 26, 52, 26, 26),
-               308, (26, 26), se=True)
+V2 = Variant("MiniFASNetV2", V2_FILE, 2.7, "minifasnet_v2", 103, (13, 13, 13, 13), 231,
+             (231, 52, 26, 77, 26, 26), 308, (26, 26), se=False)
+V1SE = Variant("MiniFASNetV1SE", V1SE_FILE, 4.0, "minifasnet_v1se", 103, (13, 26, 13, 52), 231,
+               (154, 52, 26, 52, 26, 26), 308, (26, 26), se=True)
 VARIANTS = (V2, V1SE)
 
 

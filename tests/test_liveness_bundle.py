@@ -133,7 +133,8 @@ def test_liveness_entry_must_name_its_model(liveness_bundle, tmp_path):
     for k in ("file", "sha256"):
         v2[k], v1se[k] = v1se[k], v2[k]
     update_manifest(b, {"liveness": live})          # sealed with a fresh id: only the contract check can tell
-    with pytest.raises(BundleError, match="is liveness model minifasnet_v1se .crop x4., bundle.json says minifasnet_v2"):
+    with pytest.raises(BundleError, match=r"is liveness model minifasnet_v1se \(crop x4\), bundle.json says "
+                                          r"minifasnet_v2"):
         load_bundle(b)
 
 
