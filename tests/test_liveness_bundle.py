@@ -161,3 +161,24 @@ def test_bench_speed_skips_the_liveness_row_without_weights(tmp_path, monkeypatc
     monkeypatch.setenv("FACEGATE_DATA", str(tmp_path))
     bundle, note = _liveness_bundle(argparse.Namespace(bundle=None), tmp_path / "work")
     assert bundle is None and note.startswith("no liveness row:") and "lacks 2.7_80x80_MiniFASNetV2.pth" in note
+
+
+def test_a_clone_of_the_upstream_repository_is_understood(tmp_path, data_dir):
+    pytest.importorskip("torch")
+    from facegate.export.liveness_export import LivenessBuildError, licence_file, sample_images, weight_files
+    from facegate.models.minifasnet import VARIANTS
+
+    src = (data_dir / "weights" / "minifasnet").resolve()
+    models = tmp_path / "Silent-Face-Anti-Spoofing" / "resources" / "anti_spoof_models"
+    models.mkdir(parents=True)
+    for v in VARIANTS:
+        (models / v.file).symlink_to(src / v.file)
+    with pytest.raises(LivenessBuildError, match="no LICENSE found"):
+        licence_file(models)
+    clone = models.parent.parent
+    (clone / "LICENSE").symlink_to(src / "LICENSE")
+    (clone / "images" / "sample").mkdir(parents=True)
+    (clone / "images" / "sample" / "image_T1.jpg").symlink_to(_sample(data_dir, "live/image_T1.jpg").resolve())
+    assert set(weight_files(models).values()) == {models / v.file for v in VARIANTS}
+    assert licence_file(models) == clone.resolve() / "LICENSE"
+    assert sample_images(models) == [clone.resolve() / "images" / "sample" / "image_T1.jpg"]
