@@ -1,6 +1,7 @@
 """`facegate bench liveness` (edge_runtime/eval/liveness_eval.py): the ISO/IEC 30107-3 error rates on known
 scores, and the bench end to end on a handful of frames and photos through the runtime path (the shipped
-bundle with the MiniFASNet liveness models added in a temp folder). The weights are user-supplied data in
+bundle with the MiniFASNet liveness models added in a temp folder), with a tiny `facegate train liveness`
+run (resumed once) compared before/after. The weights are user-supplied data in
 $FACEGATE_DATA/weights/minifasnet; the end-to-end test skips without them."""
 from __future__ import annotations
 
@@ -48,11 +49,27 @@ def test_bench_end_to_end(data_dir, tmp_path):
     pytest.importorskip("torch")                            # add-liveness converts the checkpoints
     from facegate.main import main
 
+    # a tiny fine-tune (the training people and the Hamilton clip), one epoch, then resumed to a second
+    ft = tmp_path / "ft"
+    train = ["train", "liveness", "--data", str(data_dir), "--lfw-photos", "4", "--frame-step", "90", "--out", str(ft),
+             "--cache", str(ft / "cache"), "--quiet"]
+    assert main([*train, "--epochs", "1"]) == 0
+    assert main([*train, "--epochs", "2", "--resume"]) == 0
+    record = json.loads((ft / "liveness_finetune.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == [0, 1, 2]
+    assert record["config"]["git_commit"] and record["config"]["train_list_sha256"]
+    assert not set(record["people"]["train"] + record["people"]["val"]) & set(L.lfw_halves(data_dir / "lfw")[1])
+    assert (ft / "liveness_finetune_curves.csv").is_file() and (ft / "weights" / "LICENSE").is_file()
+
     out = tmp_path / "report" / "liveness.json"
     rc = main(["bench", "liveness", "--frame-step", "60", "--video-attacks", "1", "--lfw-photos", "4",
-               "--json", str(out), "--quiet"])
+               "--finetuned", str(ft / "weights"), "--json", str(out), "--quiet"])
     assert rc == 0
     rep = json.loads(out.read_text())
+    ba = rep["before_after"]
+    assert ba["held_out_counts"]["video_bona_fide"] < rep["counts"]["video"]["bona_fide_presentations"]
+    for label in ("pretrained", "fine-tuned"):
+        assert set(ba[label]["at_bpcer_5pct_held_out_video"]["APCER_all_sources"]) == {"print", "screen"}
     for key in ("scorer", "iso_iec_30107_3", "target", "at_bpcer_5pct_video", "at_config_threshold",
                 "recommended_threshold", "counts", "upstream_samples", "settings", "people", "scores"):
         assert key in rep, key
@@ -70,7 +87,7 @@ def test_bench_end_to_end(data_dir, tmp_path):
     assert samples["live/image_T1.jpg"]["score"] > 0.5 and samples["spoof/image_F2.jpg"]["score"] < 0.5
     assert all(p in L.lfw_halves(data_dir / "lfw")[1] for p in rep["people"]["lfw_evaluation_people_used"])
     md = out.with_suffix(".md").read_text()
-    assert "APCER" in md and "BPCER" in md and "PAI species" in md
+    assert "APCER" in md and "BPCER" in md and "PAI species" in md and "Before / after" in md
     # examples beside the JSON (outside the repository): bona fide sources and both species
     ex = out.parent / "liveness_examples"
     assert {d.name for d in ex.iterdir()} == {"bona_fide", "print", "screen"}

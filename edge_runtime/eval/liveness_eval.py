@@ -32,7 +32,7 @@ import numpy as np
 from ..detection import central_face
 from ..face import Face
 from ..imageio import load_image
-from .attacks import ATTACKS, MAX_SIDE, frame_shape, make_attack
+from .attacks import ATTACKS, CAMERA_RANGES, MAX_SIDE, PRINT_RANGES, SCREEN_RANGES, frame_shape, make_attack
 from .lfw import read_pairs
 
 Scorer = Callable[[np.ndarray, Face], float]
@@ -359,6 +359,10 @@ def write_examples(examples: dict, out_dir: str | Path, per_kind: int = EXAMPLES
     return written
 
 
+def _ranges(ranges: dict) -> str:
+    return ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in ranges.items())
+
+
 def _pct(r: dict) -> str:
     return "-" if r["rate"] is None else f"{100 * r['rate']:.2f}% ({r['errors']}/{r['of']})"
 
@@ -378,6 +382,17 @@ def markdown(rep: dict, json_name: str = "liveness_benchmark.json") -> str:
         f"(the door's subject); {s['video_copies']} attack(s) of each species per frame, {s['lfw_copies']} per "
         f"LFW photo; {s['lfw_photos']} LFW photos drawn (seed {s['seed']}, at most 2 per person); attack frames "
         f"at most {s['attack_frame_max_side']} px on the longer side. Run time {rep['seconds']:.0f} s.", "",
+        "## How the attacks are made", "",
+        "Each attack is a re-capture of the whole bona fide frame or photo: the print or screen shows the part of "
+        "the scene around the face that keeps the face at its size in a camera frame of the source's aspect ratio, "
+        "placed in perspective in front of a synthetic room (grey-ish wall, blurred rectangles, grain: no other "
+        "face), then the camera blurs, adds noise and JPEG-compresses; the face is detected again in that frame "
+        "(the detection nearest where the source face lands) and scored. Every parameter is drawn uniformly from "
+        "its range with a seed per presentation, species and copy:", "",
+        "| stage | parameter ranges |", "|---|---|",
+        f"| camera (both) | {_ranges(CAMERA_RANGES)} |",
+        f"| print | {_ranges(PRINT_RANGES)} |",
+        f"| screen | {_ranges(SCREEN_RANGES)} |", "",
         "## Figures (ISO/IEC 30107-3)", "",
         "| term | meaning here |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in rep["iso_iec_30107_3"].items()], "",

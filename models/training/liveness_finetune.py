@@ -9,8 +9,10 @@ evaluation people (folds 6-10) and the other video are never read. A seeded shar
 held out as validation (identity-disjoint) for the curves.
 
 Each network is trained on its own crop (the runtime's crop: minifasnet.crops) with the pretrained weights as
-the start, BatchNorm statistics frozen, towards p(real) (the softmax's class 1) = 1 for bona fide and 0 for
-attacks (binary cross-entropy on log p(real) and log(1 - p(real)); the two attack classes are not told apart).
+the start, towards p(real) (the softmax's class 1) = 1 for bona fide and 0 for attacks (binary cross-entropy
+on log p(real) and log(1 - p(real)); the two attack classes are not told apart). Only the head learns (TRUNK
+frozen: its features of every crop and its mirror image are computed once; depthwise-convolution backward
+passes are slow on CPUs), BatchNorm statistics frozen.
 
 Writes under the output folder: liveness_finetune.pt (checkpoint, atomic, every epoch; --resume continues it),
 liveness_finetune_curves.csv/png, liveness_finetune.json (the config: people, data hashes, git commit) and
@@ -58,6 +60,8 @@ from .common import (
 )
 
 RESUMABLE_CHANGES = ("epochs", "device", "git_commit")
+TRUNK = ("conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4")      # frozen: 80x80 -> (128, 10, 10)
+HEAD = ("conv_45", "conv_5", "conv_6_sep", "conv_6_dw")                     # learns, with linear, bn, prob
 SEED_SALT = 7919          # attack seeds = attack_seed(seed + SEED_SALT, ...): never the bench's (seed 0) seeds
 
 
@@ -190,33 +194,69 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
             m.eval()
 
 
-def real_logprob(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(real), log(1 - p(real))) of a batch float32 (N, 3, 80, 80), from the 3-class softmax."""
-    lp = torch.log_softmax(model(x), dim=1)
+def trunk(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The frozen part of a MiniFASNet: float32 (N, 3, 80, 80) -> (N, 128, 10, 10)."""
+    for name in TRUNK:
+        x = getattr(model, name)(x)
+    return x
+
+
+def head(model: torch.nn.Module, f: torch.Tensor) -> torch.Tensor:
+    """The part that learns: trunk features (N, 128, 10, 10) -> logits (N, 3); head(trunk(x)) == model(x)."""
+    for name in HEAD:
+        f = getattr(model, name)(f)
+    return model.prob(model.bn(model.linear(f.flatten(1))))
+
+
+def head_parameters(model: torch.nn.Module) -> list:
+    """The head's parameters (the trunk's get requires_grad False)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for n in (*HEAD, "linear", "bn", "prob") for p in getattr(model, n).parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def features(model: torch.nn.Module, x: np.ndarray, index: int, flip: bool, device, batch: int = 256) -> torch.Tensor:
+    """Trunk features float32 (N, 128, 10, 10) of crops x[:, index] (uint8 (N, 2, 3, 80, 80)), mirrored if flip."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(x), batch):
+            xb = torch.from_numpy(x[s:s + batch, index].astype(np.float32))
+            out.append(trunk(model, (xb.flip(-1) if flip else xb).to(device)))
+    return torch.cat(out)
+
+
+def real_logprob(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(real), log(1 - p(real))) of logits (N, 3), from the 3-class softmax."""
+    lp = torch.log_softmax(logits, dim=1)
     real = lp[:, mf.REAL_CLASS]
     fake = torch.logsumexp(torch.cat([lp[:, :mf.REAL_CLASS], lp[:, mf.REAL_CLASS + 1:]], dim=1), dim=1)
     return real, fake
 
 
-def scores(models: list, x: np.ndarray, device, batch: int = 256) -> np.ndarray:
-    """float32 (N,) liveness score (p(real) averaged over the networks) of uint8 crops (N, 2, 3, 80, 80)."""
-    out = np.zeros(len(x), np.float64)
+def scores(models: list, feats: list[torch.Tensor]) -> np.ndarray:
+    """float32 (N,) liveness score (p(real) averaged over the networks) from each network's trunk features."""
+    out = 0.0
     with torch.inference_mode():
-        for i, m in enumerate(models):
+        for m, f in zip(models, feats):
             m.eval()
-            for s in range(0, len(x), batch):
-                xb = torch.from_numpy(x[s:s + batch, i].astype(np.float32)).to(device)
-                out[s:s + batch] += torch.softmax(m(xb), dim=1)[:, mf.REAL_CLASS].double().cpu().numpy()
+            out = out + torch.softmax(head(m, f), dim=1)[:, mf.REAL_CLASS].double().cpu().numpy()
     return (out / len(models)).astype(np.float32)
 
 
-def evaluate(models: list, side: dict, device) -> dict:
+def evaluate(models: list, side: dict, feats: list[torch.Tensor]) -> dict:
     """Validation figures: BCE loss, and APCER per species at the threshold giving BPCER 5% on the side's own
     bona fide samples."""
-    s = scores(models, side["x"], device)
+    s = scores(models, feats)
     y = side["y"]
     eps = 1e-6
     loss = float(-np.mean(y * np.log(s + eps) + (1 - y) * np.log(1 - s + eps)))
+    if not (y == 1).any():
+        raise DataFolderError("no bona fide validation sample (no face found in the validation people's photos); "
+                              "use more --lfw-photos")
     t = threshold_at_bpcer(s[y == 1])
     row = {"val_loss": loss, "val_threshold": t}
     for sp in ATTACKS:
@@ -225,27 +265,27 @@ def evaluate(models: list, side: dict, device) -> dict:
     return row
 
 
-def run_epoch(models: list, opts: list, side: dict, cfg: LivenessTrainConfig, gen: torch.Generator, device,
-              progress: bool, epoch: int) -> float:
-    """One pass over the training samples (seeded order, random horizontal flips). Returns the mean loss."""
+def run_epoch(models: list, opts: list, side: dict, feats: list[tuple[torch.Tensor, torch.Tensor]],
+              cfg: LivenessTrainConfig, gen: torch.Generator, device, progress: bool, epoch: int) -> float:
+    """One pass over the training samples (seeded order, random mirror images). feats: per network the trunk
+    features of the crops and of their mirror images. Returns the mean loss."""
     from tqdm import tqdm
 
-    x, y = side["x"], torch.from_numpy(side["y"])
-    perm = torch.randperm(len(x), generator=gen).numpy()
+    y = torch.from_numpy(side["y"])
+    perm = torch.randperm(len(y), generator=gen)
     losses = []
     for m in models:
         m.train()
         freeze_batchnorm(m)
-    for s in tqdm(range(0, len(x), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", disable=not progress,
+    for s in tqdm(range(0, len(y), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", disable=not progress,
                   leave=False):
         idx = perm[s:s + cfg.batch_size]
-        flip = torch.rand(len(idx), generator=gen) < 0.5
+        flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
         yb = y[idx].to(device)
         total = 0.0
-        for i, (m, opt) in enumerate(zip(models, opts)):
-            xb = torch.from_numpy(x[idx, i].astype(np.float32))
-            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb).to(device)
-            real, fake = real_logprob(m, xb)
+        for (plain, mirrored), m, opt in zip(feats, models, opts):
+            fb = torch.where(flip[:, None, None, None], mirrored[idx], plain[idx])
+            real, fake = real_logprob(head(m, fb))
             loss = -(yb * real + (1 - yb) * fake).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -294,7 +334,10 @@ def train_liveness(cfg: LivenessTrainConfig, out_dir: Path, cache: Path, resume:
     gen = seed_everything(cfg.seed, cfg.deterministic)
     cfg.git_commit = git_commit()
     models = [mf.load(weights, v).to(device) for v in mf.VARIANTS]
-    opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
+    opts = [torch.optim.Adam(head_parameters(m), lr=cfg.lr) for m in models]
+    train_feats = [(features(m, train["x"], i, False, device), features(m, train["x"], i, True, device))
+                   for i, m in enumerate(models)]
+    val_feats = [features(m, val["x"], i, False, device) for i, m in enumerate(models)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / "liveness_finetune"
@@ -308,11 +351,14 @@ def train_liveness(cfg: LivenessTrainConfig, out_dir: Path, cache: Path, resume:
             o.load_state_dict(osd)
         gen.set_state(state["generator"])
         start, history = state["epoch"], state["history"]
+        if start > cfg.epochs:
+            raise CheckpointError(f"--resume: the checkpoint has {start} epochs, more than --epochs {cfg.epochs}; "
+                                  f"pass --epochs {start} or more")
     else:
-        history.append({"epoch": 0, "train_loss": float("nan"), **evaluate(models, val, device)})
+        history.append({"epoch": 0, "train_loss": float("nan"), **evaluate(models, val, val_feats)})
     for epoch in range(start + 1, cfg.epochs + 1):
-        loss = run_epoch(models, opts, train, cfg, gen, device, progress, epoch)
-        history.append({"epoch": epoch, "train_loss": loss, **evaluate(models, val, device)})
+        loss = run_epoch(models, opts, train, train_feats, cfg, gen, device, progress, epoch)
+        history.append({"epoch": epoch, "train_loss": loss, **evaluate(models, val, val_feats)})
         save_checkpoint(ckpt, {"config": asdict(cfg), "models": [m.state_dict() for m in models],
                                "optimizers": [o.state_dict() for o in opts], "generator": gen.get_state(),
                                "epoch": epoch, "history": history, "trained_by": "facegate train liveness"})
