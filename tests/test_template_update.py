@@ -158,3 +158,29 @@ def test_the_lfw_protocol_on_synthetic_faces_that_age():
     assert upd["added"] > 0 and upd["fnir"] < base["fnir"]
     assert upd["added_from_impostors"] == 0 and upd["added_to_wrong_person"] == 0
     assert upd["templates"] <= 40 * (1 + 3)
+
+
+def test_an_update_waits_for_a_locked_store_and_lands_in_order(tmp_path):
+    import sqlite3
+    import time
+
+    from door_fakes import wait_until
+
+    from facegate.edge_runtime.door.audit import AuditWriter
+
+    path = tmp_path / "store.db"
+    with Store(path) as s:
+        s.enroll("Ana", np.stack([unit(1, 0, 0)]), "b", "fake")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                               # another process holds the store
+    w = AuditWriter(path, busy_timeout_ms=50, retry_s=0.05)
+    w.log("door_open", "Ana", score=5.0)
+    w.call("template_added", "Ana", lambda st: learn(st, "Ana", unit(1, 0.2, 0), "b", "fake", "cosine", 5, score=5.0))
+    time.sleep(0.3)
+    assert w.pending == 2
+    holder.execute("COMMIT")
+    assert wait_until(lambda: w.pending == 0)
+    assert w.close(1.0) == 0
+    with Store(path) as s:
+        assert [a.event for a in reversed(s.audit())] == ["enroll", "door_open", "template_added"]
+        assert s.person("Ana").templates == 2
