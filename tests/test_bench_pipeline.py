@@ -30,3 +30,17 @@ def test_bench_pipeline_runs_its_processes_with_the_door_units_malloc_settings()
 
     unit = (Path(__file__).parents[1] / "deploy/facegate.service").read_text().splitlines()
     assert all(f"Environment={k}={v}" in unit for k, v in DOOR_ENV.items())
+
+
+def test_the_door_process_loads_no_admin_web_or_tls_code():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import facegate.run_door, facegate.context\n"
+            "from facegate.edge_runtime.door import actuators, camera, home_assistant, runner\n"
+            "from facegate.edge_runtime import enrollment, recognizer, store\n"
+            "print(sorted(m for m in ('flask', 'werkzeug', 'jinja2', 'ssl', 'urllib.request', "
+            "'facegate.edge_runtime.admin') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"                                      # each a few MB on a 512 MB board
