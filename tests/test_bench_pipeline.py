@@ -44,3 +44,16 @@ def test_the_door_process_loads_no_admin_web_or_tls_code():
             "'facegate.edge_runtime.admin') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"                                      # each a few MB on a 512 MB board
+
+
+def test_each_side_reports_the_medians_of_its_runs_and_its_largest_peak():
+    from facegate.edge_runtime.eval.clip_process import main
+    from facegate.edge_runtime.eval.pipeline import _combine
+
+    runs = [{"peak_rss_mb": 150.0, "median_frame_ms": 10.0, "fps": 100.0, "frames": 275},
+            {"peak_rss_mb": 146.0, "median_frame_ms": 20.0, "fps": 50.0, "frames": 275},
+            {"peak_rss_mb": 153.0, "median_frame_ms": 12.5, "fps": 80.0, "frames": 275}]
+    r = _combine(runs)
+    assert (r["peak_rss_mb"], r["peak_rss_mb_max"], r["median_frame_ms"], r["fps"]) == (150.0, 153.0, 12.5, 80.0)
+    assert [x["peak_rss_mb"] for x in r["runs"]] == [150.0, 146.0, 153.0] and r["frames"] == 275
+    assert main(["nonsense", "{}"]) == 2

@@ -222,3 +222,27 @@ def test_facegate_run_on_the_hamilton_clip_tells_home_assistant(mqtt, broker, da
         assert "Lin-Manuel Miranda" in [p for t, p, _ in listener.messages if t == "facegate/porch/last_person"]
     finally:
         listener.close()
+
+
+def test_a_network_door_shows_unlocked_only_once_its_open_was_delivered(mqtt, broker):  # noqa: F811
+    from facegate.edge_runtime.door.actuators import MqttDoor
+
+    listener = _listen(mqtt, broker)
+    ha = HomeAssistant(CFG, "127.0.0.1", broker.port, "1")
+    door = ReportingDoor(MqttDoor("127.0.0.1", broker.port, "site/door", open_s=0.5, timeout_s=1.0,
+                                  secret=b"m" * 32), ha)
+    try:
+        assert wait_until(lambda: door.door.connected and ha.connected, timeout=10)
+        sent = door.open("Ana")
+        assert sent.wait(2) and sent.delivered, sent.error
+        assert wait_until(lambda: listener.last("facegate/porch/lock") == "unlocked", timeout=3)
+        assert wait_until(lambda: listener.last("facegate/porch/lock") == "locked", timeout=3)   # open_s later
+        broker.stop()
+        assert wait_until(lambda: not door.door.connected, timeout=10)
+        failed = door.open("Ana")                                            # not delivered: never "unlocked"
+        assert failed.wait(2) and failed.delivered is False
+        assert ha._state["lock"] == "locked"
+    finally:
+        door.close()
+        ha.close()
+        listener.close()
