@@ -12,14 +12,15 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from test_door_mqtt_broker import MOSQUITTO, Broker, _need
+
 from facegate.edge_runtime.admin.db import AdminDB, admin_db_path
-from facegate.edge_runtime.bundle import default_bundle_dir
+from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
 from facegate.edge_runtime.config import Config
 from facegate.edge_runtime.ops.doctor import CHECKS, run_checks
 from facegate.edge_runtime.paths import config_path, store_path
 from facegate.edge_runtime.store import Store
 from facegate.main import main
-from test_door_mqtt_broker import MOSQUITTO, Broker, _need
 
 SECRET = "s" * 40
 
@@ -186,8 +187,9 @@ def test_liveness_line_follows_the_bundle_and_the_config(tmp_path, liveness_bund
     config_path(home).write_text("[doctor]\ntimed_frames = 2\nframe_budget_ms = 1e6\n")
     skip = ("camera", "door")
     checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip)}
-    assert checks["liveness"].status == "ok" and checks["liveness"].message == "on (threshold 0.5)"
-    assert checks["speed"].details["stages"] == ["detect", "embed", "liveness"]     # timed as the door runs it
+    assert checks["liveness"].status == "ok" and checks["liveness"].message == "on (threshold 0.50)"
+    quality = ["quality"] if read_manifest(liveness_bundle).quality is not None else []
+    assert checks["speed"].details["stages"] == ["detect", "embed", *quality, "liveness"]   # as the door runs it
     config_path(home).write_text("[liveness]\nenabled = false\n")
     checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip + ("speed",))}
     assert checks["liveness"].status == "warn" and "enabled = false" in checks["liveness"].message

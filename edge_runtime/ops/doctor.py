@@ -29,6 +29,7 @@ import numpy as np
 
 from ..admin.db import ADMIN_FILE
 from ..config import Config, ConfigError, load_config
+from ..door.liveness_gate import liveness_line
 from ..errors import FacegateError
 from ..face import Face
 from ..paths import DIR_MODE, STORE_FILE
@@ -161,13 +162,12 @@ def check_liveness(dev: Device) -> Check:
     """Whether the door checks liveness: the bundle has a liveness model and [liveness] enabled."""
     if dev.bundle is None:
         return Check("liveness", "skip", NO_BUNDLE)
-    model = getattr(dev.bundle, "liveness", None)     # Bundle.liveness: None when the bundle has no liveness model
-    if model is None:
-        return Check("liveness", "warn", "off — this bundle has no liveness model; see README", {"on": False})
-    if not dev.cfg.liveness.enabled:
-        return Check("liveness", "warn", "off — [liveness] enabled = false in the config", {"on": False})
-    return Check("liveness", "ok", f"on (threshold {dev.cfg.liveness.threshold})",
-                 {"on": True, "threshold": dev.cfg.liveness.threshold})
+    has_model = dev.bundle.liveness is not None
+    on = has_model and dev.cfg.liveness.enabled
+    threshold = dev.cfg.liveness.threshold if on else None
+    message = liveness_line(on, threshold, has_model).removeprefix("liveness: ")   # the door's own start line
+    return Check("liveness", "ok" if on else "warn", message,
+                 {"on": on, **({"threshold": threshold} if on else {})})
 
 
 # -- databases -----------------------------------------------------------------------------------------
