@@ -11,7 +11,6 @@ def context(args, need_bundle: bool = True, warn_stale: bool = True, use_key: bo
     from facegate.edge_runtime.crypto import key_for
     from facegate.edge_runtime.enrollment import open_bundle
     from facegate.edge_runtime.paths import config_path, data_home, store_path
-    from facegate.edge_runtime.sessions import use_providers
     from facegate.edge_runtime.store import Store, stale_templates_message
 
     home = data_home(args.home)
@@ -20,7 +19,6 @@ def context(args, need_bundle: bool = True, warn_stale: bool = True, use_key: bo
     store = Store(store_path(home), key=key_for(cfg.privacy, home) if use_key else None)
     bundle = None
     if need_bundle:
-        use_providers(cfg.runtime.providers)
         bundle = open_bundle(cfg, args.bundle, args.threads)
         stale = store.stale_templates(bundle.id) if warn_stale else {}
         if stale:

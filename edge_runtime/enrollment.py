@@ -15,11 +15,14 @@ from .bundle import Bundle, load_bundle
 from .config import Config
 from .matching import json_score
 from .recognizer import FaceResult, PhotoResult, Recognizer
+from .sessions import use_providers
 from .store import Person, Store, normalize_name
 
 
 def open_bundle(cfg: Config, path: str | Path | None = None, threads: int = 2) -> Bundle:
-    """Load the bundle at `path` (None: the shipped one) with the config's embedder and detector settings."""
+    """Load the bundle at `path` (None: the shipped one) with the config's embedder and detector settings, on
+    its [runtime] providers (sessions.use_providers: missing ones dropped with a warning, CPU last)."""
+    use_providers(cfg.runtime.providers)
     d = cfg.detector
     return load_bundle(path, embedder=cfg.recognition.embedder, threads=threads,
                        score_threshold=d.score_threshold, nms_threshold=d.nms_threshold, max_side=d.max_side)

@@ -8,6 +8,7 @@ import pytest
 from facegate.edge_runtime import sessions
 from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
 from facegate.edge_runtime.config import Config, ConfigError
+from facegate.edge_runtime.enrollment import open_bundle
 from facegate.edge_runtime.sessions import open_session, resolve_providers, use_providers
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -39,7 +40,9 @@ def test_cuda_asked_for_here_warns_and_the_detector_runs_on_cpu(monkeypatch, cap
     monkeypatch.setitem(sessions._RUNTIME, "providers", sessions._RUNTIME["providers"])   # restored afterwards
     with caplog.at_level(logging.WARNING, logger="facegate.edge_runtime.sessions"):
         assert use_providers([CUDA, CPU]) == [CPU]
-    assert any(CUDA in r.getMessage() for r in caplog.records)
+        bundle = open_bundle(Config.from_dict({"runtime": {"providers": [CUDA, CPU]}}), threads=1)   # as `run` does
+    assert sum(CUDA in r.getMessage() for r in caplog.records) == 2                  # one warning per use
+    assert bundle.detector.detect(np.zeros((240, 320, 3), np.uint8)) == []
     root = default_bundle_dir()
     s = open_session(root / read_manifest(root).detector_file, threads=1)
     assert s.get_providers() == [CPU]
