@@ -353,7 +353,7 @@ def write_examples(examples: dict, out_dir: str | Path, per_kind: int = EXAMPLES
         idx = np.linspace(0, len(items) - 1, min(per_kind, len(items))).round().astype(int) if items else []
         for i in sorted(set(int(k) for k in idx)):
             name, img = items[i]
-            p = d / (name.replace("/", "_").replace("#", "_f") + ".jpg")
+            p = d / (name.removesuffix(".jpg").replace("/", "_").replace("#", "_f") + ".jpg")
             cv2.imwrite(str(p), np.ascontiguousarray(img[..., ::-1]))
             written.append(p)
     return written
