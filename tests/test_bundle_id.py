@@ -121,6 +121,10 @@ def test_swapped_model_gets_a_new_id_so_old_templates_are_stale(shipped_copy, tm
     old = load_bundle(root)
     raw["embedders"]["sface"]["sha256"] = _swap_model(root)
     update_manifest(root, {"embedders": raw["embedders"]})
+    if raw.get("quality"):               # the quality model reads the old embedder's values: refused until dropped
+        with pytest.raises(BundleError, match="other embedder files"):
+            load_bundle(root)
+        update_manifest(root, {"quality": None})
     new = load_bundle(root)
     assert new.manifest.id != old.manifest.id and new.id != old.id
 
@@ -161,8 +165,11 @@ def test_bundle_written_by_write_bundle_loads_and_every_step_records_its_id(tmp_
     b = load_bundle(out)
     ids.append(b.manifest.id)
     assert len(set(ids)) == 3 and b.id == f"{ids[-1]}:{FUSED}" and b.score_model is not None
-    # the same models, thresholds, fusion and score models as the shipped bundle: the same id
-    assert ids[-1] == shipped["id"]
+    # the same models, thresholds, fusion, score models and quality model as the shipped bundle: the same id
+    from facegate.export.bundle_write import add_quality
+    q = shipped["quality"]
+    add_quality(out, out, src / q["file"], q["threshold"], q["meaning"])
+    assert read_manifest(out).id == shipped["id"]
 
 
 def test_decision_content_drops_only_descriptive_fields():
@@ -171,7 +178,7 @@ def test_decision_content_drops_only_descriptive_fields():
     raw = json.loads((default_bundle_dir() / "bundle.json").read_text())
     kept = decision_content(raw)
     assert set(kept) == {"format", "detector", "embedders", "default_embedder", "contracts", "fusion",
-                         "score_models"}
-    assert "report" not in kept["detector"] and "report" not in kept["fusion"]
+                         "score_models", "quality"}
+    assert "report" not in kept["detector"] and "report" not in kept["fusion"] and "report" not in kept["quality"]
     assert all("report" not in e and "threshold" in e for e in kept["embedders"].values())
     assert kept["score_models"] == raw["score_models"] and kept["contracts"] == raw["contracts"]
