@@ -9,7 +9,8 @@ usage: deploy/install.sh [--dry-run] [--root DIR] [--python PY] [--wheel FILE] [
 
 Installs the device build (numpy, opencv-python-headless, onnxruntime, flask, waitress; no torch) into
 /opt/facegate/.venv, the data home /var/lib/facegate (mode 0700, owned by the system user facegate) with
-a default config.toml, and the units facegate.service (the door) and facegate-admin.service.
+a default config.toml, the backups folder /var/backups/facegate (0700), and the units facegate.service (the
+door), facegate-admin.service and facegate-backup.service/.timer (nightly backups, enabled by you).
 Running it again updates facegate and changes nothing else (config and data are kept).
 
   --dry-run      print every step, change nothing
@@ -20,7 +21,7 @@ Running it again updates facegate and changes nothing else (config and data are 
   --no-deps      install facegate itself only, without the package index (its dependencies are already in
                  the venv, or installed from your own wheels); needs --wheel
   --uninstall    stop and remove the services and /opt/facegate; the data home is kept
-  --purge        with --uninstall: also delete the data home and the facegate user
+  --purge        with --uninstall: also delete the data home, the backups and the facegate user
   -h, --help     this text
 EOF
 }
@@ -53,6 +54,8 @@ fi
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 OPT="$ROOT/opt/facegate" VENV="$ROOT/opt/facegate/.venv" HOME_DIR="$ROOT/var/lib/facegate"
+BACKUPS="$ROOT/var/backups/facegate"
+UNIT_FILES=(facegate.service facegate-admin.service facegate-backup.service facegate-backup.timer)
 UNITS="$ROOT/etc/systemd/system"
 STAGING=0; [ -n "$ROOT" ] && STAGING=1
 
@@ -135,8 +138,8 @@ do_install() {
   else
     run install "${owner[@]}" -m 0600 "$SRC/deploy/config.example.toml" "$HOME_DIR/config.toml"
   fi
-  install_unit facegate.service
-  install_unit facegate-admin.service
+  run install -d "${owner[@]}" -m 0700 "$BACKUPS"
+  for unit in "${UNIT_FILES[@]}"; do install_unit "$unit"; done
   if [ "$STAGING" = 1 ]; then
     say "staging root: not reloading systemd"
   elif [ "$UNITS_CHANGED" = 1 ]; then
@@ -145,28 +148,29 @@ do_install() {
   say "done. Next (docs/deploy.md):"
   echo "  sudo -u facegate $VENV/bin/facegate admin init --home /var/lib/facegate"
   echo "  sudo -u facegate $VENV/bin/facegate doctor --home /var/lib/facegate"
-  echo "  sudo systemctl enable --now facegate facegate-admin"
+  echo "  sudo systemctl enable --now facegate facegate-admin facegate-backup.timer"
 }
 
 do_uninstall() {
   if [ "$STAGING" = 0 ]; then
-    for unit in facegate facegate-admin; do
-      if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
-        run systemctl disable --now "$unit.service" || true
+    for unit in facegate.service facegate-admin.service facegate-backup.timer; do
+      if systemctl list-unit-files "$unit" >/dev/null 2>&1; then
+        run systemctl disable --now "$unit" || true
       fi
     done
   fi
-  for unit in facegate.service facegate-admin.service; do
+  for unit in "${UNIT_FILES[@]}"; do
     [ ! -e "$UNITS/$unit" ] || run rm -f "$UNITS/$unit"
   done
   [ "$STAGING" = 1 ] || run systemctl daemon-reload
   [ ! -e "$OPT" ] || run rm -rf "$OPT"
   if [ "$PURGE" = 1 ]; then
-    say "--purge: deleting the data home (templates, photos, events, backups in it) and the user"
+    say "--purge: deleting the data home (templates, photos, events), the backups and the user"
     [ ! -e "$HOME_DIR" ] || run rm -rf "$HOME_DIR"
+    [ ! -e "$BACKUPS" ] || run rm -rf "$BACKUPS"
     if [ "$STAGING" = 0 ] && id facegate >/dev/null 2>&1; then run userdel facegate; fi
   else
-    say "kept the data home $HOME_DIR (enrolled people, events); --uninstall --purge deletes it"
+    say "kept the data home $HOME_DIR (enrolled people, events) and $BACKUPS; --uninstall --purge deletes them"
   fi
 }
 

@@ -15,7 +15,7 @@ def test_example_config_is_the_default():
 
 
 def test_service_command_lines_parse():
-    for unit in ("facegate.service", "facegate-admin.service"):
+    for unit in ("facegate.service", "facegate-admin.service", "facegate-backup.service"):
         line = next(l for l in (DEPLOY / unit).read_text().splitlines() if l.startswith("ExecStart="))
         argv = shlex.split(line.split("=", 1)[1])[1:]
         args = build_parser().parse_args(argv)

@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "install.sh"
+UNITS = ("facegate.service", "facegate-admin.service", "facegate-backup.service", "facegate-backup.timer")
 BASE_PYTHON = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -50,7 +51,7 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     steps = [line for line in r.stdout.splitlines() if line.startswith("+ ")]
     assert any("-m venv" in s for s in steps) and any("pip install" in s for s in steps)
-    assert any("facegate.service" in s for s in steps) and any("facegate-admin.service" in s for s in steps)
+    assert all(any(unit in s for s in steps) for unit in UNITS)
     assert any("config.toml" in s for s in steps)
     assert list(tmp_path.iterdir()) == [], "a dry run created files"
 
@@ -91,8 +92,9 @@ def test_install_update_uninstall_purge_in_a_staging_root(tmp_path, wheel):
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / "config.toml").stat().st_mode) == 0o600
     assert (home / "config.toml").read_text() == (REPO / "deploy/config.example.toml").read_text()
-    for unit in ("facegate.service", "facegate-admin.service"):
+    for unit in UNITS:
         assert (root / "etc/systemd/system" / unit).read_text() == (REPO / "deploy" / unit).read_text()
+    assert stat.S_IMODE((root / "var/backups/facegate").stat().st_mode) == 0o700
     venv = root / "opt/facegate/.venv"
     assert (venv / "bin/facegate").is_file()
     installed = subprocess.run([str(venv / "bin/python"), "-c", "import importlib.metadata as m; "
@@ -111,12 +113,14 @@ def test_install_update_uninstall_purge_in_a_staging_root(tmp_path, wheel):
     assert gone.returncode == 0, gone.stderr
     assert not (root / "opt/facegate").exists() and not (root / "etc/systemd/system/facegate.service").exists()
     assert (home / "store.db").read_bytes() == b"enrolled people" and "kept the data home" in gone.stdout
+    assert not any((root / "etc/systemd/system" / unit).exists() for unit in UNITS)
+    assert (root / "var/backups/facegate").is_dir()
     purged = install("--uninstall", "--purge", "--root", str(root))
     assert purged.returncode == 0, purged.stderr
-    assert not home.exists()
+    assert not home.exists() and not (root / "var/backups/facegate").exists()
 
 
-@pytest.mark.parametrize("unit", ["facegate.service", "facegate-admin.service"])
+@pytest.mark.parametrize("unit", [u for u in UNITS if u.endswith(".service")])
 def test_units_are_rated_ok_or_better_by_systemd_analyze(unit):
     exe = shutil.which("systemd-analyze")
     if exe is None:
