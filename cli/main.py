@@ -544,6 +544,10 @@ def _train_commands(sub) -> None:
     x.add_argument("--genuine", choices=["mean", "min", "max"], default="mean",
                    help="target = this statistic of a photo's genuine scores (min: its worst) minus the 0.99 "
                         "quantile of its impostor scores")
+    x.add_argument("--loss", choices=["margin", "pairwise"], default="margin",
+                   help="margin: each photo towards its target; pairwise: the smaller of a genuine pair's two "
+                        "qualities towards the pair's score minus the FMR 1e-3 score (docs/quality.md)")
+    x.add_argument("--pairs-per-photo", type=int, default=5, help="pairwise: genuine partners drawn per photo")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
     x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

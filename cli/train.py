@@ -18,6 +18,7 @@ def cmd_train_quality(args) -> int:
         cfg = QualityTrainConfig(split=split, lfw_dir=str(_lfw(args)), epochs=args.epochs,
                                  batch_size=args.batch_size, lr=args.lr, hidden=args.hidden,
                                  degradations_per_image=args.degradations, genuine=args.genuine, seed=args.seed,
+                                 loss=args.loss, pairs_per_photo=args.pairs_per_photo,
                                  deterministic=not args.nondeterministic, device=args.device,
                                  limit_people=args.limit_people, max_steps=args.max_steps)
         r = train_quality(cfg, args.out, args.cache, resume=args.resume, progress=not args.quiet,

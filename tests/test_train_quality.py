@@ -114,6 +114,21 @@ def test_checkpoint_goes_into_a_bundle_and_runs_in_the_runtime(trained, powell, 
     assert r[0].quality == pytest.approx(float(ref[0]), abs=1e-4)
 
 
+def test_pairwise_loss_goes_down_and_exports(trained, data_dir, tmp_path):
+    """--loss pairwise: genuine pairs' soft-min quality regressed on their score margin; the loss falls and the
+    ONNX carries the pairwise units."""
+    from facegate.edge_runtime.eval.quality_eval import read_quality_contract
+
+    out, _ = trained
+    args = ["train", "quality", "--lfw", str(data_dir / "lfw"), "--out", str(tmp_path), "--cache", str(out / "cache"),
+            "--epochs", "4", "--loss", "pairwise", *QUICK]
+    assert main(args) == 0
+    hist = _history(tmp_path / "quality_first.pt")
+    assert hist[-1]["train_mse"] < hist[0]["train_mse"]
+    assert "FMR 1e-3" in read_quality_contract(tmp_path / "quality_first.onnx")["units"]
+    assert torch.load(tmp_path / "quality_first.pt", weights_only=False)["config"]["loss"] == "pairwise"
+
+
 def test_empty_data_folder_is_a_clear_error(tmp_path):
     from facegate.models.training.common import DataFolderError
     from facegate.models.training.quality_data import lfw_folders

@@ -243,3 +243,32 @@ def miss_by_quality(quality: np.ndarray, emb: np.ndarray, source: np.ndarray, pe
                      "faces": int(b.sum()),
                      "missed_share": float(miss[b].mean()) if b.any() else float("nan")})
     return rows
+
+
+def pair_targets(x: np.ndarray, source: np.ndarray, person: np.ndarray, gallery: np.ndarray, metric,
+                 per_probe: int, seed: int, fmr: float = 1e-3) -> dict:
+    """Genuine pairs for the pairwise loss: each probe (a clean photo or a degraded copy, x float32 (M, D),
+    `source` int (M,) its clean photo) with up to `per_probe` other clean photos of the same person (drawn
+    with a seeded generator); the gallery's clean photos come first in x, in `gallery` order.
+
+    Returns {"a": int (P,) probe rows of x, "b": int (P,) partner rows of x, "t": float32 (P,) the pair's
+    fused score minus the score at which `fmr` of the gallery's impostor comparisons match}."""
+    from facegate.edge_runtime.eval.quality_eval import impostor_threshold
+    from facegate.edge_runtime.matching import pair_similarity
+
+    rng = np.random.default_rng(seed)
+    row = {int(g): i for i, g in enumerate(gallery)}
+    by_person: dict[str, list[int]] = {}
+    for g in gallery:
+        by_person.setdefault(person[g], []).append(int(g))
+    a, b = [], []
+    for j, s in enumerate(source):
+        partners = [g for g in by_person.get(person[s], []) if g != s]
+        for g in rng.choice(partners, size=min(per_probe, len(partners)), replace=False) if partners else []:
+            a.append(j)
+            b.append(row[int(g)])
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    thr, _ = impostor_threshold(x[:len(gallery)], person[gallery], metric, fmr)
+    scores = [pair_similarity(x[a[i:i + 4096]], x[b[i:i + 4096]], metric) for i in range(0, len(a), 4096)]
+    t = (np.concatenate(scores) - thr).astype(np.float32) if scores else np.zeros(0, np.float32)
+    return {"a": a, "b": b, "t": t}

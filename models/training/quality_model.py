@@ -53,7 +53,8 @@ class QualityHead(nn.Module):
         return self.standardised(x) * self.target_std + self.target_mean
 
 
-def quality_contract(manifest, dims: tuple[int, ...], quantile: float, genuine: str = "mean") -> dict:
+def quality_contract(manifest, dims: tuple[int, ...], quantile: float, genuine: str = "mean",
+                     loss: str = "margin") -> dict:
     """The quality model's input/output contract (JSON in the ONNX metadata under "facegate.contract").
 
     manifest: the bundle's Manifest whose fused embedder the head was trained on; the runtime must feed
@@ -63,7 +64,9 @@ def quality_contract(manifest, dims: tuple[int, ...], quantile: float, genuine: 
             "features_of": fusion.name, "parts": list(fusion.parts), "dims": list(dims),
             "part_sha256": {p: manifest.embedders[p].sha256 for p in fusion.parts},
             "bundle_id": manifest.id, "output": "quality", "higher_is_better": True,
-            "units": f"fused score: {GENUINE_WORDS[genuine]} minus the {quantile:g} impostor quantile"}
+            "units": (f"fused score: {GENUINE_WORDS[genuine]} minus the {quantile:g} impostor quantile" if loss == "margin"
+                      else "fused score minus the FMR 1e-3 score, predicted for the face's genuine comparisons "
+                           "(the smaller of two faces' qualities)")}
 
 
 def export_quality(model: QualityHead, path: Path, contract: dict, provenance: dict,

@@ -18,7 +18,7 @@ from facegate.edge_runtime.eval.quality_eval import cached_description
 
 from .common import (CheckpointError, git_commit, list_hash, load_checkpoint, pick_device, save_checkpoint,
                      seed_everything, write_curves)
-from .quality_data import cached_degraded, margin_targets, split_people
+from .quality_data import cached_degraded, margin_targets, pair_targets, split_people
 from .quality_model import QualityHead, export_quality, quality_contract
 
 # config fields a resumed run may change (they do not change what is learned)
@@ -39,6 +39,10 @@ class QualityTrainConfig:
     degradations_per_image: int = 3      # degraded copies of each training image (targets measured alike)
     impostor_quantile: float = 0.99      # target = genuine statistic - this quantile of impostor scores
     genuine: str = "mean"                # the genuine statistic: mean | min (worst genuine score) | max
+    loss: str = "margin"                 # margin: MSE to each photo's target; pairwise: soft-min of a genuine
+    #                                      pair's two qualities regressed on its score minus the FMR 1e-3 score
+    pairs_per_photo: int = 5             # pairwise: genuine partners drawn per photo or degraded copy
+    softmin_tau: float = 0.1             # pairwise: temperature of the soft minimum (standard units)
     seed: int = 0
     deterministic: bool = True           # torch.use_deterministic_algorithms
     device: str = "auto"                 # auto | cpu | cuda
@@ -72,6 +76,17 @@ def side_samples(desc: dict, deg: dict, person: np.ndarray, names: set, metric, 
     return {"x": x[ok], "y": y[ok], "degraded": degraded[ok]}
 
 
+def side_pairs(desc: dict, deg: dict, person: np.ndarray, names: set, metric, per_probe: int, seed: int) -> dict:
+    """Pairwise samples of one side: {"x": float32 (M, D) clean photos then degraded copies, "a", "b": int (P,)
+    rows of x forming genuine pairs, "y": float32 (P,) pair score minus the side's FMR 1e-3 score}."""
+    gal = np.flatnonzero(desc["found"] & np.isin(person, list(names)))
+    dsel = np.isin(deg["source"], gal)
+    src = np.concatenate([gal, deg["source"][dsel]])
+    x = np.concatenate([desc["embedding"][gal], deg["embedding"][dsel]]).astype(np.float32)
+    p = pair_targets(x, src, person, gal, metric, per_probe, seed)
+    return {"x": x, "a": p["a"], "b": p["b"], "y": p["t"]}
+
+
 def prepare_data(cfg: QualityTrainConfig, bundle, cache: Path, progress: bool) -> dict:
     """Describe the photos, embed the degraded copies (both cached) and build the training and test
     samples; fills cfg's data fields. Returns {"train": side_samples, "test": side_samples or None}."""
@@ -91,8 +106,14 @@ def prepare_data(cfg: QualityTrainConfig, bundle, cache: Path, progress: bool) -
     cfg.bundle_id = bundle.id
     metric, q = bundle.metric, cfg.impostor_quantile
     g = cfg.genuine
-    out = {"train": side_samples(desc, deg, person, set(train), metric, q, g),
-           "test": side_samples(desc, deg, person, set(test), metric, q, g) if test else None}
+    if cfg.loss == "pairwise":
+        out = {"train": side_pairs(desc, deg, person, set(train), metric, cfg.pairs_per_photo, cfg.seed),
+               "test": side_pairs(desc, deg, person, set(test), metric, cfg.pairs_per_photo, cfg.seed) if test else None}
+    elif cfg.loss == "margin":
+        out = {"train": side_samples(desc, deg, person, set(train), metric, q, g),
+               "test": side_samples(desc, deg, person, set(test), metric, q, g) if test else None}
+    else:
+        raise ValueError(f"unknown loss {cfg.loss!r}; expected margin or pairwise")
     if len(out["train"]["y"]) < 2:
         from .common import DataFolderError
         raise DataFolderError(f"{cfg.lfw_dir}: fewer than 2 usable training faces (people need >= 2 photos "
@@ -106,12 +127,21 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 1 else float("nan")
 
 
-def evaluate(model: QualityHead, side: dict, device) -> dict:
-    """{"loss": MSE in standard units, "spearman": rank correlation with the targets} over one side."""
+def soft_min(za: torch.Tensor, zb: torch.Tensor, tau: float) -> torch.Tensor:
+    """Smooth minimum of two (N,) tensors (-> min as tau -> 0)."""
+    return -tau * torch.logsumexp(torch.stack([-za, -zb]) / tau, 0)
+
+
+def evaluate(model: QualityHead, side: dict, device, tau: float = 0.1) -> dict:
+    """{"loss": MSE in standard units, "spearman": rank correlation with the targets} over one side (per pair,
+    of the pair's soft-min quality, for pairwise samples)."""
     model.eval()
     with torch.inference_mode():
         x = torch.from_numpy(side["x"]).to(device)
-        z = model.standardised(x).cpu().numpy()
+        z = model.standardised(x)
+        if "a" in side:
+            z = soft_min(z[torch.from_numpy(side["a"])], z[torch.from_numpy(side["b"])], tau)
+        z = z.cpu().numpy()
     zt = (side["y"] - float(model.target_mean)) / float(model.target_std)
     return {"loss": float(np.mean((z - zt) ** 2)), "spearman": spearman(z, side["y"])}
 
@@ -132,16 +162,23 @@ def run_epoch(model, opt, side: dict, cfg: QualityTrainConfig, gen: torch.Genera
 
     model.train()
     x, y = torch.from_numpy(side["x"]), torch.from_numpy(side["y"])
-    perm = torch.randperm(len(x), generator=gen)
+    pairwise = "a" in side
+    n = len(y)
+    perm = torch.randperm(n, generator=gen)
     losses = []
-    batches = range(0, len(x), cfg.batch_size)
+    batches = range(0, n, cfg.batch_size)
     for s in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
         idx = perm[s:s + cfg.batch_size]
-        xb, yb = x[idx].to(device), y[idx].to(device)
+        yb = y[idx].to(device)
         zt = (yb - model.target_mean) / model.target_std
-        loss = torch.nn.functional.mse_loss(model.standardised(xb), zt)
+        if pairwise:
+            a, b = torch.from_numpy(side["a"])[idx], torch.from_numpy(side["b"])[idx]
+            zmin = soft_min(model.standardised(x[a].to(device)), model.standardised(x[b].to(device)), cfg.softmin_tau)
+            loss = torch.nn.functional.smooth_l1_loss(zmin, zt)
+        else:
+            loss = torch.nn.functional.mse_loss(model.standardised(x[idx].to(device)), zt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,10 +187,10 @@ def run_epoch(model, opt, side: dict, cfg: QualityTrainConfig, gen: torch.Genera
     return (float(np.mean(losses)) if losses else float("nan")), step
 
 
-def _record(model, data, device, epoch: int, train_loss: float) -> dict:
-    row = {"epoch": epoch, "train_loss": train_loss, "train_mse": evaluate(model, data["train"], device)["loss"]}
+def _record(model, data, device, epoch: int, train_loss: float, tau: float = 0.1) -> dict:
+    row = {"epoch": epoch, "train_loss": train_loss, "train_mse": evaluate(model, data["train"], device, tau)["loss"]}
     if data["test"] is not None:
-        ev = evaluate(model, data["test"], device)
+        ev = evaluate(model, data["test"], device, tau)
         row.update(test_mse=ev["loss"], test_spearman=ev["spearman"])
     return row
 
@@ -171,7 +208,7 @@ def train_quality(cfg: QualityTrainConfig, out_dir: Path, cache: Path, resume: b
     cfg.git_commit = git_commit()
     dims = bundle.manifest.fusion.fusion.dims
     y = data["train"]["y"]
-    contract = quality_contract(bundle.manifest, dims, cfg.impostor_quantile, cfg.genuine)
+    contract = quality_contract(bundle.manifest, dims, cfg.impostor_quantile, cfg.genuine, cfg.loss)
     model = QualityHead(dims, cfg.hidden, float(y.mean()), float(y.std()) or 1.0).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out_dir = Path(out_dir)
@@ -187,12 +224,12 @@ def train_quality(cfg: QualityTrainConfig, out_dir: Path, cache: Path, resume: b
         gen.set_state(state["generator"])
         start, step, history = state["epoch"], state["step"], state["history"]
     else:
-        history.append(_record(model, data, device, 0, float("nan")))
+        history.append(_record(model, data, device, 0, float("nan"), cfg.softmin_tau))
     for epoch in range(start + 1, cfg.epochs + 1):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
         loss, step = run_epoch(model, opt, data["train"], cfg, gen, device, step, progress, epoch)
-        history.append(_record(model, data, device, epoch, loss))
+        history.append(_record(model, data, device, epoch, loss, cfg.softmin_tau))
         save_checkpoint(ckpt, {"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
                                "generator": gen.get_state(), "epoch": epoch, "step": step, "history": history,
                                "trained_by": "facegate train quality", "contract": contract})
