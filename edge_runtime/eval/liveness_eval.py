@@ -378,7 +378,7 @@ def markdown(rep: dict, json_name: str = "liveness_benchmark.json") -> str:
         "There is **no public real attack set here**: the attacks are synthetic re-captures "
         "(`edge_runtime/eval/attacks.py`, seeded) of the bona fide frames and photos below, so these numbers "
         "say how the model treats *these* simulated print and screen attacks, not real ones.", "",
-        f"Settings: every {s['frame_step']}th video frame, the largest face of at least {s['min_face_px']:g} px "
+        f"Settings: one video frame in {s['frame_step']}, the largest face of at least {s['min_face_px']:g} px "
         f"(the door's subject); {s['video_copies']} attack(s) of each species per frame, {s['lfw_copies']} per "
         f"LFW photo; {s['lfw_photos']} LFW photos drawn (seed {s['seed']}, at most 2 per person); attack frames "
         f"at most {s['attack_frame_max_side']} px on the longer side. Run time {rep['seconds']:.0f} s.", "",
