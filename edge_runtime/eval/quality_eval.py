@@ -397,6 +397,14 @@ def _curve_rows(curves: dict, fractions) -> list[str]:
     return rows
 
 
+def _target_words(cfg: dict) -> str:
+    """What a quality model was trained towards, from its QualityTrainConfig (as a dict)."""
+    if cfg.get("loss") == "pairwise":
+        return ("pairwise: the soft minimum of a genuine pair's two qualities towards the pair's fused score minus "
+                "the FMR 1e-3 score")
+    return f"{cfg.get('genuine', 'mean')} genuine score minus the {cfg.get('impostor_quantile')} impostor quantile"
+
+
 def markdown_report(report: dict) -> str:
     """The benchmark as Markdown tables: per half and the union, FNMR (%) at 0-20% discarded per measure,
     the targets, the people used and the model's time per face."""
@@ -433,8 +441,8 @@ def markdown_report(report: dict) -> str:
         cfg = sm["trained"]
         lines += ["", "### The shipped model", "",
                   f"Trained on {cfg.get('train_people')} ({cfg.get('train_images')} photos, list sha256 "
-                  f"{cfg.get('train_list_sha256')}; target: {cfg.get('genuine')} genuine score minus the "
-                  f"{cfg.get('impostor_quantile')} impostor quantile; commit {cfg.get('git_commit')}). Threshold "
+                  f"{cfg.get('train_list_sha256')}; target: {_target_words(cfg)}; commit {cfg.get('git_commit')}). "
+                  "Threshold "
                   f"{sm['threshold']:g} ({sm['meaning']}): it refuses {sm['photos_refused']} of the {sm['photos']} LFW "
                   f"photos with a detected face ({100 * sm['photos_refused_share']:.2f}%; these are its training "
                   "photos, the held-out rates are above). Quality quantiles over those photos: "
