@@ -255,8 +255,9 @@ class LivenessConfig(_Section):
            "the door says 'liveness: off' at start")
     enabled: bool = _f(True, "check every face the door decides on, every enrollment photo and every identified "
                              "face with the bundle's liveness model when the bundle has one")
-    threshold: float = _f(0.5, "probability of a real face (0..1) below which a face is judged a presentation "
-                               "attack", lo=0.0, hi=1.0)
+    threshold: float = _f(0.72, "probability of a real face (0..1) below which a face is judged a presentation "
+                                "attack; 0.72 gives a 5% bona fide rejection rate on camera frames with the "
+                                "MiniFASNet models (docs/liveness_benchmark.md)", lo=0.0, hi=1.0)
     min_live_frames: int = _f(3, "of the [decision] k matching frames, how many must also be judged live before "
                                  "the door opens (a frame judged an attack never counts toward opening); at most "
                                  "[decision] k (the default 3 becomes k when k is smaller)", lo=1, hi=1000)

@@ -41,14 +41,14 @@ def test_settings_say_liveness_is_off_without_a_model(admin):
 
 def test_settings_say_liveness_is_on_with_its_threshold(live_admin):
     _, c = live_admin
-    assert "liveness: on (threshold 0.50)" in c.get("/settings").get_data(as_text=True)
+    assert "liveness: on (threshold 0.72)" in c.get("/settings").get_data(as_text=True)
 
 
 def test_an_attack_photo_is_refused_unless_it_is_a_scanned_id(live_admin, powell):
     app, c = live_admin
     r = enroll(c, "Colin Powell", photo(powell[0]))
     assert r.status_code == 422
-    assert "presentation attack suspected (liveness 0.12 &lt; 0.50)" in r.get_data(as_text=True)
+    assert "presentation attack suspected (liveness 0.12 &lt; 0.72)" in r.get_data(as_text=True)
     assert people(app) == {}
     data = {"csrf_token": csrf(c, "/enroll"), "name": "Colin Powell", "photos": [photo(powell[0])],
             "no_liveness": "on"}

@@ -80,7 +80,7 @@ def test_bench_end_to_end(data_dir, tmp_path):
     assert set(at["APCER_all_sources"]) == {"print", "screen"}
     assert at["video"]["BPCER"]["rate"] <= 0.05
     assert at["threshold"] == pytest.approx(L.threshold_at_bpcer(rep["scores"]["video_bona_fide"]))
-    assert rep["at_config_threshold"]["threshold"] == 0.5
+    assert rep["at_config_threshold"]["threshold"] == 0.72
     assert rep["counts"]["video"]["bona_fide_presentations"] > 0
     assert rep["counts"]["lfw"]["bona_fide_presentations"] + rep["counts"]["lfw"]["bona_fide_non_responses"] == 4
     samples = {s["file"]: s for s in rep["upstream_samples"]}

@@ -187,7 +187,7 @@ def test_liveness_line_follows_the_bundle_and_the_config(tmp_path, liveness_bund
     config_path(home).write_text("[doctor]\ntimed_frames = 2\nframe_budget_ms = 1e6\n")
     skip = ("camera", "door")
     checks = {c.name: c for c in run_checks(home, config_path(home), liveness_bundle, skip=skip)}
-    assert checks["liveness"].status == "ok" and checks["liveness"].message == "on (threshold 0.50)"
+    assert checks["liveness"].status == "ok" and checks["liveness"].message == "on (threshold 0.72)"
     quality = ["quality"] if read_manifest(liveness_bundle).quality is not None else []
     assert checks["speed"].details["stages"] == ["detect", "embed", *quality, "liveness"]   # as the door runs it
     config_path(home).write_text("[liveness]\nenabled = false\n")

@@ -110,7 +110,7 @@ def run_frames(store, recognizer, k=3, n=5, deny_log_s=0.0):
 def test_a_held_up_photo_never_opens_and_is_audited(store, caplog):
     caplog.set_level(logging.INFO, "facegate.run")
     stats, events, rows = run_frames(store, LiveRecognizer([0.12] * 6))
-    assert "liveness: on (threshold 0.50)" in caplog.text
+    assert "liveness: on (threshold 0.72)" in caplog.text
     assert stats.opens == 0 and stats.attacks == 6
     assert {e["decision"] for e in events} == {"deny"} and {e["reason"] for e in events} == {ATTACK}
     assert [e["liveness"] for e in events] == [0.12] * 6
@@ -164,7 +164,7 @@ def test_main_job_opens_for_him_with_liveness_on(liveness_bundle, data_dir, tmp_
     caplog.set_level(logging.INFO, "facegate.run")
     assert main(["run", "--home", str(home), "--bundle", str(liveness_bundle), "--source",
                  str(clips / "short_hamilton_clip.mp4"), "--events", str(events)]) == 0
-    assert "liveness: on (threshold 0.50)" in caplog.text
+    assert "liveness: on (threshold 0.72)" in caplog.text
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     opens = [r for r in rows if r["decision"] == "open"]
     assert opens and all(r["person"] == "Lin-Manuel Miranda" for r in opens)

@@ -44,7 +44,10 @@ def test_the_reason_names_the_score_the_threshold_and_the_way_out():
                                         "taken by the camera, or --no-liveness for a scanned ID photo")
 
 
-@pytest.mark.parametrize("p, ok", [(0.12, False), (0.49, False), (0.5, True), (0.97, True)])
+T = Config().liveness.threshold
+
+
+@pytest.mark.parametrize("p, ok", [(0.12, False), (T - 0.01, False), (T, True), (0.97, True)])
 def test_attack_photos_are_refused_at_the_threshold(shipped, data_dir, p, ok):
     rec = Recognizer(dataclasses.replace(shipped, liveness=FixedLiveness(p)), Config())
     assert rec.liveness_on
@@ -53,7 +56,7 @@ def test_attack_photos_are_refused_at_the_threshold(shipped, data_dir, p, ok):
     r, = refuse_attacks(rec, checked)
     assert r.ok is ok
     if not ok:
-        assert r.reason == attack_reason(p, 0.5) and r.embedding is None
+        assert r.reason == attack_reason(p, T) and r.embedding is None
 
 
 def test_a_photo_whose_liveness_was_not_checked_is_refused(shipped, data_dir):

@@ -30,7 +30,7 @@ def test_new_bundle_carries_liveness(liveness_bundle):
     assert m.id != src.id and src.liveness is None
     assert [(e.name, e.precision, e.scale) for e in m.liveness.models] == [
         ("minifasnet_v2", "fp32", 2.7), ("minifasnet_v1se", "fp32", 4.0)]
-    assert m.liveness.threshold == 0.5
+    assert m.liveness.threshold == 0.72
     for e in m.liveness.models:
         assert sha256_file(liveness_bundle / e.file) == e.sha256
         assert m.raw["licences"][e.name] == "Apache-2.0"
