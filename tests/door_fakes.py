@@ -3,6 +3,7 @@ something another thread or process does."""
 from __future__ import annotations
 
 import time
+import types
 
 import numpy as np
 
@@ -27,6 +28,20 @@ class FaultyRelay:
 
     def close(self):
         pass
+
+
+class NoFaceRecognizer:
+    """A Recognizer stand-in that sees no face in any frame (the door loop's work without models; liveness off)."""
+
+    liveness_on = False
+
+    def __init__(self, bundle_id: str = "fake-bundle"):
+        self.bundle = types.SimpleNamespace(id=bundle_id, metric="cosine", liveness=None)
+        self.templates = None
+        self.operating = types.SimpleNamespace(describe=lambda: "fake operating point")
+
+    def analyze(self, frame, live=True):
+        return []
 
 
 def store_with_ana(path, busy_timeout_ms: int = 200) -> Store:

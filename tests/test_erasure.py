@@ -7,6 +7,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from door_fakes import NoFaceRecognizer
+
 from facegate.edge_runtime.event_log import rotated_files
 from facegate.edge_runtime.store import Store
 from facegate.main import main
@@ -172,20 +174,10 @@ def test_door_rows_that_waited_in_the_queue_do_not_bring_a_deleted_name_back(tmp
 
 
 def test_the_running_door_erases_lines_it_wrote_before_it_saw_the_delete(tmp_path):
-    import types
-
     from facegate.edge_runtime.door.actuators import LogDoor
     from facegate.edge_runtime.door.decision import DoorDecider
     from facegate.edge_runtime.door.runner import Runner
     from facegate.edge_runtime.event_log import EventLog, register
-
-    class NoFaces:
-        bundle = types.SimpleNamespace(id="b", metric="cosine", liveness=None)
-        liveness_on, templates = False, None
-        operating = types.SimpleNamespace(describe=lambda: "fake operating point")
-
-        def analyze(self, frame, live=True):
-            return []
 
     home = tmp_path / "home"
     home.mkdir()
@@ -197,7 +189,7 @@ def test_the_running_door_erases_lines_it_wrote_before_it_saw_the_delete(tmp_pat
     register(home, events.path)
     frame = np.zeros((8, 8, 3), np.uint8)
     with Store(db) as door_store:
-        r = Runner(NoFaces(), door_store, LogDoor(), DoorDecider(1, 1, 0.0), events, refresh_s=0.0)
+        r = Runner(NoFaceRecognizer("b"), door_store, LogDoor(), DoorDecider(1, 1, 0.0), events, refresh_s=0.0)
         assert set(r.recognizer.templates.names) == {"Ann Lee", "Bo"}
         with Store(db) as admin:
             admin.delete("Ann Lee")                    # from another process, while the door runs

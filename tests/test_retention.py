@@ -7,6 +7,8 @@ import stat
 
 import numpy as np
 import pytest
+from door_fakes import NoFaceRecognizer
+
 from facegate.edge_runtime.config import Config, ConfigError
 from facegate.edge_runtime.door.audit import AuditWriter
 from facegate.edge_runtime.event_log import EventLog, register, registered, rotated_files
@@ -150,26 +152,17 @@ def test_every_is_due_first_then_once_a_period():
 
 def test_the_running_door_prunes_the_audit_log_at_start(tmp_path):
     import io
-    import types
 
     from facegate.edge_runtime.door.actuators import LogDoor
     from facegate.edge_runtime.door.decision import DoorDecider
     from facegate.edge_runtime.door.runner import Runner
-
-    class NoFaces:
-        bundle = types.SimpleNamespace(id="b", metric="cosine", liveness=None)
-        liveness_on, templates = False, None
-        operating = types.SimpleNamespace(describe=lambda: "fake operating point")
-
-        def analyze(self, frame, live=True):
-            return []
 
     db = tmp_path / "store.db"
     with Store(db, clock=Clock(1000.0)) as s:                     # rows from 1970: far past any retention
         s.log("door_open", None, score=4.0)
     with Store(db) as s:
         s.log("recent", None)
-        r = Runner(NoFaces(), s, LogDoor(), DoorDecider(1, 1, 0.0), io.StringIO(), keep_audit_days=30)
+        r = Runner(NoFaceRecognizer("b"), s, LogDoor(), DoorDecider(1, 1, 0.0), io.StringIO(), keep_audit_days=30)
         r.process(0.0, np.zeros((8, 8, 3), np.uint8))
         r.process(0.1, np.zeros((8, 8, 3), np.uint8))             # once: the next check is a day later
         r.close()

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import threading
 import time
-import types
 
 import cv2
 import numpy as np
 import pytest
-from door_fakes import store_with_ana, wait_until
+from door_fakes import NoFaceRecognizer, store_with_ana, wait_until
 
 from facegate.edge_runtime.door.actuators import LogDoor
 from facegate.edge_runtime.door.decision import DoorDecider
@@ -60,19 +59,6 @@ def listener(tmp_path):
     lst.close()
 
 
-class QuietRecognizer:
-    """A recognizer that sees no face in any frame (the loop's work, without models)."""
-
-    liveness_on = False
-
-    def __init__(self):
-        self.bundle = types.SimpleNamespace(id="fake-bundle", metric="cosine", liveness=None)
-        self.templates = None
-        self.operating = types.SimpleNamespace(describe=lambda: "fake")
-
-    def analyze(self, frame, live=True):
-        return []
-
 
 def test_interval_is_half_the_watchdog_and_only_for_this_process():
     assert watchdog_interval_s({"WATCHDOG_USEC": "20000000"}) == 10.0
@@ -108,7 +94,7 @@ def test_abstract_socket_and_a_vanished_listener_never_raise():
 def test_ready_after_the_first_frame_pings_while_frames_flow_and_stop_when_the_camera_hangs(tmp_path, listener):
     path, lst = listener
     store = store_with_ana(tmp_path / "store.db")
-    runner = Runner(QuietRecognizer(), store, LogDoor(), DoorDecider(1, 1, 0.0), io.StringIO())
+    runner = Runner(NoFaceRecognizer(), store, LogDoor(), DoorDecider(1, 1, 0.0), io.StringIO())
     notifier = SystemdNotifier(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})   # ping every 0.05 s
     first_frame = threading.Event()
     hang, release = threading.Event(), threading.Event()
@@ -127,6 +113,7 @@ def test_ready_after_the_first_frame_pings_while_frames_flow_and_stop_when_the_c
     started = time.monotonic()
     t.start()
     assert hang.wait(5)
+    time.sleep(0.1)                        # the listener thread receives what was sent before the hang
     ready = lst.lines("READY=1")
     assert len(ready) == 1 and ready[0] - started >= 0.3, "READY before the first frame"
     pings_while_flowing = lst.lines("WATCHDOG=1")
@@ -137,7 +124,7 @@ def test_ready_after_the_first_frame_pings_while_frames_flow_and_stop_when_the_c
     assert lst.lines("WATCHDOG=1") == pings_while_flowing, "pings went on while the camera hung"
     release.set()
     t.join(5)
-    assert lst.lines("STOPPING=1")
+    assert wait_until(lambda: lst.lines("STOPPING=1"), 2)
     store.close()
 
 
@@ -165,5 +152,5 @@ def test_facegate_run_notifies_systemd_and_locks_on_sigterm(tmp_path, listener):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert lst.lines("STOPPING=1")
+    assert wait_until(lambda: lst.lines("STOPPING=1"), 2)
     assert "facegate run:" in err and "0 openings" in err

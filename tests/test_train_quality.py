@@ -50,9 +50,12 @@ def test_resume_continues_and_refuses_other_settings(trained):
     from facegate.edge_runtime.errors import FacegateError
     from facegate.models.training.common import CheckpointError
     with pytest.raises(CheckpointError, match="lr"):
-        from facegate.models.training.quality_train import check_resume
+        from dataclasses import asdict
+
+        from facegate.models.training.common import check_resume
+        from facegate.models.training.quality_train import RESUMABLE_CHANGES
         check_resume({**torch.load(out / "quality_first.pt", weights_only=False)["config"], "lr": 0.5},
-                     _config_from(out))
+                     asdict(_config_from(out)), RESUMABLE_CHANGES)
     assert issubclass(CheckpointError, FacegateError)
 
 

@@ -72,6 +72,15 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def check_resume(saved: dict, now: dict, resumable) -> None:
+    """Raise CheckpointError when a checkpoint's saved config differs from `now` (both asdict of a script's
+    config dataclass) in any field outside `resumable` (e.g. epochs, device, git_commit)."""
+    diffs = [k for k in now if k not in resumable and saved.get(k) != now[k]]
+    if diffs:
+        raise CheckpointError("--resume: the checkpoint was made with other settings: " + ", ".join(
+            f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs) + "; start afresh without --resume")
+
+
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint written by save_checkpoint. Raises CheckpointError."""
     try:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from facegate.edge_runtime.bundle import load_bundle
 from facegate.edge_runtime.detection import central_face
 from facegate.edge_runtime.eval.attacks import ATTACKS, make_attack
@@ -50,6 +51,7 @@ from facegate.models import minifasnet as mf
 from .common import (
     CheckpointError,
     DataFolderError,
+    check_resume,
     git_commit,
     list_hash,
     load_checkpoint,
@@ -295,15 +297,6 @@ def run_epoch(models: list, opts: list, side: dict, feats: list[tuple[torch.Tens
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def check_resume(saved: dict, cfg: LivenessTrainConfig) -> None:
-    """Raise CheckpointError when the checkpoint was trained with another configuration."""
-    now = asdict(cfg)
-    diffs = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diffs:
-        raise CheckpointError("--resume: the checkpoint was made with other settings: " + ", ".join(
-            f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs) + "; start afresh without --resume")
-
-
 def write_weights(models: list, weights_dir: Path, out: Path) -> Path:
     """Both fine-tuned state dicts under upstream's file names, atomically, plus the upstream LICENSE (the
     weights are a derivative of Apache-2.0 ones). Returns the folder."""
@@ -345,7 +338,7 @@ def train_liveness(cfg: LivenessTrainConfig, out_dir: Path, cache: Path, resume:
     start, history = 0, []
     if resume:
         state = load_checkpoint(ckpt)
-        check_resume(state["config"], cfg)
+        check_resume(state["config"], asdict(cfg), RESUMABLE_CHANGES)
         for m, o, sd, osd in zip(models, opts, state["models"], state["optimizers"]):
             m.load_state_dict(sd)
             o.load_state_dict(osd)

@@ -16,8 +16,17 @@ import torch
 from facegate.edge_runtime.bundle import load_bundle
 from facegate.edge_runtime.eval.quality_eval import cached_description
 
-from .common import (CheckpointError, git_commit, list_hash, load_checkpoint, pick_device, save_checkpoint,
-                     seed_everything, write_curves)
+from .common import (
+    CheckpointError,
+    check_resume,
+    git_commit,
+    list_hash,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    write_curves,
+)
 from .quality_data import cached_degraded, margin_targets, pair_targets, split_people
 from .quality_model import QualityHead, export_quality, quality_contract
 
@@ -146,15 +155,6 @@ def evaluate(model: QualityHead, side: dict, device, tau: float = 0.1) -> dict:
     return {"loss": float(np.mean((z - zt) ** 2)), "spearman": spearman(z, side["y"])}
 
 
-def check_resume(saved: dict, cfg: QualityTrainConfig) -> None:
-    """Raise CheckpointError when the checkpoint was trained with another configuration."""
-    now = asdict(cfg)
-    diffs = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diffs:
-        raise CheckpointError("--resume: the checkpoint was made with other settings: " + ", ".join(
-            f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs) + "; start afresh without --resume")
-
-
 def run_epoch(model, opt, side: dict, cfg: QualityTrainConfig, gen: torch.Generator, device, step: int,
               progress: bool, epoch: int) -> tuple[float, int]:
     """One pass over the training samples in a seeded order. Returns (mean batch loss, steps so far)."""
@@ -218,7 +218,7 @@ def train_quality(cfg: QualityTrainConfig, out_dir: Path, cache: Path, resume: b
     start, step, history = 0, 0, []
     if resume:
         state = load_checkpoint(ckpt)
-        check_resume(state["config"], cfg)
+        check_resume(state["config"], asdict(cfg), RESUMABLE_CHANGES)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])

@@ -31,8 +31,17 @@ from facegate.edge_runtime.eval.lfw import people_outside_pairs, read_pairs
 from facegate.edge_runtime.preprocess import contract_input
 from facegate.models.student import StudentMFN, parameter_count
 
-from .common import (CheckpointError, DataFolderError, git_commit, list_hash, load_checkpoint, pick_device,
-                     save_checkpoint, seed_everything, write_curves)
+from .common import (
+    DataFolderError,
+    check_resume,
+    git_commit,
+    list_hash,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    write_curves,
+)
 from .quality_data import split_people
 from .student_data import augmented_batch, chip_set, folder_relpaths, teacher_part
 
@@ -206,14 +215,6 @@ def run_epoch(model, opt, data: dict, teacher, cfg: StudentTrainConfig, gen: tor
     return (float(np.mean(losses)) if losses else float("nan")), step
 
 
-def check_resume(saved: dict, cfg: StudentTrainConfig) -> None:
-    now = asdict(cfg)
-    diffs = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diffs:
-        raise CheckpointError("--resume: the checkpoint was made with other settings: " + ", ".join(
-            f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs) + "; start afresh without --resume")
-
-
 def train_student(cfg: StudentTrainConfig, out_dir: Path, cache: Path, describe_cache: Path | None = None,
                   resume: bool = False, progress: bool = True, bundle_dir: Path | None = None) -> dict:
     """Train (or resume) the student. Returns {"checkpoint", "model", "data", "history", "seconds", ...}."""
@@ -234,7 +235,7 @@ def train_student(cfg: StudentTrainConfig, out_dir: Path, cache: Path, describe_
     start, step, history = 0, 0, []
     if resume:
         state = load_checkpoint(ckpt)
-        check_resume(state["config"], cfg)
+        check_resume(state["config"], asdict(cfg), RESUMABLE_CHANGES)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
