@@ -49,6 +49,16 @@ def people_outside_pairs(lfw_dir: Path, pairs: list[Pair]) -> list[str]:
     return sorted(d.name for d in Path(lfw_dir).iterdir() if d.is_dir() and d.name not in used)
 
 
+def fold_halves(pairs: list[Pair]) -> tuple[set[str], set[str]]:
+    """(people of folds 1-5, people of folds 6-10) of pairs.txt (the folds are person-disjoint): the data
+    rule of every training script and of the liveness benchmark (docs/quality.md)."""
+    folds: dict[str, set[int]] = {}
+    for p in pairs:
+        for rel in (p.a, p.b):
+            folds.setdefault(rel.split("/")[0], set()).add(p.fold)
+    return ({n for n, f in folds.items() if max(f) < 5}, {n for n, f in folds.items() if min(f) >= 5})
+
+
 def lfw_people(lfw_dir: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(calibration, evaluation): {person: sorted relpaths of their .jpg photos} of the people in no pair
     of pairs.txt (people_outside_pairs: what calibration, score models and z-statistics are measured on)

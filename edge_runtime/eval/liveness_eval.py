@@ -33,7 +33,7 @@ from ..detection import central_face
 from ..face import Face
 from ..imageio import load_image
 from .attacks import ATTACKS, CAMERA_RANGES, MAX_SIDE, PRINT_RANGES, SCREEN_RANGES, frame_shape, make_attack
-from .lfw import read_pairs
+from .lfw import fold_halves, read_pairs
 
 Scorer = Callable[[np.ndarray, Face], float]
 
@@ -65,11 +65,7 @@ def lfw_halves(lfw_dir: str | Path) -> tuple[dict[str, list[str]], dict[str, lis
     of pairs.txt; training = everyone else (folds 1-5 and people in no fold; the rule of
     models/training/quality_data.split_people "first")."""
     lfw = Path(lfw_dir)
-    folds: dict[str, set[int]] = {}
-    for p in read_pairs(lfw / "pairs.txt"):
-        for rel in (p.a, p.b):
-            folds.setdefault(rel.split("/")[0], set()).add(p.fold)
-    evaluation = {n for n, f in folds.items() if min(f) >= 5}
+    evaluation = fold_halves(read_pairs(lfw / "pairs.txt"))[1]
     train, ev = {}, {}
     for d in sorted(p for p in lfw.iterdir() if p.is_dir()):
         rel = sorted(f"{d.name}/{f.name}" for f in d.iterdir() if f.suffix.lower() == ".jpg")

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facegate.edge_runtime.eval.lfw import read_pairs
+from facegate.edge_runtime.eval.lfw import fold_halves, read_pairs
 from facegate.edge_runtime.face import Face
 from facegate.edge_runtime.imageio import load_image
 from facegate.edge_runtime.matching import similarity
@@ -51,12 +51,7 @@ def split_people(lfw_dir: Path, split: str, limit_people: int | None = None) -> 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     people = lfw_folders(lfw_dir)
-    folds = {}
-    for p in read_pairs(Path(lfw_dir) / "pairs.txt"):
-        for rel in (p.a, p.b):
-            folds.setdefault(rel.split("/")[0], set()).add(p.fold)
-    first = {n for n, f in folds.items() if max(f) < 5}
-    second = {n for n, f in folds.items() if min(f) >= 5}
+    first, second = fold_halves(read_pairs(Path(lfw_dir) / "pairs.txt"))
     test_names = {"first": second, "second": first, "all": set()}[split]
     train = {n: r for n, r in people.items() if n not in test_names}
     test = {n: r for n, r in people.items() if n in test_names}
