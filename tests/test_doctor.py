@@ -95,7 +95,7 @@ def test_a_healthy_home_passes_with_one_line_per_check(tmp_path, broker, capsys)
     assert json.loads(out)["ok"] is True
     checks = _by_name(out)
     assert {n: c["status"] for n, c in checks.items()} == {
-        "config": "ok", "bundle": "ok", "liveness": "warn", "store": "ok", "admin db": "ok",
+        "config": "ok", "bundle": "ok", "liveness": "warn", "key": "skip", "store": "ok", "admin db": "ok",
         "photos db": "skip", "file modes": "ok", "disk": "ok", "clock": "ok", "camera": "ok", "door": "ok",
         "speed": "ok"}
     assert checks["store"]["details"]["templates"] == 2
@@ -157,6 +157,33 @@ def test_a_bad_config_fails_and_skips_what_needs_it(tmp_path, capsys):
     assert checks["config"]["status"] == "fail" and "decision.k = 9" in checks["config"]["message"]
     assert all(checks[n]["status"] == "skip" for n in ("bundle", "disk", "camera", "door", "speed"))
     assert checks["store"]["status"] == "warn"                             # nobody enrolled yet
+
+
+def test_key_check_follows_the_key_file_and_the_sealed_store(tmp_path):
+    from facegate.edge_runtime.crypto import write_new_key
+
+    home, keys = tmp_path / "home", tmp_path / "keys"
+    home.mkdir(mode=0o700)
+    keys.mkdir()
+    a, b = write_new_key(keys / "a.key"), write_new_key(keys / "b.key")
+    with Store(store_path(home), key=a) as s:
+        s.enroll("Ana", np.ones((2, 4), np.float32), "b", "fake")
+
+    def key_check(config: str):
+        config_path(home).write_text(config)
+        return {c.name: c for c in run_checks(home, config_path(home), skip=("camera", "door", "speed"))}["key"]
+
+    c = key_check(f'[privacy]\nkey_file = "{keys / "a.key"}"\n')
+    assert c.status == "ok" and c.details["key_id"] == a.id
+    c = key_check(f'[privacy]\nkey_file = "{keys / "b.key"}"\n')
+    assert c.status == "fail" and a.id in c.message and b.id in c.message and "rotate-key" in c.message
+    c = key_check("")
+    assert c.status == "fail" and "key_file is unset" in c.message and c.details["sealed_with"] == [a.id]
+    (keys / "a.key").chmod(0o644)
+    c = key_check(f'[privacy]\nkey_file = "{keys / "a.key"}"\n')
+    assert c.status == "fail" and "chmod 400" in c.message
+    c = key_check(f'[privacy]\nkey_file = "{keys / "gone.key"}"\n')
+    assert c.status == "fail" and "does not exist" in c.message
 
 
 def test_a_clock_before_the_bundle_or_the_newest_audit_row_fails(tmp_path):

@@ -1,7 +1,7 @@
 """`facegate doctor`: is this device fit to run the door? One check per concern, each a plain function
 returning a `Check` (name, status ok | warn | fail | skip, one-line message, JSON-able details).
 
-The checks, in order (CHECKS): config, bundle, liveness, store, admin db, photos db, file modes, disk,
+The checks, in order (CHECKS): config, bundle, liveness, key, store, admin db, photos db, file modes, disk,
 clock, camera, door, speed. A check that needs something an earlier one could not give (a valid
 config, a verified bundle) is skipped and says why. Nothing here writes to the data home, opens the
 door, or logs biometric data; the camera and speed checks keep frames in memory only.
@@ -29,6 +29,7 @@ import numpy as np
 
 from ..admin.db import ADMIN_FILE
 from ..config import Config, ConfigError, load_config
+from ..crypto import blob_key_id, is_sealed, load_key
 from ..door.liveness_gate import liveness_line
 from ..errors import FacegateError
 from ..face import Face
@@ -39,7 +40,7 @@ from ..store_schema import SCHEMA_VERSION
 from .backup import db_in_use, integrity_problems
 
 STATUSES = ("ok", "warn", "fail", "skip")
-CHECKS = ("config", "bundle", "liveness", "store", "admin db", "photos db", "file modes", "disk", "clock",
+CHECKS = ("config", "bundle", "liveness", "key", "store", "admin db", "photos db", "file modes", "disk", "clock",
           "camera", "door", "speed")
 CAMERA_FRAMES = 5              # frames the camera check waits for
 CAMERA_TIMEOUT_S = 10.0        # ... for at most this long
@@ -113,7 +114,7 @@ def run_checks(home: Path, config_file: Path, bundle_path: Path | None = None, t
         c, frame = check_camera(dev)          # the speed check times the camera's frame
         return c
 
-    steps = {"liveness": check_liveness, "store": check_store, "admin db": check_admin_db,
+    steps = {"liveness": check_liveness, "key": check_key, "store": check_store, "admin db": check_admin_db,
              "photos db": check_photos_db, "file modes": check_file_modes, "disk": check_disk,
              "clock": check_clock, "camera": camera, "door": check_door, "speed": lambda d: check_speed(d, frame)}
     for name in CHECKS[2:]:
@@ -193,6 +194,46 @@ def _inspect_db(path: Path, name: str, known_version: int | None) -> tuple[Check
         return Check(name, "fail", f"{path} has schema version {version}, newer than this facegate knows "
                                    f"({known_version}): upgrade facegate", {"path": str(path)}), None
     return None, conn
+
+
+def check_key(dev: Device) -> Check:
+    """With [privacy] key_file: the key loads (exists, chmod 400, outside the data home, 32 bytes) and every
+    sealed template and crop of the store was sealed with it (else the door would refuse to start)."""
+    if dev.cfg is None:
+        return Check("key", "skip", NO_CONFIG)
+    key_file = dev.cfg.privacy.key_file
+    path = dev.home / STORE_FILE
+    if key_file is None:
+        sealed = _sealed_key_ids(path)
+        if sealed:
+            return Check("key", "fail", f"the store holds encrypted templates or crops (key {', '.join(sealed)}) but "
+                                        f"[privacy] key_file is unset: the door cannot read them", {"sealed_with": sealed})
+        return Check("key", "skip", "encryption at rest is off ([privacy] key_file unset; docs/privacy.md)")
+    try:
+        key = load_key(key_file, dev.home)
+    except FacegateError as e:
+        return Check("key", "fail", str(e), {"key_file": str(key_file)})
+    others = [k for k in _sealed_key_ids(path) if k != key.id]
+    details = {"key_file": str(key_file), "key_id": key.id}
+    if others:
+        return Check("key", "fail", f"the store holds data sealed with key {', '.join(others)}, the key file holds "
+                                    f"{key.id}: give the right key file, or rotate with `facegate privacy rotate-key "
+                                    f"--old OLD --new NEW`", {**details, "sealed_with": others})
+    return Check("key", "ok", f"key {key.id} from {key_file}, chmod 400, outside the data home", details)
+
+
+def _sealed_key_ids(path: Path) -> list[str]:
+    """The key ids of the sealed templates and crops of the store at `path` (none when there is no store or it
+    cannot be read: the store check says why)."""
+    if not path.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            blobs = [r[0] for t in ("templates", "images")
+                     for r in conn.execute(f"SELECT sealed FROM {t} WHERE sealed IS NOT NULL")]
+    except sqlite3.Error:
+        return []
+    return sorted({blob_key_id(b) for b in blobs if is_sealed(b)})
 
 
 def check_store(dev: Device) -> Check:
