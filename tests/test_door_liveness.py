@@ -110,7 +110,7 @@ def run_frames(store, recognizer, k=3, n=5, deny_log_s=0.0):
 def test_a_held_up_photo_never_opens_and_is_audited(store, caplog):
     caplog.set_level(logging.INFO, "facegate.run")
     stats, events, rows = run_frames(store, LiveRecognizer([0.12] * 6))
-    assert "liveness: on (threshold 0.72)" in caplog.text
+    assert "liveness: on (threshold 0.50)" in caplog.text
     assert stats.opens == 0 and stats.attacks == 6
     assert {e["decision"] for e in events} == {"deny"} and {e["reason"] for e in events} == {ATTACK}
     assert [e["liveness"] for e in events] == [0.12] * 6
