@@ -101,6 +101,9 @@ def set_fusion(out: Path, fusion: dict, default_embedder: str) -> Path:
 
 
 QUALITY_FILE = "face_quality.{precision}.onnx"
+# what can be said of a quality model trained by `facegate train quality` (docs/weights.md)
+QUALITY_LICENCE = ("trained by facegate on LFW photos (distributed for research, no formal licence; the photos' "
+                   "copyright stays with their owners): research use")
 
 
 def quality_onnx(source: Path, work: Path) -> Path:
@@ -152,7 +155,8 @@ def add_quality(src: Path, out: Path, quality: Path, threshold: float, meaning: 
     provenance["face_quality"] = json.loads(meta.get("facegate.provenance", "{}"))
     entry = {"file": fname, "sha256": sha256_file(tmp / fname), "precision": precision,
              "threshold": float(threshold), "meaning": meaning, "contract": contract, "report": report or {}}
-    update_manifest(tmp, {"quality": entry, "provenance": provenance})
+    licences = {**manifest.raw.get("licences", {}), "face_quality": QUALITY_LICENCE}
+    update_manifest(tmp, {"quality": entry, "provenance": provenance, "licences": licences})
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -6,6 +6,7 @@ import pytest
 from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
 from facegate.edge_runtime.contract import DETECTOR, EMBEDDERS
 from facegate.edge_runtime.eval.lfw_eval import evaluate_lfw
+from facegate.export.bundle_write import QUALITY_LICENCE
 
 
 def test_shipped_bundle_is_complete_and_verified():
@@ -35,7 +36,8 @@ def test_shipped_bundle_is_complete_and_verified():
     assert lfw_int8 >= 0.994 and abs(lfw_int8 - lfw_fp32) <= 0.002
     assert fused["latency_ms_2t"]["sface+dlib_resnet"] <= 20.0
     assert m.raw["licences"] == {"retinaface_mnet025": "MIT", "sface": "Apache-2.0",
-                                 "dlib_resnet": "public domain (dlib-models README; CC0-1.0)"}
+                                 "dlib_resnet": "public domain (dlib-models README; CC0-1.0)",
+                                 "face_quality": QUALITY_LICENCE}
 
 
 def test_docs_name_the_shipped_bundle_by_its_id():
