@@ -132,29 +132,29 @@ def onnx_detector(path: str | Path, threads: int = 2, **kwargs) -> FaceDetector:
 
 def onnx_embedder(path: str | Path, threads: int = 2) -> FaceEmbedder:
     """FaceEmbedder over an exported embedder; its contract must equal the runtime's for that name."""
-    s = open_session(path, threads)
-    found = read_contract(s)
-    expected = EMBEDDERS.get(getattr(found, "name", None))
-    if expected is None:
-        from .errors import ContractError
-        raise ContractError(f"unknown embedder {getattr(found, 'name', '?')!r}; this runtime knows "
-                            f"{', '.join(EMBEDDERS)}")
-    check_contract(found, expected)
+    s, found = _open_known(path, threads, EMBEDDERS, "embedder")
     return FaceEmbedder(session_run(s), found)
 
 
 def onnx_liveness(path: str | Path, threads: int = 2):
     """(run, LivenessContract) of an exported liveness model; its contract must equal the runtime's for
     that name (edge_runtime/liveness.LivenessChecker takes a list of these)."""
+    s, found = _open_known(path, threads, LIVENESS, "liveness model")
+    return session_run(s), found
+
+
+def _open_known(path: str | Path, threads: int, known: dict, what: str):
+    """(session, contract) of a model whose contract must equal the runtime's contract of the same name in
+    `known` (name -> contract). Raises ContractError for an unknown name or a differing contract."""
     s = open_session(path, threads)
     found = read_contract(s)
-    expected = LIVENESS.get(getattr(found, "name", None))
+    expected = known.get(getattr(found, "name", None))
     if expected is None:
         from .errors import ContractError
-        raise ContractError(f"unknown liveness model {getattr(found, 'name', '?')!r}; this runtime knows "
-                            f"{', '.join(LIVENESS)}")
+        raise ContractError(f"unknown {what} {getattr(found, 'name', '?')!r}; this runtime knows "
+                            f"{', '.join(known)}")
     check_contract(found, expected)
-    return session_run(s), found
+    return s, found
 
 
 def onnx_quality(path: str | Path, threads: int = 2):

@@ -72,6 +72,11 @@ def write_bundle(out: Path, detector: ModelFile, embedders: list[ModelFile], def
     }
     manifest["id"] = bundle_id(manifest)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return replace_dir(tmp, out)
+
+
+def replace_dir(tmp: Path, out: Path) -> Path:
+    """Put the finished folder `tmp` in place of `out` (moved aside first, removed once `tmp` is in place)."""
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
@@ -157,10 +162,4 @@ def add_quality(src: Path, out: Path, quality: Path, threshold: float, meaning: 
              "threshold": float(threshold), "meaning": meaning, "contract": contract, "report": report or {}}
     licences = {**manifest.raw.get("licences", {}), "face_quality": QUALITY_LICENCE}
     update_manifest(tmp, {"quality": entry, "provenance": provenance, "licences": licences})
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return replace_dir(tmp, out)
