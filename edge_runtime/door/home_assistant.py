@@ -117,13 +117,13 @@ class HomeAssistant:
         if getattr(rc, "is_failure", rc != 0):
             log.error("home assistant: MQTT broker %s:%s refused the connection: %s", self.host, self.port, rc)
             return
-        self._connected.set()
-        with self._mutex:
+        with self._mutex:                 # announced first: `connected` means Home Assistant has been told
             for topic, payload in self._discovery.items():
                 self._client.publish(topic, json.dumps(payload), qos=1, retain=True)
             self._client.publish(self.topics["availability"], ONLINE, qos=1, retain=True)
             for key, value in self._state.items():
                 self._client.publish(self.topics[key], value, qos=0, retain=True)
+            self._connected.set()
 
     def _on_disconnect(self) -> None:
         if self._connected.is_set() and not self._closed:
