@@ -50,7 +50,13 @@ def configured_bundle_id(cfg, bundle: Path | None) -> str:
 
 def cmd_restore(args) -> int:
     from facegate.edge_runtime.config import load_config
-    from facegate.edge_runtime.ops.backup import CONFIG_FILE, apply_restore, plan_restore, unpack_checked
+    from facegate.edge_runtime.ops.backup import (
+        CONFIG_FILE,
+        apply_restore,
+        plan_restore,
+        reapply_erasures,
+        unpack_checked,
+    )
     from facegate.edge_runtime.paths import config_path, data_home, store_path
 
     home = data_home(args.home)
@@ -74,12 +80,15 @@ def cmd_restore(args) -> int:
             if policy == "re-embed":
                 from facegate.edge_runtime.enrollment import open_bundle
                 bundle = open_bundle(cfg, args.bundle, args.threads)
+        applied, ledger = reapply_erasures(plan)      # in the unpacked copy: nobody erased comes back
         kept = apply_restore(plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"restored {', '.join(m.name for m in manifest.members)} into {home}")
     for k in kept:
         print(f"  kept the file it replaced as {k}")
+    print(f"  re-applied {len(applied)} erasure{'' if len(applied) == 1 else 's'} made after this backup "
+          f"(the erasure ledger holds {ledger})")
     return _after_restore(plan, bundle, store_path(home), key)
 
 

@@ -10,8 +10,9 @@ admin database); StoreError and its lock / full-disk / version subclasses are de
 With a key (crypto.SealKey, from [privacy] key_file) templates and kept crops are written sealed
 (AES-256-GCM, bound to their row) and opened once when read: the gallery in memory is plain. A sealed
 row read without the key, or with another key, raises StoreLockedError: never an empty gallery.
-Deleting a person also erases their name from the audit rows (see `delete`); audit rows older than
-the retention are removed by `prune_audit`.
+Deleting a person also erases their name from the audit rows (see `delete`) and records them, by id only,
+in the erasure ledger, which a restore re-applies (`reapply_erasures`); audit rows older than the retention
+are removed by `prune_audit`.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from .erasure import names_in, scrubbed
 from .errors import ImageError
 from .event_log import erase_names as erase_from_event_files
 from .matching import TemplateGallery
+from .photos.erase import erase_door_names
 from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's public names, defined there)
     BUSY_TIMEOUT_MS,
     FILE_MODE,
@@ -89,6 +91,16 @@ class Person:
     images: int
     created_at: float
     last_seen_at: float | None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """One entry of the erasure ledger: the deleted person's row id, when they were enrolled (people.created_at:
+    with the id, one person) and when they were erased (seconds since the epoch). Never a name."""
+
+    person_id: int
+    enrolled_at: float
+    erased_at: float
 
 
 @dataclass(frozen=True)
@@ -404,22 +416,72 @@ class Store:
 
         The freed pages are zeroed (secure_delete) and the WAL is checkpointed and truncated, so
         the biometric data does not linger in the files. Their names (now and before renames) are
-        erased from the audit rows and from the event files listed in the data home (event_log.py);
-        the 'delete' row names nobody. Returns the person as it was.
+        erased from the audit rows, from the event files listed in the data home (event_log.py) and,
+        where the photo library holds them as door-given names, from the data home's photos.db
+        (photos/erase.py); the 'delete' row names nobody. The erasure ledger records the person's id
+        and enrollment time (never a name) so a restore of an older backup erases them again
+        (`reapply_erasures`). Returns the person as it was.
         """
         name = stored_name(name)
         with self._write(f"delete {name!r}") as conn:
             person = self._person_row(conn, name)
-            conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
-            conn.execute("DELETE FROM templates WHERE person_id = ?", (person.id,))
-            conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
-            names = _names_of(conn, name)
-            erased = self._erase_from_audit(conn, names)
+            names, erased = self._erase_person(conn, person)
+            conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
+                         (person.id, person.created_at, self._clock()))
             self._append_audit(conn, "delete", None, {"templates": person.templates, "images": person.images,
                                                       "audit_rows_anonymised": erased})
-        self.checkpoint()
-        erase_from_event_files(self.path.parent, names)
+        self._erase_elsewhere(names)
         return person
+
+    def erasures(self) -> list[Erasure]:
+        """The erasure ledger: every person deleted from this store (or from a store it was restored over),
+        oldest erasure first."""
+        return [Erasure(*r) for r in self._read("SELECT person_id, enrolled_at, erased_at FROM erasures "
+                                                "ORDER BY erased_at, person_id")]
+
+    def reapply_erasures(self, ledger: Sequence[Erasure], also: Sequence[Path] = ()) -> list[Erasure]:
+        """Erase again, as `delete` does, every person of `ledger` this store still holds (a restored backup
+        taken before they were deleted), and add every entry to this store's ledger (keeping its time).
+
+        One transaction; one 'erasure_reapplied' audit row per person found (names nobody). Their names are
+        erased from the event files and photo library of this store's folder and of the data homes `also`
+        (a restore: the home the backup goes into). Returns the entries that found a person here.
+        """
+        applied, names = [], set()
+        with self._write("re-apply erasures") as conn:
+            for e in ledger:
+                row = conn.execute(self._PERSON_SQL + " WHERE p.id = ? AND p.created_at = ?",
+                                   (int(e.person_id), float(e.enrolled_at))).fetchone()
+                if row is not None:
+                    person = Person(*row)
+                    gone, erased = self._erase_person(conn, person)
+                    names.update(gone)
+                    applied.append(e)
+                    self._append_audit(conn, "erasure_reapplied", None, {
+                        "templates": person.templates, "images": person.images, "audit_rows_anonymised": erased,
+                        "erased_at": float(e.erased_at)})
+                conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
+                             (int(e.person_id), float(e.enrolled_at), float(e.erased_at)))
+        if applied:
+            self._erase_elsewhere(sorted(names), *also)
+        return applied
+
+    def _erase_person(self, conn: sqlite3.Connection, person: Person) -> tuple[list[str], int]:
+        """Inside a write transaction: remove one person's rows and their names from the audit rows.
+        Returns (their names now and before renames, audit rows anonymised)."""
+        conn.execute("DELETE FROM images WHERE person_id = ?", (person.id,))
+        conn.execute("DELETE FROM templates WHERE person_id = ?", (person.id,))
+        conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
+        names = _names_of(conn, person.name)
+        return names, self._erase_from_audit(conn, names)
+
+    def _erase_elsewhere(self, names: list[str], *homes: Path) -> None:
+        """After an erasure committed: the WAL truncated, then `names` erased from the event files and the
+        photo library of this store's data home (and of `homes`)."""
+        self.checkpoint()
+        for home in dict.fromkeys([self.path.parent, *(Path(h) for h in homes)]):
+            erase_from_event_files(home, names)
+            erase_door_names(home, names)
 
     def _erase_from_audit(self, conn: sqlite3.Connection, marks: list[str]) -> int:
         """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows

@@ -64,5 +64,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (   # 3: templates that age (template_update.py): NULL = enrolled; else when the door added it from a live match
         "ALTER TABLE templates ADD COLUMN auto_added_at REAL",
     ),
+    (   # 4: the erasure ledger: who was deleted, by ids only (never a name, never biometric data), so that a
+        # restore of an older backup erases them again (Store.reapply_erasures). A person is their row id
+        # and the time they were enrolled: ids of deleted people may be given again, enrollment times not.
+        """CREATE TABLE erasures (
+            person_id INTEGER NOT NULL,
+            enrolled_at REAL NOT NULL,
+            erased_at REAL NOT NULL,
+            PRIMARY KEY (person_id, enrolled_at)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

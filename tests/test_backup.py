@@ -104,18 +104,18 @@ def test_restore_never_overwrites_without_force_and_keeps_what_it_replaced(tmp_p
     out = tmp_path / "b.tar"
     assert main(["backup", "--home", str(home), str(out)]) == 0
     with Store(store_path(home)) as s:
-        s.delete("Ben")                                                     # a change after the backup
+        s.enroll("Cy", np.full((1, 4), 3.0, np.float32), "fake-bundle", "fake")   # a change after the backup
     capsys.readouterr()
     assert main(["restore", "--home", str(home), "--keep-stale", str(out)]) == 1
     err = capsys.readouterr().err
     assert "already holds store.db, admin.db, config.toml" in err and "--force" in err
     with Store(store_path(home)) as s:
-        assert [p.name for p in s.people()] == ["Ana"]                      # nothing was touched
+        assert [p.name for p in s.people()] == ["Ana", "Ben", "Cy"]         # nothing was touched
     assert main(["restore", "--home", str(home), "--keep-stale", "--force", str(out)]) == 0
     with Store(store_path(home)) as s:
         assert [p.name for p in s.people()] == ["Ana", "Ben"]
-    with Store(home / "store.db.before-restore") as s:                    # the replaced store, Ben deleted
-        assert [p.name for p in s.people()] == ["Ana"]
+    with Store(home / "store.db.before-restore") as s:                    # the replaced store, with Cy
+        assert [p.name for p in s.people()] == ["Ana", "Ben", "Cy"]
     assert (home / "admin.db.before-restore").exists() and (home / "config.toml.before-restore").exists()
 
 

@@ -59,7 +59,7 @@ def test_new_store_is_private_wal_and_current(db):
         assert c.execute("PRAGMA secure_delete").fetchone()[0] == 1
         assert c.execute("PRAGMA synchronous").fetchone()[0] == 1          # NORMAL
         assert c.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_enroll_round_trips_embeddings_and_images(db):

@@ -11,7 +11,9 @@ A backup is an uncompressed tar file (mode 0o600: it holds biometric data and pa
 
 The file is written to a temporary name in the target folder, synced and renamed, so a crash or a
 killed process leaves either the old file or the whole new one. A restore reads and checks everything
-(manifest, member list, sizes, sha256, integrity, counts) before it changes anything in the data home.
+(manifest, member list, sizes, sha256, integrity, counts) before it changes anything in the data home,
+then re-applies the erasure ledger (`reapply_erasures`) to the unpacked copy before moving it in: a person
+deleted after the backup was taken is not brought back.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from ..paths import CONFIG_FILE, STORE_FILE
 from ..photos.db import PHOTOS_FILE
 from ..photos.schema import MIGRATIONS as PHOTOS_MIGRATIONS
 from ..sqlite_db import FILE_MODE
+from ..store import Erasure, Store
 from ..store_schema import SCHEMA_VERSION
 
 FORMAT = "facegate-backup"
@@ -492,6 +495,25 @@ def plan_restore(backup: Path, manifest: Manifest, staging: Path, home: Path, *,
                              f"restore, or --keep-stale to restore them as they are (then `facegate people "
                              f"reembed` or re-enroll)")
     return RestorePlan(manifest, Path(staging), home, bundle_id, stale_ids, existing)
+
+
+def reapply_erasures(plan: RestorePlan) -> tuple[list[Erasure], int]:
+    """Before anything in the data home changes: erase again, in the unpacked backup (its store and photo
+    library), every person the data home's current store erased and every person the backup's own
+    ledger names, and give the backup's store the union of both ledgers, so the restored home holds no one
+    who was erased, and the ledger outlives the restore. Names are also erased from the home's event files.
+
+    Returns (the ledger entries that found a person in the backup, the entries of the merged ledger).
+    Opens the current store only when it exists (never creates one); no key is needed.
+    """
+    current = plan.home / STORE_FILE
+    ledger = []
+    if current.is_file():
+        with Store(current) as s:
+            ledger = s.erasures()
+    with Store(plan.staging / STORE_FILE) as restored:
+        applied = restored.reapply_erasures([*ledger, *restored.erasures()], also=[plan.home])
+        return applied, len(restored.erasures())
 
 
 def apply_restore(plan: RestorePlan) -> list[Path]:

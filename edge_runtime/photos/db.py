@@ -16,6 +16,7 @@ from ..sqlite_db import SQLiteFile, StoreError
 from .schema import MIGRATIONS
 
 PHOTOS_FILE = "photos.db"
+FORGOTTEN_IOU = 0.5          # a face found again in a photo is a forgotten one when its box overlaps that much
 
 
 class PhotoLibraryError(StoreError):
@@ -97,8 +98,11 @@ class PhotoDB(SQLiteFile):
 
     def put_photo(self, path: str, size: int, mtime_ns: int, sha256: str, bundle_id: str, status: str,
                   reason: str = "", faces: list[FaceRecord] = (), shape: tuple[int, int] = (0, 0)) -> int:
-        """Record one photo and its faces in one transaction (a photo read again loses its old faces)."""
+        """Record one photo and its faces in one transaction (a photo read again loses its old faces). Faces the
+        user had the library forget in a photo of this content (`forgotten_faces`: a box overlapping one of
+        theirs by IoU >= FORGOTTEN_IOU) are not recorded."""
         with self.write(f"record {path}") as c:
+            faces = _not_forgotten(c, sha256, faces)
             old = c.execute("SELECT id FROM photos WHERE path = ?", (path,)).fetchone()
             if old:
                 c.execute("DELETE FROM faces WHERE photo_id = ?", (old[0],))
@@ -112,8 +116,14 @@ class PhotoDB(SQLiteFile):
                                 (path, size, mtime_ns, sha256, status, reason, bundle_id, shape[1], shape[0],
                                  time.time())).lastrowid
             c.executemany("INSERT INTO faces (photo_id, idx, box, landmarks, det_score, problems, embedding, thumb) "
-                          "VALUES (?,?,?,?,?,?,?,?)", [_face_row(pid, i, f) for i, f in enumerate(faces)])
+                          "VALUES (?,?,?,?,?,?,?,?)", [_face_row(pid, i, f) for i, f in faces])
         return pid
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it (after an erasure); False if a reader (a scan
+        in another process) kept it from finishing: SQLite then finishes it when that reader closes."""
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     def touch_photo(self, photo_id: int, size: int, mtime_ns: int) -> None:
         """Same content under a new size/mtime (copied, touched): remember the new stat only."""
@@ -147,6 +157,19 @@ class PhotoDB(SQLiteFile):
         m = np.frombuffer(b"".join(emb), "<f4").reshape(len(rows), -1).astype(np.float32)
         return FaceTable(np.asarray(ids, np.int64), np.asarray(photos, np.int64), np.asarray(people, np.int64),
                          np.asarray(pinned, bool), m)
+
+
+def _not_forgotten(c, sha256: str, faces) -> list[tuple[int, FaceRecord]]:
+    """(index in the photo, face) of the faces of a photo with content `sha256` that were not forgotten."""
+    gone = [np.frombuffer(b, "<f4") for (b,) in c.execute("SELECT box FROM forgotten_faces WHERE sha256 = ?",
+                                                          (sha256,))] if sha256 else []
+    out = list(enumerate(faces))
+    if not gone or not out:
+        return out
+    from ..detection import box_iou  # here: the store imports this module (door erasure), and not OpenCV
+
+    iou = box_iou(np.stack([np.asarray(f.box, np.float32) for _, f in out]), np.stack(gone))
+    return [item for item, best in zip(out, iou.max(axis=1)) if best < FORGOTTEN_IOU]
 
 
 def _face_row(photo_id: int, idx: int, f: FaceRecord) -> tuple:

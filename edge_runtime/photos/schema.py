@@ -40,4 +40,15 @@ MIGRATIONS = [
         "CREATE INDEX faces_person ON faces(person_id)",
         "CREATE INDEX faces_photo ON faces(photo_id)",
     ],
+    [
+        # 2: faces the user had the library forget (`photos forget-person`): by the photo's content hash and
+        # the face's box only (no embedding, no thumbnail, no name), so a later scan of the same content
+        # does not record them again (PhotoDB.put_photo)
+        """CREATE TABLE forgotten_faces (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            box BLOB NOT NULL,
+            forgotten_at REAL NOT NULL)""",
+        "CREATE INDEX forgotten_faces_sha ON forgotten_faces(sha256)",
+    ],
 ]

@@ -1,0 +1,91 @@
+"""Erasure in the photo library: a door person's names when the door deletes them, and one of the library's
+own people when the user asks (`facegate photos forget-person`).
+
+Both write one transaction with SQLite secure_delete on (freed bytes are zeroed; PhotoDB opens that way),
+then checkpoint and truncate the WAL, so the erased bytes are in neither file. The photos themselves (the
+user's files) are never touched.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .db import PhotoDB, PhotoLibraryError, photos_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget_person` removed: the person's id, faces (rows with their embeddings and thumbnails) and the
+    photos they were on (which stay in the library, as files and rows)."""
+
+    person_id: int
+    faces: int
+    photos: int
+
+
+def erase_door_names(home: Path, names: Sequence[str]) -> int:
+    """Take `names` (a deleted door person's names, now and before renames) off every person of the data home's
+    photo library that was named after the door (name_source 'door'): they become unnamed; their faces stay.
+
+    A name the user gave (name_source 'user') is the user's and stays, also when it equals a deleted door
+    name. Does nothing when the data home has no photos.db (never creates one). Returns the people unnamed.
+    """
+    path = photos_path(home)
+    if not names or not path.is_file():
+        return 0
+    names = sorted(set(names))
+    with PhotoDB(path) as db:
+        with db.write("erase a deleted person's names") as c:
+            n = c.execute(f"UPDATE people SET name = NULL, name_source = NULL WHERE name_source = 'door' AND name "
+                          f"IN ({','.join('?' * len(names))})", names).rowcount
+        _truncate(db)
+    return n
+
+
+def forget_person(db: PhotoDB, person_id: int, clock=time.time) -> Forgotten:
+    """Erase one person of the photo library: their face rows (embeddings, thumbnails, boxes, landmarks) and
+    their person row (name, user's or door's), in one transaction; the WAL is truncated after.
+
+    Each face is remembered only as its photo's content hash and its box (`forgotten_faces`), so a later
+    scan of the same content (also after a copy or a move, or with another model bundle) does not record
+    it again: the person is not re-clustered back. The photos stay. PhotoLibraryError for an unknown id.
+    """
+    with db.write("forget a person") as c:
+        if c.execute("SELECT 1 FROM people WHERE id = ?", (int(person_id),)).fetchone() is None:
+            raise PhotoLibraryError(f"no person {person_id} in the photo library; see `facegate photos people`")
+        faces = c.execute("SELECT f.id, ph.sha256, f.box, f.photo_id FROM faces f JOIN photos ph ON ph.id = f.photo_id "
+                          "WHERE f.person_id = ?", (int(person_id),)).fetchall()
+        now = clock()
+        c.executemany("INSERT INTO forgotten_faces (sha256, box, forgotten_at) VALUES (?, ?, ?)",
+                      [(sha, box, now) for _, sha, box, _ in faces if sha])
+        c.executemany("DELETE FROM faces WHERE id = ?", [(fid,) for fid, _, _, _ in faces])
+        c.execute("DELETE FROM people WHERE id = ?", (int(person_id),))
+    _truncate(db)
+    return Forgotten(int(person_id), len(faces), len({r[3] for r in faces}))
+
+
+def remember_faces(db: PhotoDB, folder: str) -> int:
+    """Undo `forget_person` for the photos at or below `folder` (an absolute path): their forgotten-face marks
+    are dropped and the photos are read again by the next scan (their faces then sorted like new ones).
+    Returns the marks dropped."""
+    ids = db.photos_under(folder)
+    if not ids:
+        return 0
+    n = 0
+    with db.write("remember forgotten faces") as c:
+        for pid in ids.values():
+            sha = c.execute("SELECT sha256 FROM photos WHERE id = ?", (pid,)).fetchone()[0]
+            n += c.execute("DELETE FROM forgotten_faces WHERE sha256 = ?", (sha,)).rowcount
+            c.execute("UPDATE photos SET bundle_id = '' WHERE id = ?", (pid,))      # read again by the next scan
+    return n
+
+
+def _truncate(db: PhotoDB) -> None:
+    if not db.checkpoint():
+        log.warning("photo library %s: another process is reading, so its write-ahead log could not be truncated "
+                    "yet; SQLite will finish it when that process closes the library", db.path)
