@@ -320,6 +320,9 @@ def _bench_commands(sub) -> None:
     b.add_argument("--plot", type=Path, help="write a ROC curve PNG")
     b.add_argument("--limit", type=int, default=None, help="pairs per fold and class (quick run)")
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
+    b.add_argument("--no-quality-gate", action="store_true",
+                   help="measure without the bundle's quality gate (by default a face below its quality threshold "
+                        "is unusable, as at the door)")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_lfw"))
 
     b = bsub.add_parser("speed", help="median latency per stage on a 640x480 frame, 1 and 2 threads, vs OpenCV Zoo")
@@ -348,6 +351,9 @@ def _bench_commands(sub) -> None:
                    help="the door's target false-open rate for the operating-point trials (default: the config's "
                         "default)")
     b.add_argument("--markdown", type=Path, help="write the door's operating-point report as Markdown")
+    b.add_argument("--no-quality-gate", action="store_true",
+                   help="measure without the bundle's quality gate (by default a face below its quality threshold "
+                        "is unusable, as at the door)")
     b.set_defaults(func=_lazy("facegate.bench:cmd_bench_openset"))
     b = bsub.add_parser("template-update", help="templates that age on LFW: one photo enrolled, later photos in time "
                                                 "order with impostors interleaved; FNIR at FPIR 1% with and without "
@@ -394,9 +400,10 @@ def _bench_liveness(bsub) -> None:
                                                  "$FACEGATE_DATA/weights/minifasnet)")
     b.add_argument("--fp32", action="store_true", help="score with the PyTorch MiniFASNet module instead of the "
                                                        "bundle's ONNX models (needs facegate[train])")
-    b.add_argument("--finetuned", type=Path, help="weights/ folder written by `facegate train liveness`: also "
-                                                   "score every presentation with it (through its own bundle) "
-                                                   "and report before/after on the held-out presentations")
+    b.add_argument("--finetuned", type=Path, action="append", default=[],
+                   help="weights/ folder written by `facegate train liveness` (repeatable): also score every "
+                        "presentation with it (through its own bundle) and report before/after on the held-out "
+                        "presentations; two models trained with different videos also give the union")
     b.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
     b.add_argument("--score-threshold", type=float, default=0.6, help="detector face probability")
     b.add_argument("--max-side", type=int, default=640, help="longer side (px) the detector looks at")
@@ -484,7 +491,8 @@ def _photos_commands(sub) -> None:
 
 
 def _photos_library_commands(psub) -> None:
-    """photos people|show|name|merge|move|forget|export: the library's own actions (no models)."""
+    """photos people|show|name|merge|move|forget|forget-person|unforget|export: the library's own actions (no
+    models)."""
     x = psub.add_parser("people", help="people found: id, name, faces, photos")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=_lazy("facegate.photos:cmd_people"))
@@ -506,6 +514,16 @@ def _photos_library_commands(psub) -> None:
     x = psub.add_parser("forget", help="drop the photos at or below DIR from the library (files untouched)")
     x.add_argument("dir", type=Path, metavar="DIR")
     x.set_defaults(func=_lazy("facegate.photos:cmd_forget"))
+    x = psub.add_parser("forget-person", help="erase one person of the photo library: their faces' embeddings and "
+                                              "thumbnails and their name (photos untouched); later scans do not "
+                                              "find those faces again")
+    x.add_argument("person", help="id or name")
+    x.add_argument("--yes", action="store_true", help="confirm")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_forget_person"))
+    x = psub.add_parser("unforget", help="let the next scan find the forgotten faces of the photos at or below DIR "
+                                         "again")
+    x.add_argument("dir", type=Path, metavar="DIR")
+    x.set_defaults(func=_lazy("facegate.photos:cmd_unforget"))
     x = psub.add_parser("export", help="one folder per person of symlinks (default) or copies of their photos")
     x.add_argument("out", type=Path, metavar="OUT")
     x.add_argument("--json", type=Path, metavar="FILE", help='also write {"people": {name or id: [photo, ...]}, '
@@ -517,7 +535,7 @@ def _photos_library_commands(psub) -> None:
                                                       "(<file name>.xmp) with its face regions (MWG regions: "
                                                       "digiKam, Immich, darktable)")
     x.set_defaults(func=_lazy("facegate.photos:cmd_export"))
-    for name in ("people", "show", "name", "merge", "move", "forget", "export"):
+    for name in ("people", "show", "name", "merge", "move", "forget", "forget-person", "unforget", "export"):
         common(psub.choices[name], bundle=False)
 
 
@@ -665,11 +683,19 @@ def _train_liveness(tsub) -> None:
     x.add_argument("--train-video", default="face_recognition/short_hamilton_clip.mp4",
                    help="the one video whose frames are bona fide training data (the bench holds it out)")
     x.add_argument("--frame-step", type=int, default=3, help="every Nth frame of the training video")
+    x.add_argument("--val-video-fraction", type=float, default=0.25,
+                   help="the last share of the training video's frames used for validation only")
     x.add_argument("--lfw-photos", type=int, default=300, help="LFW photos of training people (seeded)")
+    x.add_argument("--extra", type=Path, action="append", default=[],
+                   help="unlabeled photo folder (repeatable; e.g. WIDER FACE): its largest faces are more bona fide "
+                        "training samples, with their attacks")
+    x.add_argument("--extra-photos", type=int, default=150, help="photos drawn (seeded) from the --extra folders")
     x.add_argument("--copies", type=int, default=1, help="attacks of each species per frame or photo")
-    x.add_argument("--epochs", type=int, default=15)
+    x.add_argument("--epochs", type=int, default=8)
     x.add_argument("--batch-size", type=int, default=64)
-    x.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate of the head")
+    x.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of the head")
+    x.add_argument("--anchor", type=float, default=1.0,
+                   help="weight of the KL divergence from the pretrained softmax on bona fide samples (0: none)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic torch kernels")
     x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

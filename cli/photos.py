@@ -1,6 +1,6 @@
-"""`facegate photos ...`: the photo organiser (scan, watch, people, show, name, merge, move, forget, export,
-recluster; cmd_bench runs `facegate bench photos`). The progress display lives here: tqdm when installed,
-else a plain counter line."""
+"""`facegate photos ...`: the photo organiser (scan, watch, people, show, name, merge, move, forget,
+forget-person, unforget, export, recluster; cmd_bench runs `facegate bench photos`). The progress display
+lives here: tqdm when installed, else a plain counter line."""
 from __future__ import annotations
 
 import json
@@ -185,6 +185,34 @@ def cmd_forget(args) -> int:
     with _library(args) as db:
         n = forget_folder(db, os.path.abspath(args.dir))
     print(f"{n} photos forgotten (the files are untouched)")
+    return 0
+
+
+def cmd_forget_person(args) -> int:
+    """Erase one photo-library person (photos/erase.py): faces, embeddings, thumbnails, name; files untouched."""
+    from facegate.edge_runtime.photos.erase import forget_person
+    from facegate.edge_runtime.photos.people import find_person
+
+    with _library(args) as db:
+        pid = find_person(db, args.person)
+        if not args.yes:
+            print(f"facegate photos forget-person: this erases every face of person {pid} from the photo library "
+                  f"(the photos stay); add --yes to confirm", file=sys.stderr)
+            return 2
+        out = forget_person(db, pid)
+    print(f"person {out.person_id} forgotten: {out.faces} faces on {out.photos} photos erased (the photos are "
+          f"untouched; later scans do not find those faces again: `facegate photos unforget DIR` undoes that)")
+    return 0
+
+
+def cmd_unforget(args) -> int:
+    import os
+
+    from facegate.edge_runtime.photos.erase import remember_faces
+
+    with _library(args) as db:
+        n = remember_faces(db, os.path.abspath(args.dir))
+    print(f"{n} forgotten faces will be found again by the next `facegate photos scan`")
     return 0
 
 
