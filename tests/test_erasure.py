@@ -201,3 +201,123 @@ def test_the_running_door_erases_lines_it_wrote_before_it_saw_the_delete(tmp_pat
     events.close()
     rows = [json.loads(line) for line in events.path.read_text().splitlines()]
     assert rows == [{"person": None, "note": "before the door saw it"}, {"person": "Bo"}]
+
+
+# -- the photo library and backups ------------------------------------------------------------------------
+OLD, NEW, OTHER = "Zoë Old-Ærase", "Zoë Ærase", "Bob Stays"
+
+
+def _name_needles(*names):
+    return [n.encode(enc) for n in names for enc in ("utf-8", "utf-16-le")] + \
+        [json.dumps(n).encode()[1:-1] for n in names]
+
+
+def _door_home(home):
+    """A data home: OLD enrolled (template and crop with marker bytes), renamed NEW, OTHER enrolled; a photo
+    library whose people were named from the door before and after the rename; audit and event lines naming
+    NEW. Returns (NEW's template bytes, crop, OTHER's template)."""
+    from facegate.edge_runtime.event_log import EventLog, register
+    from facegate.edge_runtime.photos.db import FaceRecord, PhotoDB, photos_path
+    from facegate.edge_runtime.photos.organize import DoorNames, name_from_door, organize
+
+    home.mkdir()
+    rng = np.random.default_rng(1)
+    gone = (np.eye(32)[0] + 0.01 * rng.standard_normal(32)).astype("<f4").reshape(1, 32)
+    keep = (np.eye(32)[1] + 0.01 * rng.standard_normal(32)).astype("<f4").reshape(1, 32)
+    crop = b"\xff\xd8\xff" + b"ZOE-CROP-BYTES" * 50
+    with Store(home / "store.db") as s:
+        s.enroll(OLD, gone, "b", "sface", images=[crop])
+        s.enroll(OTHER, keep, "b", "sface")
+        s.log("door_open", OLD, score=4.0)
+        with PhotoDB(photos_path(home)) as db:
+            for i, v in enumerate([gone[0] * 0.95, gone[0] * 0.9, keep[0] * 1.05, keep[0] * 1.1]):
+                db.put_photo(f"/photos/{i}.jpg", 10, i, f"{i:064d}", "b", "ok", "", [FaceRecord(
+                    np.array([0, 0, 50, 60], np.float32), np.zeros((5, 2), np.float32), 0.9, (), v, b"\xff\xd8\xffT")])
+            organize(db, "b", "cosine", 0.5, DoorNames(s.templates("b"), 0.5))        # named OLD and OTHER
+            s.rename(OLD, NEW)
+            name_from_door(db, "b", DoorNames(s.templates("b"), 0.5))                 # now NEW
+            assert sorted(r[0] for r in db.read("SELECT name FROM people WHERE name_source = 'door'")) == [OTHER, NEW]
+        s.log("door_open", NEW, score=4.1)
+    log = EventLog(home.parent / "events.jsonl", max_bytes=10**6, rotate_s=3600, keep_s=86400)
+    register(home, log.path)
+    log.write(json.dumps({"person": NEW}, ensure_ascii=False) + "\n")
+    log.write(json.dumps({"person": OTHER}) + "\n")
+    log.close()
+    return gone.tobytes(), crop, keep.tobytes()
+
+
+def _files_holding(roots, needles):
+    return [(str(p), b[:16]) for root in roots for p in sorted(root.rglob("*")) if p.is_file()
+            for b in needles if b in p.read_bytes()]
+
+
+def test_delete_takes_the_door_names_off_the_photo_library(tmp_path):
+    from facegate.edge_runtime.photos.db import PhotoDB, photos_path
+
+    home = tmp_path / "home"
+    _door_home(home)
+    assert {n for _, n in _files_holding([home], _name_needles(OLD, NEW))}     # photos.db (+ WAL) holds them
+    reader = PhotoDB(photos_path(home))          # a photo library open elsewhere (the admin page): the WAL stays
+    try:
+        with Store(home / "store.db") as s:
+            s.delete(NEW)
+        assert (home / "photos.db-wal").exists()
+        found = _files_holding([home], _name_needles(OLD, NEW))
+        assert not found, found                                   # photos.db, its -wal and -shm, the store
+        rows = reader.read("SELECT name, name_source, (SELECT count(*) FROM faces f WHERE f.person_id = p.id) "
+                           "FROM people p ORDER BY id")
+        assert rows == [(None, None, 2), (OTHER, "door", 2)]      # unnamed, faces kept; the other one kept
+    finally:
+        reader.close()
+
+
+def test_a_name_the_user_gave_in_the_photo_library_is_the_users(tmp_path):
+    from facegate.edge_runtime.photos.db import PhotoDB, photos_path
+    from facegate.edge_runtime.photos.people import name_person
+
+    home = tmp_path / "home"
+    _door_home(home)
+    with PhotoDB(photos_path(home)) as db:
+        bob = db.read("SELECT id FROM people WHERE name = ?", (OTHER,))[0][0]
+        name_person(db, bob, NEW)                       # the user calls another face group by the same name
+    with Store(home / "store.db") as s:
+        s.delete(NEW)
+    with PhotoDB(photos_path(home)) as db:
+        assert db.read("SELECT name, name_source FROM people ORDER BY id") == [(None, None), (NEW, "user")]
+
+
+def test_restoring_a_backup_taken_before_a_delete_does_not_bring_the_person_back(tmp_path, capsys):
+    home = tmp_path / "home"
+    template, crop, other = _door_home(home)
+    assert main(["backup", str(tmp_path / "before.tar"), "--home", str(home)]) == 0
+    with Store(home / "store.db") as s:
+        s.delete(NEW)
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "before.tar"), "--force", "--keep-stale", "--home", str(home)]) == 0
+    assert "re-applied 1 erasure made after this backup" in capsys.readouterr().out
+    needles = _name_needles(OLD, NEW) + [template, template[:32], b"ZOE-CROP-BYTES" * 4]
+    found = _files_holding([home, tmp_path / "events.jsonl"], needles)   # store, photos.db, .before-restore ...
+    assert not found, found
+    with Store(home / "store.db") as s:
+        assert [p.name for p in s.people()] == [OTHER]
+        assert s.templates("b").matrix.tobytes() == other
+        assert len(s.erasures()) == 1                                    # the ledger survives the restore
+        assert s.audit(event="erasure_reapplied")[0].details["templates"] == 1
+        assert [r.person_name for r in s.audit(event="door_open")] == [None, None]
+
+
+def test_the_ledger_comes_with_a_backup_and_outlives_restores(tmp_path, capsys):
+    home = tmp_path / "home"
+    _door_home(home)
+    assert main(["backup", str(tmp_path / "before.tar"), "--home", str(home)]) == 0
+    with Store(home / "store.db") as s:
+        s.delete(NEW)
+    assert main(["backup", str(tmp_path / "after.tar"), "--home", str(home)]) == 0
+    device = tmp_path / "new-device"                  # a new device: the newest backup first, then an older one
+    assert main(["restore", str(tmp_path / "after.tar"), "--keep-stale", "--home", str(device)]) == 0
+    assert "re-applied 0 erasures" in capsys.readouterr().out
+    assert main(["restore", str(tmp_path / "before.tar"), "--force", "--keep-stale", "--home", str(device)]) == 0
+    assert "re-applied 1 erasure made after this backup" in capsys.readouterr().out
+    with Store(device / "store.db") as s:
+        assert [p.name for p in s.people()] == [OTHER] and len(s.erasures()) == 1
+    assert not _files_holding([device], _name_needles(OLD, NEW))
