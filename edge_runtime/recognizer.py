@@ -14,7 +14,7 @@ from .imageio import decode_image, encode_jpeg, load_image
 from .matching import Match, TemplateGallery
 from .operating_point import operating_point
 from .quality import face_quality
-from .quality_model import low_quality_problem
+from .quality_model import QualityModel, low_quality_problem
 
 KEPT_CROP_JPEG_QUALITY = 90     # the aligned crop kept with a template (re-embedding source, admin thumbnail)
 
@@ -133,11 +133,12 @@ class Recognizer:
         Returns (the indices still usable, their embeddings)."""
         if self.bundle.quality is None:
             return good, vecs
-        q, thr = self.bundle.quality.score(vecs), self.min_quality
+        thr = self.min_quality
+        q, usable = quality_gate(self.bundle.quality, thr, vecs)
         keep = []
         for k, (i, v) in enumerate(zip(good, q)):
             r = results[i]
-            if v < thr:
+            if not usable[k]:
                 results[i] = replace(r, problems=(*r.problems, low_quality_problem(float(v), thr)), quality=float(v))
             else:
                 results[i] = replace(r, quality=float(v))
@@ -170,6 +171,13 @@ class Recognizer:
         if r.problems:
             raise FaceNotFoundError("face " + ", ".join(r.problems) + "; take another photo")
         return r
+
+
+def quality_gate(model: QualityModel, threshold: float, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's quality gate: (quality float32 (N,), usable bool (N,)) of faces given by their raw fused
+    embeddings vecs float32 (N, D); a face scoring below `threshold` (the bundle's) is unusable."""
+    q = model.score(vecs)
+    return q, q >= threshold
 
 
 def door_candidate(results: list[FaceResult]) -> FaceResult | None:

@@ -146,11 +146,23 @@ def cohort_comparison(table: dict, metric, calibration: dict[str, list[str]], ev
     the calibration people's photos, over their standard deviation), compared with raw scores at the same
     measured false-open rate (threshold set on the strangers' best scores), one enrollment photo.
 
+    Photos absent from `table` (no face, or refused by the quality gate) follow door_trial: a template missing
+    enrolls nobody, a genuine attempt missing is a miss, a stranger's cannot open (it stays in the count).
+
     Returns {"N=<n>": {"<rate>": {"raw": miss rate, "cohort": miss rate}}}.
     """
     from ..matching import similarity
 
     cohort = np.stack([table[r] for v in calibration.values() for r in v if r in table])
+    dim = cohort.shape[1]
+
+    def scores(rels: list[str], t: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """float64 (len(rels), T) similarities to the templates t; -inf for a missing photo or template."""
+        have = np.array([r in table for r in rels], bool)
+        s = np.full((len(rels), len(t)), -np.inf)
+        if have.any() and ok.any():
+            s[np.ix_(have, ok)] = similarity(np.stack([table[r] for r in rels if r in table]), t[ok], metric)
+        return s
     pool = sorted(p for p, v in evaluation.items() if len(v) >= 2)
     out = {}
     for n in sizes:
@@ -159,11 +171,13 @@ def cohort_comparison(table: dict, metric, calibration: dict[str, list[str]], ev
         probes = [(r, i) for i, p in enumerate(chosen) for r in evaluation[p][1:1 + max_probes]]
         excluded = set(chosen) | {a for p in chosen for a in aliases_of(p)}
         strangers = [r for p, v in evaluation.items() if p not in excluded for r in v[:max_probes]]
-        t = np.stack([table[r] for r in temp])
-        cs = similarity(cohort, t, metric).astype(np.float64)
+        ok = np.array([r in table for r in temp], bool)
+        t = np.stack([table[r] if r in table else np.zeros(dim, np.float32) for r in temp])
+        cs = np.zeros((len(cohort), len(t)))
+        cs[:, ok] = similarity(cohort, t[ok], metric)
         mu, sd = cs.mean(0), np.maximum(cs.std(0), 1e-12)
-        gen = similarity(np.stack([table[r] for r, _ in probes]), t, metric).astype(np.float64)
-        imp = similarity(np.stack([table[r] for r in strangers]), t, metric).astype(np.float64)
+        gen = scores([r for r, _ in probes], t, ok)
+        imp = scores(strangers, t, ok)
         owner = np.array([i for _, i in probes])
         row = {}
         for rate in rates:

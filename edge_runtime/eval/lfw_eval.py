@@ -3,6 +3,7 @@ int8 ONNX models all go through the same FaceDetector / FaceEmbedder classes and
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +12,37 @@ from ..detection import FaceDetector, central_face
 from ..embedding import FaceEmbedder
 from ..imageio import load_image
 from ..matching import pair_similarity
+from ..quality_model import QualityModel
+from ..recognizer import quality_gate
 from .lfw import read_pairs, tar_at_far, ten_fold_accuracy
 
 
+@dataclass(frozen=True)
+class QualityGate:
+    """A bundle's quality gate, as `Recognizer.analyze` applies it: `model` scores the raw embeddings of the
+    embedder `features_of` (the bundle's fusion); a face below `threshold` is unusable."""
+
+    model: QualityModel
+    threshold: float
+    features_of: str
+
+
 def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,
-                 embedders: dict[str, FaceEmbedder], progress: bool = True, batch: int = 32) -> dict:
+                 embedders: dict[str, FaceEmbedder], progress: bool = True, batch: int = 32,
+                 gate: QualityGate | None = None) -> dict:
     """Detect the face nearest each image's centre, align and embed it with every embedder.
 
     A fused embedder whose parts are all in `embedders` (by name) is not run again: its embeddings
     are the parts' embeddings side by side, exactly what it would compute.
+    gate: the bundle's quality gate (`gate.features_of` must be in `embedders`); a face it refuses is
+        unusable for every embedder, like a photo without a face: absent from every table.
     Returns:
-        {"embeddings": {name: {relpath: float32 (D,)}}, "no_face": [relpath, ...], "seconds": float}
+        {"embeddings": {name: {relpath: float32 (D,)}}, "no_face": [relpath, ...],
+         "low_quality": {relpath: its quality, for the faces the gate refused}, "seconds": float}
     """
+    if gate is not None and gate.features_of not in embedders:
+        raise ValueError(f"the quality gate reads {gate.features_of!r} embeddings; embed with it "
+                         f"(embedders: {', '.join(embedders)})")
     from tqdm import tqdm
 
     reused = {n: e.fusion.parts for n, e in embedders.items()
@@ -53,25 +73,44 @@ def embed_images(lfw_dir: Path, relpaths: list[str], detector: FaceDetector,
         flush(name)
     for name, parts in reused.items():
         out[name] = {k: np.concatenate([out[p][k] for p in parts]) for k in out[parts[0]]}
-    return {"embeddings": out, "no_face": no_face, "seconds": time.perf_counter() - t0}
+    low = apply_quality_gate(out, gate) if gate is not None else {}
+    return {"embeddings": out, "no_face": no_face, "low_quality": low, "seconds": time.perf_counter() - t0}
+
+
+def apply_quality_gate(tables: dict[str, dict], gate: QualityGate) -> dict[str, float]:
+    """Score the faces of `tables[gate.features_of]` ({relpath: raw fused float32 (D,)}) with the bundle's quality
+    gate (`recognizer.quality_gate`) and drop the refused ones from every table of {name: {relpath: vector}}, in
+    place. Returns {relpath: quality} of the refused faces, in relpath order."""
+    keys = sorted(tables[gate.features_of])
+    if not keys:
+        return {}
+    q, usable = quality_gate(gate.model, gate.threshold, np.stack([tables[gate.features_of][k] for k in keys]))
+    refused = {k: float(v) for k, v, ok in zip(keys, q, usable) if not ok}
+    for table in tables.values():
+        for k in refused:
+            table.pop(k, None)
+    return refused
 
 
 def evaluate_lfw(lfw_dir: Path, detector: FaceDetector, embedders: dict[str, FaceEmbedder],
-                 progress: bool = True, limit: int | None = None) -> dict:
+                 progress: bool = True, limit: int | None = None, gate: QualityGate | None = None) -> dict:
     """The 10-fold LFW verification report for each embedder.
 
     Args:
         limit: use only the first `limit` pairs of each fold (quick checks); None = all 6,000.
+        gate: the bundle's quality gate (embed_images); a pair with a refused photo counts as wrong, like a
+            pair without a face.
     Returns:
-        {"pairs": n, "images": n, "no_face": [...], "results": {name: {...accuracy, tar...}},
-         "scores": {name: float (N,) list}, "same": bool list}
+        {"pairs": n, "images": n, "no_face": [...], "low_quality": {relpath: quality},
+         "results": {name: {...accuracy, tar...}}, "scores": {name: float (N,) list}, "same": bool list}
     """
     pairs = read_pairs(Path(lfw_dir) / "pairs.txt")
     if limit:
         pairs = [p for i, p in enumerate(pairs) if i % 300 < limit]   # same and different alike
     relpaths = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    emb = embed_images(lfw_dir, relpaths, detector, embedders, progress)
+    emb = embed_images(lfw_dir, relpaths, detector, embedders, progress, gate=gate)
     report = {"pairs": len(pairs), "images": len(relpaths), "no_face": emb["no_face"],
+              "low_quality": emb["low_quality"],
               "seconds": round(emb["seconds"], 1), "results": {}, "scores": {},
               "same": [p.same for p in pairs]}
     for name, e in embedders.items():
