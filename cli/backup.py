@@ -1,4 +1,5 @@
-"""Handlers for `facegate backup FILE` and `facegate restore FILE` (edge_runtime/ops/backup.py). Torch-free."""
+"""Handlers for `facegate backup FILE` and `facegate restore FILE` (edge_runtime/ops/backup.py). Torch-free.
+`facegate backup FOLDER` also deletes the backups in FOLDER older than [privacy] keep_backups_days."""
 from __future__ import annotations
 
 import shutil
@@ -9,18 +10,23 @@ from pathlib import Path
 
 def cmd_backup(args) -> int:
     from facegate import __version__
-    from facegate.edge_runtime.config import ConfigError
-    from facegate.edge_runtime.ops.backup import create_backup
-    from facegate.edge_runtime.paths import data_home
+    from facegate.edge_runtime.config import ConfigError, load_config
+    from facegate.edge_runtime.ops.backup import create_backup, prune_backups
+    from facegate.edge_runtime.paths import config_path, data_home
 
     home = data_home(args.home)
     if args.config is not None and not Path(args.config).is_file():
         raise ConfigError("config file not found", None, args.config)
+    keep_days = load_config(args.config or config_path(home)).privacy.keep_backups_days   # a bad config stops here
     out, manifest = create_backup(home, args.file, facegate_version=__version__, config_file=args.config,
                                   overwrite=args.force)
     print(f"backup written to {out} (mode 600: it holds biometric data)")
     for line in describe(manifest):
         print(f"  {line}")
+    if Path(args.file).is_dir():                 # a backups folder (the nightly backup): apply the retention
+        gone = prune_backups(Path(args.file), keep_days, manifest.created)
+        print(f"deleted {len(gone)} backup{'' if len(gone) == 1 else 's'} older than {keep_days} days "
+              f"([privacy] keep_backups_days){': ' if gone else ''}{', '.join(p.name for p in gone)}")
     return 0
 
 

@@ -288,6 +288,9 @@ class PrivacyConfig(_Section):
     keep_audit_days: int = _f(365, "days audit rows (enrollments, openings, denials, deletions) are kept in the "
                                    "store; older rows are deleted by the running door at start and once a day",
                               lo=1, hi=36500)
+    keep_backups_days: int = _f(14, "days backups are kept: `facegate backup FOLDER` (the nightly backup) deletes "
+                                    "the backups in FOLDER taken longer ago (a deleted person stays in older "
+                                    "backups)", lo=1, hi=36500)
     events_rotate_mb: float = _f(10.0, "an event file is rotated (events.jsonl -> events.jsonl.1 ...) when it "
                                        "reaches this many megabytes", lo=0.0, lo_open=True, hi=10000.0)
     events_rotate_hours: float = _f(24.0, "an event file is also rotated this many hours after it was started, so "

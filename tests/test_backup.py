@@ -373,3 +373,26 @@ def test_a_running_door_blocks_restore_and_killed_mid_backup_restores(tmp_path, 
         assert _audit_count(fresh / "store.db", "door_open") >= 1
         assert _recognised(fresh, bundle, clips / "lin-manuel-miranda.png") == "Lin-Manuel Miranda"
     assert main(["restore", "--home", str(home), "--force", str(mid)]) == 0         # the killed door holds nothing
+
+
+def test_a_backup_into_a_folder_deletes_the_backups_older_than_keep_backups_days(tmp_path, capsys):
+    import time
+
+    from facegate.edge_runtime.ops.backup import default_backup_name
+
+    home = _home(tmp_path)
+    config_path(home).write_text("[privacy]\nkeep_backups_days = 10\n")
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    now = time.time()
+    old, young = (folder / default_backup_name(now - d * 86400) for d in (10.5, 9.5))
+    other = [folder / "facegate-backup-mine.tar", folder / "notes.txt"]
+    for p in [old, young, *other]:
+        p.write_bytes(b"x")
+    os.utime(young, (now - 30 * 86400,) * 2)                 # the name's time counts, not the file's mtime
+    assert main(["backup", "--home", str(home), str(folder)]) == 0
+    assert f"deleted 1 backup older than 10 days ([privacy] keep_backups_days): {old.name}" in capsys.readouterr().out
+    left = sorted(p.name for p in folder.iterdir())
+    assert old.name not in left and {young.name, *(p.name for p in other)} <= set(left) and len(left) == 4
+    assert main(["backup", "--home", str(home), str(tmp_path / "one-file.tar")]) == 0   # a file: no retention
+    assert "deleted" not in capsys.readouterr().out

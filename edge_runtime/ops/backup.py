@@ -17,6 +17,7 @@ deleted after the backup was taken is not brought back.
 """
 from __future__ import annotations
 
+import calendar
 import contextlib
 import fcntl
 import hashlib
@@ -183,6 +184,27 @@ def create_backup(home: Path, out: Path, *, facegate_version: str, config_file: 
             raise BackupError(f"cannot write {out}: {e.strerror}; nothing was written (free some space or "
                               f"choose another folder)") from e
     return out, manifest
+
+
+def prune_backups(folder: Path, keep_days: float, now: float) -> list[Path]:
+    """Delete the backups in `folder` taken more than `keep_days` days before `now` ([privacy]
+    keep_backups_days): only files named as `default_backup_name` names them, aged by the UTC time in the
+    name (a copy or a touch does not make a backup younger). Other files are never touched.
+    Returns the files deleted, oldest first."""
+    if keep_days <= 0:
+        raise ValueError(f"keep_days = {keep_days}: backups must be kept at least a day")
+    gone = []
+    for p in sorted(Path(folder).glob("facegate-backup-*.tar")):
+        try:
+            taken = calendar.timegm(time.strptime(p.name, "facegate-backup-%Y%m%d-%H%M%S.tar"))
+        except ValueError:
+            continue
+        if now - taken > keep_days * 86400:
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    if gone:
+        _fsync_dir(Path(folder))
+    return gone
 
 
 def copy_database(src: Path, dst: Path) -> None:
