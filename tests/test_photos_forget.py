@@ -135,3 +135,20 @@ def _paths(home, person_id):
         return [r[0] for r in db.read("SELECT ph.path FROM faces f JOIN photos ph ON ph.id = f.photo_id "
                                       "WHERE f.person_id = ?", (person_id,))]
 
+
+
+def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
+    from facegate.edge_runtime.store import Store
+
+    home, folder = tmp_path / "home", tmp_path / "photos"
+    home.mkdir()
+    Store(home / "store.db").close()
+    ids, emb, thumbs, files = _library(home, folder)
+    assert main(["backup", str(tmp_path / "before.tar"), "--home", str(home)]) == 0
+    assert main(["photos", "forget-person", str(ids["A"]), "--yes", "--home", str(home)]) == 0
+    assert main(["restore", str(tmp_path / "before.tar"), "--force", "--home", str(home)]) == 0
+    assert "photos.db" in capsys.readouterr().out
+    assert _found(home, [*emb["A"], *thumbs["A"], b"Ann Forget-Me"]) == []
+    with PhotoDB(photos_path(home)) as db:
+        assert [(p.id, p.faces) for p in list_people(db)] == [(ids["B"], 3)]
+        assert db.read("SELECT count(*) FROM forgotten_faces")[0][0] == 3     # and stays forgotten

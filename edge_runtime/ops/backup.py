@@ -38,7 +38,8 @@ from ..admin.db import ADMIN_FILE
 from ..admin.db import MIGRATIONS as ADMIN_MIGRATIONS
 from ..errors import FacegateError
 from ..paths import CONFIG_FILE, STORE_FILE
-from ..photos.db import PHOTOS_FILE
+from ..photos.db import PHOTOS_FILE, PhotoDB
+from ..photos.erase import forgotten_marks, reapply_forgotten
 from ..photos.schema import MIGRATIONS as PHOTOS_MIGRATIONS
 from ..sqlite_db import FILE_MODE
 from ..store import Erasure, Store
@@ -525,6 +526,9 @@ def reapply_erasures(plan: RestorePlan) -> tuple[list[Erasure], int]:
     ledger names, and give the backup's store the union of both ledgers, so the restored home holds no one
     who was erased, and the ledger outlives the restore. Names are also erased from the home's event files.
 
+    The faces the current photo library was told to forget (`photos forget-person`) are forgotten again in
+    the backup's photo library (photos/erase.py reapply_forgotten).
+
     Returns (the ledger entries that found a person in the backup, the entries of the merged ledger).
     Opens the current store only when it exists (never creates one); no key is needed.
     """
@@ -535,7 +539,14 @@ def reapply_erasures(plan: RestorePlan) -> tuple[list[Erasure], int]:
             ledger = s.erasures()
     with Store(plan.staging / STORE_FILE) as restored:
         applied = restored.reapply_erasures([*ledger, *restored.erasures()], also=[plan.home])
-        return applied, len(restored.erasures())
+        entries = len(restored.erasures())
+    if (plan.home / PHOTOS_FILE).is_file() and (plan.staging / PHOTOS_FILE).is_file():
+        with PhotoDB(plan.home / PHOTOS_FILE) as db:           # faces forgotten since (photos forget-person)
+            marks = forgotten_marks(db)
+        if marks:
+            with PhotoDB(plan.staging / PHOTOS_FILE) as db:
+                reapply_forgotten(db, marks)
+    return applied, entries
 
 
 def apply_restore(plan: RestorePlan) -> list[Path]:

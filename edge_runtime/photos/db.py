@@ -161,15 +161,21 @@ class PhotoDB(SQLiteFile):
 
 def _not_forgotten(c, sha256: str, faces) -> list[tuple[int, FaceRecord]]:
     """(index in the photo, face) of the faces of a photo with content `sha256` that were not forgotten."""
-    gone = [np.frombuffer(b, "<f4") for (b,) in c.execute("SELECT box FROM forgotten_faces WHERE sha256 = ?",
-                                                          (sha256,))] if sha256 else []
+    gone = [b for (b,) in c.execute("SELECT box FROM forgotten_faces WHERE sha256 = ?", (sha256,))] if sha256 else []
     out = list(enumerate(faces))
-    if not gone or not out:
-        return out
+    hit = forgotten_boxes([np.asarray(f.box, "<f4").tobytes() for _, f in out], gone)
+    return [item for item, h in zip(out, hit) if not h]
+
+
+def forgotten_boxes(boxes: list[bytes], gone: list[bytes]) -> list[bool]:
+    """Per face box (float32 (4,) bytes, x1 y1 x2 y2) of one photo: whether it overlaps a forgotten box of that
+    photo's content by IoU >= FORGOTTEN_IOU."""
+    if not boxes or not gone:
+        return [False] * len(boxes)
     from ..detection import box_iou  # here: the store imports this module (door erasure), and not OpenCV
 
-    iou = box_iou(np.stack([np.asarray(f.box, np.float32) for _, f in out]), np.stack(gone))
-    return [item for item, best in zip(out, iou.max(axis=1)) if best < FORGOTTEN_IOU]
+    iou = box_iou(np.stack([np.frombuffer(b, "<f4") for b in boxes]), np.stack([np.frombuffer(b, "<f4") for b in gone]))
+    return [bool(v >= FORGOTTEN_IOU) for v in iou.max(axis=1)]
 
 
 def _face_row(photo_id: int, idx: int, f: FaceRecord) -> tuple:

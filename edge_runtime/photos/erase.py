@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .db import PhotoDB, PhotoLibraryError, photos_path
+from .db import PhotoDB, PhotoLibraryError, forgotten_boxes, photos_path
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,38 @@ def forget_person(db: PhotoDB, person_id: int, clock=time.time) -> Forgotten:
         c.execute("DELETE FROM people WHERE id = ?", (int(person_id),))
     _truncate(db)
     return Forgotten(int(person_id), len(faces), len({r[3] for r in faces}))
+
+
+def forgotten_marks(db: PhotoDB) -> list[tuple[str, bytes, float]]:
+    """(photo content sha256, face box as float32 (4,) bytes, when) of every face the library was told to forget."""
+    return [(sha, bytes(box), at) for sha, box, at in db.read("SELECT sha256, box, forgotten_at FROM forgotten_faces "
+                                                              "ORDER BY id")]
+
+
+def reapply_forgotten(db: PhotoDB, marks: list[tuple[str, bytes, float]]) -> tuple[int, int]:
+    """Forget again, in a library restored from an older backup, the faces `marks` (another library's
+    `forgotten_marks`) name: such faces are deleted, people left with no face by that are deleted (names
+    included), and the marks are added (one transaction, then the WAL truncated). Returns (faces, people)."""
+    with db.write("forget faces again") as c:
+        have = set(c.execute("SELECT sha256, box FROM forgotten_faces").fetchall())
+        new = [(sha, box, at) for sha, box, at in marks if (sha, box) not in have]
+        c.executemany("INSERT INTO forgotten_faces (sha256, box, forgotten_at) VALUES (?, ?, ?)", new)
+        faces, people = [], set()
+        for sha in sorted({m[0] for m in marks}):
+            gone = [b for (b,) in c.execute("SELECT box FROM forgotten_faces WHERE sha256 = ?", (sha,))]
+            rows = c.execute("SELECT f.id, f.box, f.person_id FROM faces f JOIN photos ph ON ph.id = f.photo_id "
+                             "WHERE ph.sha256 = ?", (sha,)).fetchall()
+            for (fid, _, pid), hit in zip(rows, forgotten_boxes([bytes(r[1]) for r in rows], gone)):
+                if hit:
+                    faces.append(fid)
+                    people.add(pid)
+        c.executemany("DELETE FROM faces WHERE id = ?", [(f,) for f in faces])
+        emptied = [p for p in people if p is not None and c.execute(
+            "SELECT 1 FROM faces WHERE person_id = ? LIMIT 1", (p,)).fetchone() is None]
+        c.executemany("DELETE FROM people WHERE id = ?", [(p,) for p in emptied])
+    if faces:
+        _truncate(db)
+    return len(faces), len(emptied)
 
 
 def remember_faces(db: PhotoDB, folder: str) -> int:
