@@ -9,6 +9,7 @@ from .errors import FacegateError
 
 STORE_FILE = "store.db"        # SQLite enrollment store (people, templates, images, audit)
 CONFIG_FILE = "config.toml"    # the one configuration file
+BEFORE_RESTORE = ".before-restore"   # suffix of a data home file a forced restore replaced (kept next to it)
 
 HOME_ENV = "FACEGATE_HOME"
 DATA_ENV = "FACEGATE_DATA"

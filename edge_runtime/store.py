@@ -34,6 +34,7 @@ from .erasure import names_in, scrubbed
 from .errors import ImageError
 from .event_log import erase_names as erase_from_event_files
 from .matching import TemplateGallery
+from .paths import BEFORE_RESTORE
 from .photos.erase import erase_door_names
 from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's public names, defined there)
     BUSY_TIMEOUT_MS,
@@ -420,17 +421,19 @@ class Store:
         where the photo library holds them as door-given names, from the data home's photos.db
         (photos/erase.py); the 'delete' row names nobody. The erasure ledger records the person's id
         and enrollment time (never a name) so a restore of an older backup erases them again
-        (`reapply_erasures`). Returns the person as it was.
+        (`reapply_erasures`); the copies a forced restore kept (<file>.before-restore) are erased too.
+        Returns the person as it was.
         """
         name = stored_name(name)
         with self._write(f"delete {name!r}") as conn:
             person = self._person_row(conn, name)
             names, erased = self._erase_person(conn, person)
+            entry = Erasure(person.id, person.created_at, self._clock())
             conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
-                         (person.id, person.created_at, self._clock()))
+                         (entry.person_id, entry.enrolled_at, entry.erased_at))
             self._append_audit(conn, "delete", None, {"templates": person.templates, "images": person.images,
                                                       "audit_rows_anonymised": erased})
-        self._erase_elsewhere(names)
+        self._erase_elsewhere(names, [entry])
         return person
 
     def erasures(self) -> list[Erasure]:
@@ -463,7 +466,7 @@ class Store:
                 conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
                              (int(e.person_id), float(e.enrolled_at), float(e.erased_at)))
         if applied:
-            self._erase_elsewhere(sorted(names), *also)
+            self._erase_elsewhere(sorted(names), applied, *also)
         return applied
 
     def _erase_person(self, conn: sqlite3.Connection, person: Person) -> tuple[list[str], int]:
@@ -475,13 +478,18 @@ class Store:
         names = _names_of(conn, person.name)
         return names, self._erase_from_audit(conn, names)
 
-    def _erase_elsewhere(self, names: list[str], *homes: Path) -> None:
+    def _erase_elsewhere(self, names: list[str], erasures: list[Erasure], *homes: Path) -> None:
         """After an erasure committed: the WAL truncated, then `names` erased from the event files and the
-        photo library of this store's data home (and of `homes`)."""
+        photo libraries of this store's data home (and of `homes`), and `erasures` applied to the copy of this
+        store a forced restore kept (<store>.before-restore), when there is one."""
         self.checkpoint()
         for home in dict.fromkeys([self.path.parent, *(Path(h) for h in homes)]):
             erase_from_event_files(home, names)
             erase_door_names(home, names)
+        kept = self.path.with_name(self.path.name + BEFORE_RESTORE)
+        if kept.is_file():
+            with Store(kept) as old:
+                old.reapply_erasures(erasures)
 
     def _erase_from_audit(self, conn: sqlite3.Connection, marks: list[str]) -> int:
         """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows

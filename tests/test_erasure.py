@@ -321,3 +321,17 @@ def test_the_ledger_comes_with_a_backup_and_outlives_restores(tmp_path, capsys):
     with Store(device / "store.db") as s:
         assert [p.name for p in s.people()] == [OTHER] and len(s.erasures()) == 1
     assert not _files_holding([device], _name_needles(OLD, NEW))
+
+
+def test_delete_reaches_the_copies_a_forced_restore_kept(tmp_path, capsys):
+    home = tmp_path / "home"
+    template, crop, other = _door_home(home)
+    assert main(["backup", str(tmp_path / "b.tar"), "--home", str(home)]) == 0
+    assert main(["restore", str(tmp_path / "b.tar"), "--force", "--keep-stale", "--home", str(home)]) == 0
+    assert (home / "store.db.before-restore").is_file() and (home / "photos.db.before-restore").is_file()
+    with Store(home / "store.db") as s:
+        s.delete(NEW)
+    found = _files_holding([home], _name_needles(OLD, NEW) + [template, b"ZOE-CROP-BYTES" * 4])
+    assert not found, found
+    with Store(home / "store.db.before-restore") as s:
+        assert [p.name for p in s.people()] == [OTHER] and len(s.erasures()) == 1

@@ -152,3 +152,19 @@ def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
     with PhotoDB(photos_path(home)) as db:
         assert [(p.id, p.faces) for p in list_people(db)] == [(ids["B"], 3)]
         assert db.read("SELECT count(*) FROM forgotten_faces")[0][0] == 3     # and stays forgotten
+
+
+def test_forget_person_reaches_the_library_a_forced_restore_kept(tmp_path, capsys):
+    from facegate.edge_runtime.store import Store
+
+    home, folder = tmp_path / "home", tmp_path / "photos"
+    home.mkdir()
+    Store(home / "store.db").close()
+    ids, emb, thumbs, files = _library(home, folder)
+    assert main(["backup", str(tmp_path / "b.tar"), "--home", str(home)]) == 0
+    assert main(["restore", str(tmp_path / "b.tar"), "--force", "--home", str(home)]) == 0
+    assert (home / "photos.db.before-restore").is_file()
+    assert main(["photos", "forget-person", str(ids["A"]), "--yes", "--home", str(home)]) == 0
+    assert _found(home, [*emb["A"], *thumbs["A"], b"Ann Forget-Me"]) == []
+    with PhotoDB(home / "photos.db.before-restore") as db:
+        assert [(p.id, p.faces) for p in list_people(db)] == [(ids["B"], 3)]

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 from ..admin.db import ADMIN_FILE
 from ..admin.db import MIGRATIONS as ADMIN_MIGRATIONS
 from ..errors import FacegateError
-from ..paths import CONFIG_FILE, STORE_FILE
+from ..paths import BEFORE_RESTORE, CONFIG_FILE, STORE_FILE
 from ..photos.db import PHOTOS_FILE, PhotoDB
 from ..photos.erase import forgotten_marks, reapply_forgotten
 from ..photos.schema import MIGRATIONS as PHOTOS_MIGRATIONS
@@ -50,7 +50,6 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DATABASES = (STORE_FILE, ADMIN_FILE, PHOTOS_FILE)       # SQLite files of the data home, in backup order
 MEMBERS = (*DATABASES, CONFIG_FILE)                     # everything a backup may hold besides the manifest
-BEFORE_RESTORE = ".before-restore"                      # suffix of a file a forced restore replaced
 SHM_DMS_BYTE = 128         # byte of a WAL database's -shm file every open SQLite connection read-locks
 # what is counted in each database (table names; fixed here, never taken from a file)
 COUNTED = {STORE_FILE: ("people", "templates", "images", "audit"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..paths import BEFORE_RESTORE
 from .db import PhotoDB, PhotoLibraryError, forgotten_boxes, photos_path
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,19 @@ def erase_door_names(home: Path, names: Sequence[str]) -> int:
     photo library that was named after the door (name_source 'door'): they become unnamed; their faces stay.
 
     A name the user gave (name_source 'user') is the user's and stays, also when it equals a deleted door
-    name. Does nothing when the data home has no photos.db (never creates one). Returns the people unnamed.
+    name. The copy a forced restore kept (photos.db.before-restore) is treated the same. Never creates a
+    photos.db. Returns the people unnamed.
     """
+    names, n = sorted(set(names)), 0
     path = photos_path(home)
-    if not names or not path.is_file():
-        return 0
-    names = sorted(set(names))
-    with PhotoDB(path) as db:
-        with db.write("erase a deleted person's names") as c:
-            n = c.execute(f"UPDATE people SET name = NULL, name_source = NULL WHERE name_source = 'door' AND name "
-                          f"IN ({','.join('?' * len(names))})", names).rowcount
-        _truncate(db)
+    for p in (path, path.with_name(path.name + BEFORE_RESTORE)):
+        if not names or not p.is_file():
+            continue
+        with PhotoDB(p) as db:
+            with db.write("erase a deleted person's names") as c:
+                n += c.execute(f"UPDATE people SET name = NULL, name_source = NULL WHERE name_source = 'door' AND "
+                               f"name IN ({','.join('?' * len(names))})", names).rowcount
+            _truncate(db)
     return n
 
 
@@ -53,7 +56,8 @@ def forget_person(db: PhotoDB, person_id: int, clock=time.time) -> Forgotten:
 
     Each face is remembered only as its photo's content hash and its box (`forgotten_faces`), so a later
     scan of the same content (also after a copy or a move, or with another model bundle) does not record
-    it again: the person is not re-clustered back. The photos stay. PhotoLibraryError for an unknown id.
+    it again: the person is not re-clustered back. The photos stay. The same faces are forgotten in the
+    copy a forced restore kept (photos.db.before-restore), when there is one. PhotoLibraryError for an unknown id.
     """
     with db.write("forget a person") as c:
         if c.execute("SELECT 1 FROM people WHERE id = ?", (int(person_id),)).fetchone() is None:
@@ -66,6 +70,10 @@ def forget_person(db: PhotoDB, person_id: int, clock=time.time) -> Forgotten:
         c.executemany("DELETE FROM faces WHERE id = ?", [(fid,) for fid, _, _, _ in faces])
         c.execute("DELETE FROM people WHERE id = ?", (int(person_id),))
     _truncate(db)
+    kept = db.path.with_name(db.path.name + BEFORE_RESTORE)     # the library a forced restore replaced
+    if kept.is_file() and faces:
+        with PhotoDB(kept) as old:
+            reapply_forgotten(old, [(sha, bytes(box), now) for _, sha, box, _ in faces if sha])
     return Forgotten(int(person_id), len(faces), len({r[3] for r in faces}))
 
 
