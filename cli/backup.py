@@ -86,15 +86,19 @@ def cmd_restore(args) -> int:
             if policy == "re-embed":
                 from facegate.edge_runtime.enrollment import open_bundle
                 bundle = open_bundle(cfg, args.bundle, args.threads)
-        applied, ledger = reapply_erasures(plan)      # in the unpacked copy: nobody erased comes back
+        again = reapply_erasures(plan)                # in the unpacked copy: nobody erased comes back
         kept = apply_restore(plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"restored {', '.join(m.name for m in manifest.members)} into {home}")
     for k in kept:
         print(f"  kept the file it replaced as {k}")
-    print(f"  re-applied {len(applied)} erasure{'' if len(applied) == 1 else 's'} made after this backup "
-          f"(the erasure ledger holds {ledger})")
+    n = len(again.erasures)
+    print(f"  re-applied {n} erasure{'' if n == 1 else 's'} made after this backup (the erasure ledger holds "
+          f"{again.ledger})")
+    if again.photo_faces:
+        print(f"  forgot {again.photo_faces} photo-library faces again (`facegate photos forget-person` after this "
+              f"backup)")
     return _after_restore(plan, bundle, store_path(home), key)
 
 

@@ -147,7 +147,7 @@ def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
     assert main(["backup", str(tmp_path / "before.tar"), "--home", str(home)]) == 0
     assert main(["photos", "forget-person", str(ids["A"]), "--yes", "--home", str(home)]) == 0
     assert main(["restore", str(tmp_path / "before.tar"), "--force", "--home", str(home)]) == 0
-    assert "photos.db" in capsys.readouterr().out
+    assert "forgot 3 photo-library faces again" in capsys.readouterr().out
     assert _found(home, [*emb["A"], *thumbs["A"], b"Ann Forget-Me"]) == []
     with PhotoDB(photos_path(home)) as db:
         assert [(p.id, p.faces) for p in list_people(db)] == [(ids["B"], 3)]

@@ -519,16 +519,24 @@ def plan_restore(backup: Path, manifest: Manifest, staging: Path, home: Path, *,
     return RestorePlan(manifest, Path(staging), home, bundle_id, stale_ids, existing)
 
 
-def reapply_erasures(plan: RestorePlan) -> tuple[list[Erasure], int]:
+@dataclass(frozen=True)
+class Reapplied:
+    """What `reapply_erasures` did: the ledger entries that found a person in the backup, the entries of the
+    merged ledger, and the photo-library faces forgotten again."""
+
+    erasures: tuple[Erasure, ...]
+    ledger: int
+    photo_faces: int
+
+
+def reapply_erasures(plan: RestorePlan) -> Reapplied:
     """Before anything in the data home changes: erase again, in the unpacked backup (its store and photo
     library), every person the data home's current store erased and every person the backup's own
     ledger names, and give the backup's store the union of both ledgers, so the restored home holds no one
     who was erased, and the ledger outlives the restore. Names are also erased from the home's event files.
-
     The faces the current photo library was told to forget (`photos forget-person`) are forgotten again in
     the backup's photo library (photos/erase.py reapply_forgotten).
 
-    Returns (the ledger entries that found a person in the backup, the entries of the merged ledger).
     Opens the current store only when it exists (never creates one); no key is needed.
     """
     current = plan.home / STORE_FILE
@@ -539,13 +547,14 @@ def reapply_erasures(plan: RestorePlan) -> tuple[list[Erasure], int]:
     with Store(plan.staging / STORE_FILE) as restored:
         applied = restored.reapply_erasures([*ledger, *restored.erasures()], also=[plan.home])
         entries = len(restored.erasures())
+    faces = 0
     if (plan.home / PHOTOS_FILE).is_file() and (plan.staging / PHOTOS_FILE).is_file():
         with PhotoDB(plan.home / PHOTOS_FILE) as db:           # faces forgotten since (photos forget-person)
             marks = forgotten_marks(db)
         if marks:
             with PhotoDB(plan.staging / PHOTOS_FILE) as db:
-                reapply_forgotten(db, marks)
-    return applied, entries
+                faces, _ = reapply_forgotten(db, marks)
+    return Reapplied(tuple(applied), entries, faces)
 
 
 def apply_restore(plan: RestorePlan) -> list[Path]:
