@@ -335,3 +335,28 @@ def test_delete_reaches_the_copies_a_forced_restore_kept(tmp_path, capsys):
     assert not found, found
     with Store(home / "store.db.before-restore") as s:
         assert [p.name for p in s.people()] == [OTHER] and len(s.erasures()) == 1
+
+
+def test_stores_and_photo_libraries_of_the_last_schema_are_migrated(tmp_path):
+    """A store of schema 3 gets the erasure ledger (4), a photo library of schema 1 the forgotten faces (2)."""
+    import sqlite3
+
+    from facegate.edge_runtime.photos.db import PhotoDB
+    from facegate.edge_runtime.photos.schema import MIGRATIONS as PHOTO_STEPS
+    from facegate.edge_runtime.sqlite_db import migrate
+    from facegate.edge_runtime.store_schema import MIGRATIONS
+
+    old = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    assert migrate(old, MIGRATIONS[:3]) == 3
+    old.execute("INSERT INTO people (name, created_at, updated_at) VALUES ('Ann Lee', 1.5, 1.5)")
+    old.close()
+    with Store(tmp_path / "store.db") as s:
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == 4 and s.erasures() == []
+        s.delete("Ann Lee")
+        assert [(e.person_id, e.enrolled_at) for e in s.erasures()] == [(1, 1.5)]
+    old = sqlite3.connect(tmp_path / "photos.db", isolation_level=None)
+    assert migrate(old, PHOTO_STEPS[:1]) == 1
+    old.close()
+    with PhotoDB(tmp_path / "photos.db") as db:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.read("SELECT count(*) FROM forgotten_faces") == [(0,)]
