@@ -428,12 +428,11 @@ class Store:
         with self._write(f"delete {name!r}") as conn:
             person = self._person_row(conn, name)
             names, erased = self._erase_person(conn, person)
-            entry = Erasure(person.id, person.created_at, self._clock())
             conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
-                         (entry.person_id, entry.enrolled_at, entry.erased_at))
+                         (person.id, person.created_at, self._clock()))
             self._append_audit(conn, "delete", None, {"templates": person.templates, "images": person.images,
                                                       "audit_rows_anonymised": erased})
-        self._erase_elsewhere(names, [entry])
+        self._erase_elsewhere(names)
         return person
 
     def erasures(self) -> list[Erasure]:
@@ -466,7 +465,7 @@ class Store:
                 conn.execute("INSERT OR IGNORE INTO erasures (person_id, enrolled_at, erased_at) VALUES (?, ?, ?)",
                              (int(e.person_id), float(e.enrolled_at), float(e.erased_at)))
         if applied:
-            self._erase_elsewhere(sorted(names), applied, *also)
+            self._erase_elsewhere(sorted(names), *also)
         return applied
 
     def _erase_person(self, conn: sqlite3.Connection, person: Person) -> tuple[list[str], int]:
@@ -478,10 +477,11 @@ class Store:
         names = _names_of(conn, person.name)
         return names, self._erase_from_audit(conn, names)
 
-    def _erase_elsewhere(self, names: list[str], erasures: list[Erasure], *homes: Path) -> None:
+    def _erase_elsewhere(self, names: list[str], *homes: Path) -> None:
         """After an erasure committed: the WAL truncated, then `names` erased from the event files and the
-        photo libraries of this store's data home (and of `homes`), and `erasures` applied to the copy of this
-        store a forced restore kept (<store>.before-restore), when there is one."""
+        photo libraries of this store's data home (and of `homes`), and this store's whole erasure ledger
+        applied to the copy of it a forced restore kept (<store>.before-restore), when there is one (the whole
+        ledger: an erasure interrupted before it reached the copy is caught up)."""
         self.checkpoint()
         for home in dict.fromkeys([self.path.parent, *(Path(h) for h in homes)]):
             erase_from_event_files(home, names)
@@ -489,7 +489,7 @@ class Store:
         kept = self.path.with_name(self.path.name + BEFORE_RESTORE)
         if kept.is_file():
             with Store(kept) as old:
-                old.reapply_erasures(erasures)
+                old.reapply_erasures(self.erasures())
 
     def _erase_from_audit(self, conn: sqlite3.Connection, marks: list[str]) -> int:
         """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows
