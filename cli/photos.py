@@ -46,15 +46,18 @@ def _plain_progress(unit: str):
 
 
 def open_pipeline(args):
-    """(photo db, recognizer, door names, linkage threshold) for the commands that read photos."""
+    """(photo db, recognizer, door names, linkage threshold) for the commands that read photos. `door()` reads
+    the door's names from the store each time it is called (before each sort): a person deleted at the door
+    while `photos watch` runs never names anyone again."""
     from facegate.context import context
     from facegate.edge_runtime.photos.cluster import linkage_threshold
     from facegate.edge_runtime.photos.db import PhotoDB, PhotoLibraryError, photos_path
     from facegate.edge_runtime.photos.organize import DoorNames
     from facegate.edge_runtime.recognizer import Recognizer
+    from facegate.edge_runtime.store import Store
 
     home, cfg, store, bundle = context(args)
-    templates = store.templates(bundle.id, bundle.metric)
+    store_file, key = store.path, store.key
     store.close()
     if args.threshold is not None:
         threshold = args.threshold
@@ -63,12 +66,18 @@ def open_pipeline(args):
                                 f"pass --threshold or run `facegate fit-operating-point`")
     else:
         threshold = linkage_threshold(bundle.score_model, args.false_merge_rate)
-    door = DoorNames(templates, Recognizer(bundle, cfg, templates).threshold)
+
+    def door() -> DoorNames:
+        with Store(store_file, key=key) as s:
+            templates = s.templates(bundle.id, bundle.metric)
+        return DoorNames(templates, Recognizer(bundle, cfg, templates).threshold)
+
+    door()                                  # a store that cannot be read stops here, before any scan
     return PhotoDB(photos_path(home)), Recognizer(bundle, cfg), door, threshold
 
 
 def scan_and_sort(db, recognizer, door, threshold, roots, quiet: bool = False):
-    """One scan of `roots` then placing the new faces; prints a summary line to stdout."""
+    """One scan of `roots` then placing the new faces (`door()`: the door's names now); prints a summary line."""
     from facegate.edge_runtime.photos.organize import organize
     from facegate.edge_runtime.photos.scan import scan
 
@@ -77,7 +86,7 @@ def scan_and_sort(db, recognizer, door, threshold, roots, quiet: bool = False):
         report = scan(db, recognizer, roots, update)
     finally:
         close()
-    placed = organize(db, recognizer.bundle.id, recognizer.metric, threshold, door)
+    placed = organize(db, recognizer.bundle.id, recognizer.metric, threshold, door())
     for path, reason in report.problems:
         print(f"facegate photos: skipped {path}: {reason}", file=sys.stderr)
     print(f"{report.found} photos found: {report.read} read, {report.unchanged} unchanged, {report.removed} removed, "
@@ -126,7 +135,7 @@ def cmd_recluster(args) -> int:
 
     db, rec, door, threshold = open_pipeline(args)
     with db:
-        r = recluster(db, rec.bundle.id, rec.metric, threshold, door)
+        r = recluster(db, rec.bundle.id, rec.metric, threshold, door())
     print(f"{r.placed} faces grouped again; {r.new_people} new people; {r.door_named} named from the door")
     return 0
 

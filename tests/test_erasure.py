@@ -360,3 +360,30 @@ def test_stores_and_photo_libraries_of_the_last_schema_are_migrated(tmp_path):
     with PhotoDB(tmp_path / "photos.db") as db:
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert db.read("SELECT count(*) FROM forgotten_faces") == [(0,)]
+
+
+def test_a_running_photo_watch_does_not_name_anyone_after_a_deleted_door_person(data_dir, tmp_path, capsys):
+    """`photos watch` keeps its pipeline open; a door person deleted meanwhile names no one at its next scan."""
+    import shutil
+
+    from facegate.edge_runtime.photos.db import photos_path
+    from facegate.main import build_parser
+    from facegate.photos import open_pipeline, scan_and_sort
+
+    home, folder = tmp_path / "home", tmp_path / "photos"
+    folder.mkdir(parents=True)
+    lfw = data_dir / "lfw/Colin_Powell"
+    assert main(["enroll", "--home", str(home), "--name", "Colin Door-Name", str(lfw / "Colin_Powell_0001.jpg")]) == 0
+    for n in (2, 3):
+        shutil.copy(lfw / f"Colin_Powell_000{n}.jpg", folder)
+    args = build_parser().parse_args(["photos", "watch", str(folder), "--poll", "1", "--home", str(home)])
+    db, rec, door, threshold = open_pipeline(args)
+    with db:
+        scan_and_sort(db, rec, door, threshold, [str(folder)], quiet=True)
+        assert db.read("SELECT name, name_source FROM people") == [("Colin Door-Name", "door")]
+        assert main(["people", "delete", "Colin Door-Name", "--yes", "--home", str(home)]) == 0
+        assert db.read("SELECT name FROM people") == [(None,)]
+        shutil.copy(lfw / "Colin_Powell_0004.jpg", folder)           # the watch's next scan
+        scan_and_sort(db, rec, door, threshold, [str(folder)], quiet=True)
+        assert db.read("SELECT name FROM people") == [(None,)]
+    assert b"Colin Door-Name" not in photos_path(home).read_bytes()
