@@ -70,7 +70,7 @@ def test_round_trip_keeps_every_row_and_file(tmp_path, capsys):
         assert tar.getnames() == ["manifest.json", "store.db", "admin.db", "photos.db", "config.toml"]
     m = read_manifest(out)
     assert m.bundle_ids == {"fake-bundle": 3}
-    assert m.member("store.db").counts == {"people": 2, "templates": 3, "images": 0, "audit": 3}
+    assert m.member("store.db").counts == {"people": 2, "templates": 3, "images": 0, "audit": 3, "erasures": 0}
     assert m.member("admin.db").counts["admins"] == 1
     assert m.member("photos.db").counts == {"photos": 2, "faces": 0, "people": 0}
     assert "store.db" in capsys.readouterr().out

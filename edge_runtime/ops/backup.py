@@ -52,7 +52,7 @@ DATABASES = (STORE_FILE, ADMIN_FILE, PHOTOS_FILE)       # SQLite files of the da
 MEMBERS = (*DATABASES, CONFIG_FILE)                     # everything a backup may hold besides the manifest
 SHM_DMS_BYTE = 128         # byte of a WAL database's -shm file every open SQLite connection read-locks
 # what is counted in each database (table names; fixed here, never taken from a file)
-COUNTED = {STORE_FILE: ("people", "templates", "images", "audit"),
+COUNTED = {STORE_FILE: ("people", "templates", "images", "audit", "erasures"),
            ADMIN_FILE: ("admins", "api_tokens", "sessions"),
            PHOTOS_FILE: ("photos", "faces", "people")}
 
