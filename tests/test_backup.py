@@ -17,6 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 from door_fakes import wait_until
+
 from facegate.edge_runtime.admin.db import AdminDB, admin_db_path
 from facegate.edge_runtime.ops import backup as ops_backup
 from facegate.edge_runtime.ops.backup import BackupError, read_manifest, unpack_checked
