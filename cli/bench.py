@@ -39,6 +39,41 @@ def models_for(args, embedders: list[str] | None):
     return first.detector, {n: b.embedder for n, b in loaded.items()}, f"bundle {root} ({first.manifest.id})"
 
 
+def quality_gate_for(args, embs: dict):
+    """(the bundle's quality gate as the door applies it, or None; a line saying which) for `bench openset` and
+    `bench lfw`: the model and threshold of --bundle (default: the shipped one), read on the fusion's embeddings.
+    None with --no-quality-gate, with --fp32 (no bundle runs), for a bundle without a quality model, and when the
+    fusion is not measured (a door running a single embedder has no quality gate)."""
+    from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle, read_manifest
+    from facegate.edge_runtime.eval.lfw_eval import QualityGate
+
+    if getattr(args, "no_quality_gate", False):          # parsers without the flag: the gate applies
+        return None, "quality gate off (--no-quality-gate)"
+    if args.fp32:
+        return None, "quality gate off: --fp32 runs no bundle, and the bundle's quality model reads its int8 embeddings"
+    root = Path(args.bundle or default_bundle_dir())
+    m = read_manifest(root)
+    if m.quality is None:
+        return None, f"no quality gate: bundle {m.id} has no quality model"
+    if m.fusion.name not in embs:
+        return None, (f"no quality gate: its model reads {m.fusion.name} embeddings, not measured here (a door "
+                      "running a single embedder has no quality gate)")
+    b = load_bundle(root, embedder=m.fusion.name, threads=args.threads)
+    return (QualityGate(b.quality, m.quality.threshold, m.fusion.name),
+            f"quality gate of bundle {m.id}: {m.quality.file}, faces below {m.quality.threshold:g} unusable")
+
+
+def _gate_report(gate, note: str, low: dict[str, float], groups: dict[str, list[str]]) -> dict:
+    """The report's "quality_gate" entry: whether it ran, its threshold, and the refused photos ({relpath: quality})
+    counted in each of `groups` ({label: relpaths})."""
+    return {"applied": gate is not None, "note": note, "threshold": None if gate is None else gate.threshold,
+            "refused": {k: len(set(v) & set(low)) for k, v in groups.items()}, "refused_photos": low}
+
+
+def _print_gate(g: dict) -> None:
+    print(g["note"] + ("; refused " + ", ".join(f"{k} {v}" for k, v in g["refused"].items()) if g["applied"] else ""))
+
+
 def default_embedder(args) -> str:
     """The embedder a plain run measures: the bundle's default (--fp32: sface)."""
     from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
@@ -53,10 +88,13 @@ def cmd_bench_lfw(args) -> int:
         print(f"facegate bench lfw: no LFW at {lfw}; set FACEGATE_DATA", file=sys.stderr)
         return 2
     detector, embedders, backend = models_for(args, args.embedder)
-    report = evaluate_lfw(lfw, detector, embedders, limit=args.limit)
+    gate, note = quality_gate_for(args, embedders)
+    report = evaluate_lfw(lfw, detector, embedders, limit=args.limit, gate=gate)
     report["backend"] = backend
+    report["quality_gate"] = _gate_report(gate, note, report["low_quality"], {"photos": list(report["low_quality"])})
     print(f"LFW 10-fold ({backend}): {report['pairs']} pairs, {report['images']} images, "
           f"{len(report['no_face'])} without a face, {report['seconds']:.0f} s")
+    _print_gate(report["quality_gate"])
     print(f"{'embedder':18s} {'accuracy':>10s} {'std':>7s} {'TAR@FAR1e-3':>12s} {'TAR@FAR1e-2':>12s}")
     for n, r in report["results"].items():
         print(f"{n:18s} {r['accuracy'] * 100:9.2f}% {r['std'] * 100:6.2f}% "
@@ -249,12 +287,16 @@ def cmd_bench_openset(args) -> int:
     enrol, mated, nonmated = openset_relpaths(lfw)
     det, embs, backend = models_for(args, args.embedder)
     rel = sorted(set(enrol) | set(mated) | set(nonmated))
-    tables = {n: (t, embs[n].metric) for n, t in embed_images(lfw, rel, det, embs)["embeddings"].items()}
+    gate, note = quality_gate_for(args, embs)
+    ours = embed_images(lfw, rel, det, embs, gate=gate)
+    tables = {n: (t, embs[n].metric) for n, t in ours["embeddings"].items()}
     if not args.no_peer:
         peer = OpenCVZooPeer(threads=args.threads)
         tables["opencv_zoo_peer"] = (embed_images(lfw, rel, peer, {"peer": peer})["embeddings"]["peer"], "cosine")
     searches = {n: build_searches(t, enrol, mated, nonmated, metric) for n, (t, metric) in tables.items()}
-    report = {"backend": backend, "results": {n: evaluate_openset(s) for n, s in searches.items()}}
+    report = {"backend": backend, "results": {n: evaluate_openset(s) for n, s in searches.items()},
+              "quality_gate": _gate_report(gate, note, ours["low_quality"],
+                                           {"enrol": enrol, "mated": mated, "nonmated": nonmated})}
     report.update(_fusion_section(embs, searches))
     if args.plot:
         from facegate.edge_runtime.eval.openset import det_curve, plot_det
@@ -262,7 +304,7 @@ def cmd_bench_openset(args) -> int:
     door = default_embedder(args)
     if door in embs:
         report["door"] = _door_section(args, lfw, {n: t for n, t in tables.items() if n in (door, "opencv_zoo_peer")},
-                                       backend)
+                                       backend, report["quality_gate"])
     _print_openset(report, embs)
     _write(args, report)
     return 0
@@ -289,6 +331,7 @@ def _fusion_section(embs: dict, searches: dict) -> dict:
 
 def _print_openset(report: dict, embs: dict) -> None:
     print(f"open-set 1:N on LFW ({report['backend']})")
+    _print_gate(report["quality_gate"])
     print(f"{'embedder':18s} {'rank-1':>8s} {'FNIR@FPIR1%':>12s} {'FNIR@FPIR0.1%':>14s}")
     for n, r in report["results"].items():
         f = r["at_fpir"]
@@ -307,8 +350,9 @@ def _print_openset(report: dict, embs: dict) -> None:
         _print_door(report["door"])
 
 
-def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
-    """The door's numbers at its operating point ({name: (table, metric)}; the first is the bundle's)."""
+def _door_section(args, lfw: Path, tables: dict, backend: str, gate: dict) -> dict:
+    """The door's numbers at its operating point ({name: (table, metric)}; the first is the bundle's; gate: the
+    report's "quality_gate" entry, applied to the bundle's table, not to the peer's)."""
     from facegate.edge_runtime.bundle import default_bundle_dir, read_manifest
     from facegate.edge_runtime.config import RecognitionConfig
     from facegate.edge_runtime.eval.door_eval import LFW_ALIASES, cohort_comparison, door_report, fit_model
@@ -320,6 +364,10 @@ def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
     section = {"backend": backend, "target": target, "aliases": [list(a) for a in LFW_ALIASES],
                "calibration_people": len(calibration), "calibration_photos": sum(map(len, calibration.values())),
                "evaluation_people": len(evaluation), "embedders": {}}
+    low = gate["refused_photos"]
+    section["quality_gate"] = dict(gate, refused={
+        "calibration": sum(r in low for v in calibration.values() for r in v),
+        "evaluation": sum(r in low for v in evaluation.values() for r in v)})
     for i, (name, (table, metric)) in enumerate(tables.items()):
         # the bundle's own score model; --fp32 and the peer get one measured the same way, on the same people
         model = shipped.get(name) if i == 0 and not args.fp32 else None
@@ -329,8 +377,25 @@ def _door_section(args, lfw: Path, tables: dict, backend: str) -> dict:
             section["embedders"][name]["cohort"] = cohort_comparison(table, metric, calibration, evaluation)
     if args.markdown:
         from facegate.edge_runtime.eval.door_eval import door_markdown
-        Path(args.markdown).write_text(door_markdown(section))
+        Path(args.markdown).write_text(_with_gate(door_markdown(section), section["quality_gate"]))
     return section
+
+
+def _with_gate(markdown: str, g: dict) -> str:
+    """The operating-point Markdown with a paragraph on the quality gate after its opening paragraphs."""
+    if g["applied"]:
+        low = g["refused_photos"]
+        line = (f"Quality gate: as the door, the bundle's: a face whose quality is below {g['threshold']:g} is "
+                f"unusable (a genuine attempt with it is a miss, a stranger's cannot open, an enrollment photo is "
+                f"refused). It refused {len(low)} photo(s) of the bundle's embedder "
+                f"({g['refused']['calibration']} of calibration people, {g['refused']['evaluation']} of evaluation "
+                f"people: " + (", ".join(f"{r} ({q:.2f})" for r, q in low.items()) or "none") +
+                "); the peer has no quality gate.")
+    else:
+        line = f"Quality gate: none ({g['note']})."
+    head, sep, rest = markdown.partition("\n\n")
+    first, sep2, rest2 = rest.partition("\n\n")
+    return head + sep + first + sep2 + line + "\n\n" + rest2
 
 
 def _print_door(d: dict) -> None:
@@ -389,7 +454,11 @@ def cmd_bench_liveness(args) -> int:
         det, score, scorer = liveness_scorer(args, Path(tmp))
         scorers, finetuned = {"main": score}, None
         if args.finetuned:
-            scorers["finetuned"], finetuned = _finetuned_scorer(args, Path(tmp))
+            finetuned = []
+            for i, wdir in enumerate(args.finetuned):
+                scorers[f"finetuned{i}"], ft = _finetuned_scorer(args, Path(wdir), Path(tmp) / f"ft{i}",
+                                                                 f"finetuned{i}")
+                finetuned.append(ft)
         raw = run_bench(data, det, scorers, frame_step=args.frame_step, video_copies=args.video_attacks,
                         lfw_photos=args.lfw_photos, lfw_copies=args.lfw_attacks, seed=args.seed,
                         min_face=args.min_face, progress=None if args.quiet else lambda m: print(m, file=sys.stderr))
@@ -404,11 +473,19 @@ def cmd_bench_liveness(args) -> int:
                   f"{s} {_rate(v)}" for s, v in r["APCER_all_sources"].items()))
     print(f"target APCER <= 1% at BPCER <= 5%: {'met' if rep['target']['met'] else 'not met'}; "
           f"{rep['seconds']:.0f} s")
-    for label in ("pretrained", "fine-tuned") if "before_after" in rep else ():
-        r = rep["before_after"][label]["at_bpcer_5pct_held_out_video"]
-        print(f"{label} on held-out presentations: threshold {r['threshold']:.3f}, BPCER video "
-              f"{_rate(r['video']['BPCER'])}, LFW {_rate(r['lfw']['BPCER'])}; APCER "
-              + ", ".join(f"{s} {_rate(v)}" for s, v in r["APCER_all_sources"].items()))
+    for ba in rep.get("before_after", []):
+        for label in ("pretrained", "fine-tuned"):
+            r = ba[label]["at_bpcer_5pct_held_out_video"]
+            print(f"{label} on the presentations held out from {ba['trained_on']['config']['train_video']}'s model: "
+                  f"threshold {r['threshold']:.3f}, BPCER video {_rate(r['video']['BPCER'])}, LFW "
+                  f"{_rate(r['lfw']['BPCER'])}; APCER " + ", ".join(f"{s} {_rate(v)}"
+                                                                     for s, v in r["APCER_all_sources"].items()))
+    for label in ("pretrained", "fine-tuned") if "before_after_union" in rep else ():
+        r = rep["before_after_union"][label]
+        print(f"{label}, union of the held-out halves: BPCER video {_rate(r['video']['BPCER'])}, LFW "
+              f"{_rate(r['lfw']['BPCER'])}; APCER " + ", ".join(f"{s} {_rate(v)}"
+                                                                 for s, v in r["APCER_all_sources"].items())
+              + f"; target {'met' if r['target_met'] else 'not met'}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rep, indent=1))
@@ -423,21 +500,20 @@ def cmd_bench_liveness(args) -> int:
     return 0
 
 
-def _finetuned_scorer(args, workdir: Path):
+def _finetuned_scorer(args, wdir: Path, workdir: Path, name: str):
     """(score, {"scorer", "description", "record"}) of the weights written by `facegate train liveness`, through
     a bundle of their own (the source bundle with them added), and the training record beside them."""
     from facegate.edge_runtime.bundle import default_bundle_dir, load_bundle
     from facegate.edge_runtime.errors import FacegateError
     from facegate.export.liveness_export import add_liveness
 
-    wdir = Path(args.finetuned)
     record = wdir.parent / "liveness_finetune.json"
     if not record.is_file():
         raise FacegateError(f"--finetuned {wdir}: no training record {record}; give the weights/ folder "
                             "`facegate train liveness` wrote")
     out = add_liveness(wdir, workdir / "bundle-finetuned", Path(args.bundle) if args.bundle else default_bundle_dir())
     b = load_bundle(out, threads=args.threads, score_threshold=args.score_threshold, max_side=args.max_side)
-    return b.liveness.score, {"scorer": "finetuned", "record": json.loads(record.read_text()),
+    return b.liveness.score, {"scorer": name, "record": json.loads(record.read_text()),
                               "description": f"bundle with the weights of {wdir} ({b.manifest.id})"}
 
 

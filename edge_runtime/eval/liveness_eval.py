@@ -283,15 +283,67 @@ def _met(at: dict) -> bool:
     return bool(rates) and all(r is not None and r <= TARGET_APCER for r in rates)
 
 
+def union_masks(video: _Collector, lfw: _Collector, train_videos: list[str]) -> list[dict]:
+    """Which presentations each of n fine-tuned models scores in the union (every presentation once, by a model
+    that never saw it): a video presentation goes to the first model not trained on its video, an LFW one to
+    model crc32(person) % n. Per model: {"video_bona_fide": bool mask, "video_attacks": {species: mask},
+    "lfw_bona_fide": mask, "lfw_attacks": {species: mask}}."""
+    n = len(train_videos)
+
+    def owner_video(name: str) -> int:
+        v = name.split("#")[0]
+        return next((i for i, t in enumerate(train_videos) if t != v), -1)
+
+    def owner_lfw(name: str) -> int:
+        return zlib.crc32(name.split("/")[0].encode()) % n
+
+    out = []
+    for i in range(n):
+        out.append({
+            "video_bona_fide": np.array([owner_video(x) == i for x in video.bona_fide_names], bool),
+            "video_attacks": {sp: np.array([owner_video(x) == i for x in video.attack_names[sp]], bool)
+                              for sp in video.species},
+            "lfw_bona_fide": np.array([owner_lfw(x) == i for x in lfw.bona_fide_names], bool),
+            "lfw_attacks": {sp: np.array([owner_lfw(x) == i for x in lfw.attack_names[sp]], bool)
+                            for sp in lfw.species}})
+    return out
+
+
+def union_figures(video: _Collector, lfw: _Collector, scorers: list[str], masks: list[dict]) -> dict:
+    """Pooled error rates over the partitions of `union_masks`: partition i scored by scorers[i] at ITS threshold
+    (BPCER 5% on its own video frames); errors and counts summed."""
+    tot = {"video": [0, 0], "lfw": [0, 0], **{sp: [0, 0] for sp in video.species}}
+    thresholds = []
+    for name, m in zip(scorers, masks):
+        vb = np.asarray(video.bona_fide[name])[m["video_bona_fide"]]
+        t = threshold_at_bpcer(vb)
+        thresholds.append(t)
+        lb = np.asarray(lfw.bona_fide[name])[m["lfw_bona_fide"]]
+        for key, b in (("video", vb), ("lfw", lb)):
+            tot[key][0] += int((b < t).sum())
+            tot[key][1] += b.size
+        for sp in video.species:
+            a = np.concatenate([np.asarray(video.attacks[name][sp])[m["video_attacks"][sp]],
+                                np.asarray(lfw.attacks[name][sp])[m["lfw_attacks"][sp]]])
+            tot[sp][0] += int((a >= t).sum())
+            tot[sp][1] += a.size
+    out = {"thresholds": thresholds, "video": {"BPCER": rate(*tot["video"])}, "lfw": {"BPCER": rate(*tot["lfw"])},
+           "APCER_all_sources": {sp: rate(*tot[sp]) for sp in video.species}}
+    out["target_met"] = _met(out)
+    return out
+
+
 def report(raw: dict, config_threshold: float, scorer: str, people_rule: str,
-           finetuned: dict | None = None) -> dict:
+           finetuned: list[dict] | None = None) -> dict:
     """The JSON report of the first scorer: counts, APCER per PAI species and BPCER (videos, LFW) at the
     threshold giving BPCER 5% on the video frames and at the configured [liveness] threshold, a recommended
     threshold, the upstream samples, the settings and the people used.
 
-    finetuned: {"scorer": name in raw's scorers, "description", "record": the training record (its
-    config's train_video is left out of the held-out figures)}: adds "before_after", both scorers on the
-    held-out presentations only."""
+    finetuned: per fine-tuned model {"scorer": name in raw's scorers, "description", "record": the training
+    record (its config's train_video is left out of its held-out figures)}: adds "before_after", a list with
+    the pretrained and the fine-tuned scorer on each model's held-out presentations, and, when the models were
+    trained on different videos, "before_after_union": every presentation scored once by a model that never
+    saw it, against the pretrained model on the same partitions."""
     video, lfw = raw["video"], raw["lfw"]
     main = video.scorers[0]
     at5, atc = figures(video, lfw, main), figures(video, lfw, main, config_threshold)
@@ -316,26 +368,42 @@ def report(raw: dict, config_threshold: float, scorer: str, people_rule: str,
                    "video_bona_fide_names": video.bona_fide_names, "video_attack_names": video.attack_names},
         "seconds": round(raw["seconds"], 1),
     }
-    if finetuned is not None:
-        cfg = finetuned["record"]["config"]
-        skip = cfg["train_video"]
-        rows = {}
-        for name, label in ((main, "pretrained"), (finetuned["scorer"], "fine-tuned")):
-            a5 = figures(video, lfw, name, None, skip)
-            rows[label] = {"at_bpcer_5pct_held_out_video": a5, "target_met": _met(a5),
-                           "at_config_threshold": figures(video, lfw, name, config_threshold, skip),
-                           "upstream_samples": [dict(r, score=r["score"][name]) for r in raw["samples"]]}
-        out["before_after"] = {
-            "finetuned": finetuned["description"], "held_out": f"video frames not of {skip}, LFW evaluation people",
+    if finetuned:
+        out["before_after"] = [_before_after(video, lfw, raw, main, ft, config_threshold) for ft in finetuned]
+        train_videos = [ft["record"]["config"]["train_video"] for ft in finetuned]
+        if len(set(train_videos)) == len(train_videos) > 1:
+            masks = union_masks(video, lfw, train_videos)
+            out["before_after_union"] = {
+                "rule": "each video presentation scored by the model not trained on its video, each LFW "
+                        "presentation by model crc32(person) % n; each model at the threshold giving BPCER 5% "
+                        "on its own video frames; errors pooled",
+                "models": [ft["description"] for ft in finetuned], "train_videos": train_videos,
+                "pretrained": union_figures(video, lfw, [main] * len(finetuned), masks),
+                "fine-tuned": union_figures(video, lfw, [ft["scorer"] for ft in finetuned], masks)}
+    return out
+
+
+def _before_after(video: _Collector, lfw: _Collector, raw: dict, main: str, finetuned: dict,
+                  config_threshold: float) -> dict:
+    """The pretrained scorer and one fine-tuned one on the presentations not made from its training video."""
+    cfg = finetuned["record"]["config"]
+    skip = cfg["train_video"]
+    rows = {}
+    for name, label in ((main, "pretrained"), (finetuned["scorer"], "fine-tuned")):
+        a5 = figures(video, lfw, name, None, skip)
+        rows[label] = {"at_bpcer_5pct_held_out_video": a5, "target_met": _met(a5),
+                       "at_config_threshold": figures(video, lfw, name, config_threshold, skip),
+                       "upstream_samples": [dict(r, score=r["score"][name]) for r in raw["samples"]]}
+    return {"finetuned": finetuned["description"], "held_out": f"video frames not of {skip}, LFW evaluation people",
             "trained_on": {"bona_fide": finetuned["record"]["bona_fide_rule"],
                            "lfw_training_people": len(finetuned["record"]["people"]["train"]),
                            "lfw_validation_people": len(finetuned["record"]["people"]["val"]),
+                           "best_epoch": finetuned["record"].get("best_epoch"),
                            "samples": finetuned["record"]["samples"], "config": cfg},
             "held_out_counts": {"video_bona_fide": int(_keep(video.bona_fide_names, skip).sum()),
                                 **{f"video_{sp}": int(_keep(video.attack_names[sp], skip).sum())
                                    for sp in video.species}},
             **rows}
-    return out
 
 
 def write_examples(examples: dict, out_dir: str | Path, per_kind: int = EXAMPLES_PER_SPECIES,
@@ -432,8 +500,27 @@ def markdown(rep: dict, json_name: str = "liveness_benchmark.json") -> str:
               f"LFW: {p['rule']}. {len(p['lfw_evaluation_people_used'])} people used: "
               + ", ".join(p["lfw_evaluation_people_used"]) + "."]
     if "before_after" in rep:
-        lines += ["", *_before_after_lines(rep["before_after"], species)]
+        lines += ["", "## Before / after fine-tuning (held-out presentations only)"]
+        if "before_after_union" in rep:
+            lines += ["", *_union_lines(rep["before_after_union"], species)]
+        for ba in rep["before_after"]:
+            lines += ["", *_before_after_lines(ba, species)]
     return "\n".join(lines) + "\n"
+
+
+def _union_lines(u: dict, species: list[str]) -> list[str]:
+    """The markdown of the union of the held-out halves (every presentation scored by a model that never saw it)."""
+    lines = ["### Union: every presentation scored by a model that never saw its video or its person", "",
+             f"Rule: {u['rule']}. Models: " + "; ".join(f"{d} (trained with {v})" for d, v in
+                                                         zip(u["models"], u["train_videos"])) + ".", "",
+             "| model | thresholds | BPCER video | BPCER LFW | " + " | ".join(f"APCER {sp}" for sp in species)
+             + " | target met |", "|---|---|---|---|" + "---|" * len(species) + "---|"]
+    for label in ("pretrained", "fine-tuned"):
+        r = u[label]
+        lines.append(f"| {label} | {' / '.join(f'{t:.3f}' for t in r['thresholds'])} | {_pct(r['video']['BPCER'])} | "
+                     f"{_pct(r['lfw']['BPCER'])} | " + " | ".join(_pct(r["APCER_all_sources"][sp]) for sp in species)
+                     + f" | {'yes' if r['target_met'] else 'no'} |")
+    return lines
 
 
 def _before_after_lines(ba: dict, species: list[str]) -> list[str]:
@@ -441,9 +528,10 @@ def _before_after_lines(ba: dict, species: list[str]) -> list[str]:
     t = ba["trained_on"]
     c = t["config"]
     hc = ba["held_out_counts"]
-    lines = ["## Before / after fine-tuning (held-out presentations only)", "",
+    lines = [f"### Model trained with {c['train_video']}", "",
              f"Fine-tuned: {ba['finetuned']} (`facegate train liveness`, seed {c['seed']}, {c['epochs']} epochs, "
-             f"lr {c['lr']:g}, git {c['git_commit']}). Trained on: {t['bona_fide']}; {t['lfw_training_people']} "
+             f"lr {c['lr']:g}, anchor {c.get('anchor', 0):g}, weights of epoch {t.get('best_epoch') or c['epochs']}, "
+             f"git {c['git_commit']}). Trained on: {t['bona_fide']}; {t['lfw_training_people']} "
              f"LFW training people ({t['lfw_validation_people']} more held out for validation), "
              f"{t['samples']['train']} training samples of which {t['samples']['train_attacks']} synthetic attacks "
              f"(seeds disjoint from the bench's). Held out here: {ba['held_out']} ({hc['video_bona_fide']} bona fide "
