@@ -86,7 +86,8 @@ def cmd_restore(args) -> int:
             if policy == "re-embed":
                 from facegate.edge_runtime.enrollment import open_bundle
                 bundle = open_bundle(cfg, args.bundle, args.threads)
-        again = reapply_erasures(plan)                # in the unpacked copy: nobody erased comes back
+        # in the unpacked copy, before anything moves: nobody erased comes back
+        again = reapply_erasures(plan, current_ledger=not args.without_current_ledger)
         kept = apply_restore(plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

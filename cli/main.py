@@ -150,6 +150,9 @@ def _ops_commands(sub) -> None:
     stale.add_argument("--keep-stale", action="store_true",
                        help="templates made with another model bundle: restore them as they are (they match "
                             "nobody until `facegate people reembed` or re-enrollment)")
+    x.add_argument("--without-current-ledger", action="store_true",
+                   help="restore even when the current store is damaged and its erasure ledger cannot be read "
+                        "(only the backup's ledger is re-applied: delete again anyone deleted since the backup)")
     common(x)
     x.set_defaults(func=_lazy("facegate.backup:cmd_restore"), share_pool=True)
     x = sub.add_parser("doctor", help="check this device: config, bundle, databases, file modes, disk, clock, "

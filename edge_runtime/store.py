@@ -488,8 +488,12 @@ class Store:
             erase_door_names(home, names)
         kept = self.path.with_name(self.path.name + BEFORE_RESTORE)
         if kept.is_file():
-            with Store(kept) as old:
-                old.reapply_erasures(self.erasures())
+            try:
+                with Store(kept) as old:
+                    old.reapply_erasures(self.erasures())
+            except StoreError as e:           # a damaged store a restore replaced: say so, the delete stands
+                log.warning("%s (the store a restore replaced) cannot be opened (%s), so the person just erased "
+                            "may still be in it: delete that file", kept, e)
 
     def _erase_from_audit(self, conn: sqlite3.Connection, marks: list[str]) -> int:
         """Inside a delete: remove a person's names (now and before renames) from every audit row (the rows

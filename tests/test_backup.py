@@ -397,3 +397,26 @@ def test_a_backup_into_a_folder_deletes_the_backups_older_than_keep_backups_days
     assert old.name not in left and {young.name, *(p.name for p in other)} <= set(left) and len(left) == 4
     assert main(["backup", "--home", str(home), str(tmp_path / "one-file.tar")]) == 0   # a file: no retention
     assert "deleted" not in capsys.readouterr().out
+
+
+def test_a_damaged_current_store_needs_without_current_ledger(tmp_path, capsys, caplog):
+    """The current store's erasure ledger is re-applied by a restore; a store too damaged to read it stops the
+    restore (nothing changed) until the operator says --without-current-ledger."""
+    home = _home(tmp_path)
+    out = tmp_path / "b.tar"
+    assert main(["backup", "--home", str(home), str(out)]) == 0
+    damaged = b"not a database " * 300
+    store_path(home).write_bytes(damaged)
+    capsys.readouterr()
+    assert main(["restore", "--home", str(home), "--force", "--keep-stale", str(out)]) == 1
+    assert "--without-current-ledger" in capsys.readouterr().err
+    assert store_path(home).read_bytes() == damaged                          # nothing was touched
+    assert main(["restore", "--home", str(home), "--force", "--keep-stale", "--without-current-ledger", str(out)]) == 0
+    with Store(store_path(home)) as s:
+        assert [p.name for p in s.people()] == ["Ana", "Ben"]
+    assert (home / "store.db.before-restore").read_bytes() == damaged
+    with Store(store_path(home)) as s:           # a later delete stands, and says the kept copy cannot be reached
+        with caplog.at_level("WARNING", logger="facegate.edge_runtime.store"):
+            s.delete("Ben")
+        assert [p.name for p in s.people()] == ["Ana"]
+    assert "store.db.before-restore (the store a restore replaced) cannot be opened" in caplog.text

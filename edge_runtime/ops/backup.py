@@ -41,7 +41,7 @@ from ..paths import BEFORE_RESTORE, CONFIG_FILE, STORE_FILE
 from ..photos.db import PHOTOS_FILE, PhotoDB
 from ..photos.erase import forgotten_marks, reapply_forgotten
 from ..photos.schema import MIGRATIONS as PHOTOS_MIGRATIONS
-from ..sqlite_db import FILE_MODE
+from ..sqlite_db import FILE_MODE, StoreError
 from ..store import Erasure, Store
 from ..store_schema import SCHEMA_VERSION
 
@@ -529,7 +529,7 @@ class Reapplied:
     photo_faces: int
 
 
-def reapply_erasures(plan: RestorePlan) -> Reapplied:
+def reapply_erasures(plan: RestorePlan, current_ledger: bool = True) -> Reapplied:
     """Before anything in the data home changes: erase again, in the unpacked backup (its store and photo
     library), every person the data home's current store erased and every person the backup's own
     ledger names, and give the backup's store the union of both ledgers, so the restored home holds no one
@@ -537,13 +537,21 @@ def reapply_erasures(plan: RestorePlan) -> Reapplied:
     The faces the current photo library was told to forget (`photos forget-person`) are forgotten again in
     the backup's photo library (photos/erase.py reapply_forgotten).
 
-    Opens the current store only when it exists (never creates one); no key is needed.
+    Opens the current store only when it exists (never creates one); no key is needed. A current store that
+    cannot be read (damaged) raises RestoreRefused, since the people it erased would come back; with
+    `current_ledger` False its ledger is not read (the operator's explicit choice).
     """
     current = plan.home / STORE_FILE
     ledger = []
-    if current.is_file():
-        with Store(current) as s:
-            ledger = s.erasures()
+    if current_ledger and current.is_file():
+        try:
+            with Store(current) as s:
+                ledger = s.erasures()
+        except StoreError as e:
+            raise RestoreRefused(f"the erasure ledger of the current store cannot be read ({e}), so people deleted "
+                                 f"after this backup was taken could come back; nothing was changed. Add "
+                                 f"--without-current-ledger to restore anyway (only the backup's own ledger is "
+                                 f"re-applied), then delete again anyone deleted since the backup") from e
     with Store(plan.staging / STORE_FILE) as restored:
         applied = restored.reapply_erasures([*ledger, *restored.erasures()], also=[plan.home])
         entries = len(restored.erasures())

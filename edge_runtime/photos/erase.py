@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..paths import BEFORE_RESTORE
+from ..sqlite_db import StoreError
 from .db import PhotoDB, PhotoLibraryError, forgotten_boxes, photos_path
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,16 @@ def erase_door_names(home: Path, names: Sequence[str]) -> int:
     for p in (path, path.with_name(path.name + BEFORE_RESTORE)):
         if not names or not p.is_file():
             continue
-        with PhotoDB(p) as db:
-            with db.write("erase a deleted person's names") as c:
-                n += c.execute(f"UPDATE people SET name = NULL, name_source = NULL WHERE name_source = 'door' AND "
-                               f"name IN ({','.join('?' * len(names))})", names).rowcount
-            _truncate(db)
+        try:
+            with PhotoDB(p) as db:
+                with db.write("erase a deleted person's names") as c:
+                    n += c.execute(f"UPDATE people SET name = NULL, name_source = NULL WHERE name_source = 'door' "
+                                   f"AND name IN ({','.join('?' * len(names))})", names).rowcount
+                _truncate(db)
+        except StoreError as e:
+            if p == path:
+                raise
+            _kept_unreadable(p, e)
     return n
 
 
@@ -72,8 +78,11 @@ def forget_person(db: PhotoDB, person_id: int, clock=time.time) -> Forgotten:
     _truncate(db)
     kept = db.path.with_name(db.path.name + BEFORE_RESTORE)     # the library a forced restore replaced
     if kept.is_file() and faces:
-        with PhotoDB(kept) as old:
-            reapply_forgotten(old, [(sha, bytes(box), now) for _, sha, box, _ in faces if sha])
+        try:
+            with PhotoDB(kept) as old:
+                reapply_forgotten(old, [(sha, bytes(box), now) for _, sha, box, _ in faces if sha])
+        except StoreError as e:
+            _kept_unreadable(kept, e)
     return Forgotten(int(person_id), len(faces), len({r[3] for r in faces}))
 
 
@@ -123,6 +132,12 @@ def remember_faces(db: PhotoDB, folder: str) -> int:
             n += c.execute("DELETE FROM forgotten_faces WHERE sha256 = ?", (sha,)).rowcount
             c.execute("UPDATE photos SET bundle_id = '' WHERE id = ?", (pid,))      # read again by the next scan
     return n
+
+
+def _kept_unreadable(path: Path, e: Exception) -> None:
+    """A damaged library a restore replaced: said loudly; the erasure in the live library stands."""
+    log.warning("%s (the photo library a restore replaced) cannot be opened (%s), so what was just erased may "
+                "still be in it: delete that file", path, e)
 
 
 def _truncate(db: PhotoDB) -> None:
