@@ -538,8 +538,8 @@ def reapply_erasures(plan: RestorePlan, current_ledger: bool = True) -> Reapplie
     the backup's photo library (photos/erase.py reapply_forgotten).
 
     Opens the current store only when it exists (never creates one); no key is needed. A current store that
-    cannot be read (damaged) raises RestoreRefused, since the people it erased would come back; with
-    `current_ledger` False its ledger is not read (the operator's explicit choice).
+    cannot be read (damaged) raises RestoreRefused, since the people it erased would come back (the same for
+    the current photo library); with `current_ledger` False neither is read (the operator's explicit choice).
     """
     current = plan.home / STORE_FILE
     ledger = []
@@ -556,9 +556,14 @@ def reapply_erasures(plan: RestorePlan, current_ledger: bool = True) -> Reapplie
         applied = restored.reapply_erasures([*ledger, *restored.erasures()], also=[plan.home])
         entries = len(restored.erasures())
     faces = 0
-    if (plan.home / PHOTOS_FILE).is_file() and (plan.staging / PHOTOS_FILE).is_file():
-        with PhotoDB(plan.home / PHOTOS_FILE) as db:           # faces forgotten since (photos forget-person)
-            marks = forgotten_marks(db)
+    if current_ledger and (plan.home / PHOTOS_FILE).is_file() and (plan.staging / PHOTOS_FILE).is_file():
+        try:
+            with PhotoDB(plan.home / PHOTOS_FILE) as db:       # faces forgotten since (photos forget-person)
+                marks = forgotten_marks(db)
+        except StoreError as e:
+            raise RestoreRefused(f"the forgotten faces of the current photo library cannot be read ({e}), so "
+                                 f"faces forgotten after this backup was taken could come back; nothing was "
+                                 f"changed. Add --without-current-ledger to restore anyway") from e
         if marks:
             with PhotoDB(plan.staging / PHOTOS_FILE) as db:
                 faces, _ = reapply_forgotten(db, marks)
