@@ -176,6 +176,17 @@ def write_transaction(conn: sqlite3.Connection, path: str, action: str) -> Itera
         raise
 
 
+def truncate_wal(conn: sqlite3.Connection, path: str, action: str) -> bool:
+    """Copy the write-ahead log into the database file and truncate it (after an erasure, so that freed
+    pages leave the WAL too). False if a reader in another process kept it from finishing: SQLite then
+    finishes it when that reader closes. `action` completes "cannot ..." in error messages."""
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error as e:
+        raise translate_error(e, path, action) from e
+    return not busy
+
+
 class SQLiteFile:
     """One private SQLite file opened by `open_db`, and what every facegate database does with it:
     `write(action)` (one BEGIN IMMEDIATE transaction), `close`, use as a context manager. Subclasses
@@ -200,3 +211,7 @@ class SQLiteFile:
         """One BEGIN IMMEDIATE transaction, rolled back on any error; `action` completes "cannot ..."
         in error messages."""
         return write_transaction(self.conn, str(self.path), action)
+
+    def checkpoint(self) -> bool:
+        """truncate_wal on this file; False if a reader in another process kept it from finishing."""
+        return truncate_wal(self.conn, str(self.path), "checkpoint the database")

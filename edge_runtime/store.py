@@ -46,6 +46,7 @@ from .sqlite_db import (  # noqa: F401  (StoreError ... migrate: the store's pub
     migrate,
     open_db,
     translate_error,
+    truncate_wal,
     write_transaction,
 )
 from .store_schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401  (SCHEMA_VERSION: public name)
@@ -513,14 +514,11 @@ class Store:
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate it; False if readers kept it from finishing."""
-        try:
-            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as e:
-            raise translate_error(e, str(self.path), "checkpoint the store") from e
-        if busy:
+        done = truncate_wal(self.conn, str(self.path), "checkpoint the store")
+        if not done:
             log.warning("store %s: another process is reading, so the write-ahead log could not be truncated "
                         "yet; SQLite will finish it when that process closes the store", self.path)
-        return not busy
+        return done
 
     def touch_seen(self, name: str, ts: float) -> None:
         """Record when a person was last recognised (seconds since the epoch)."""

@@ -119,12 +119,6 @@ class PhotoDB(SQLiteFile):
                           "VALUES (?,?,?,?,?,?,?,?)", [_face_row(pid, i, f) for i, f in faces])
         return pid
 
-    def checkpoint(self) -> bool:
-        """Copy the WAL into the database file and truncate it (after an erasure); False if a reader (a scan
-        in another process) kept it from finishing: SQLite then finishes it when that reader closes."""
-        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return not busy
-
     def touch_photo(self, photo_id: int, size: int, mtime_ns: int) -> None:
         """Same content under a new size/mtime (copied, touched): remember the new stat only."""
         with self.write("update a photo") as c:
