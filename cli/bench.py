@@ -392,7 +392,7 @@ def _with_gate(markdown: str, g: dict) -> str:
                 f"people: " + (", ".join(f"{r} ({q:.2f})" for r, q in low.items()) or "none") +
                 "); the peer has no quality gate.")
     else:
-        line = f"Quality gate: none ({g['note']})."
+        line = g["note"][:1].upper() + g["note"][1:] + "."
     head, sep, rest = markdown.partition("\n\n")
     first, sep2, rest2 = rest.partition("\n\n")
     return head + sep + first + sep2 + line + "\n\n" + rest2
