@@ -186,14 +186,18 @@ def cmd_edit(args) -> int:
     return 0
 
 
-def cmd_forget(args) -> int:
+def _on_folder(args, fn) -> int:
+    """fn(library, absolute DIR) -> count, on the library of args."""
     import os
 
+    with _library(args) as db:
+        return fn(db, os.path.abspath(args.dir))
+
+
+def cmd_forget(args) -> int:
     from facegate.edge_runtime.photos.people import forget_folder
 
-    with _library(args) as db:
-        n = forget_folder(db, os.path.abspath(args.dir))
-    print(f"{n} photos forgotten (the files are untouched)")
+    print(f"{_on_folder(args, forget_folder)} photos forgotten (the files are untouched)")
     return 0
 
 
@@ -215,13 +219,10 @@ def cmd_forget_person(args) -> int:
 
 
 def cmd_unforget(args) -> int:
-    import os
-
     from facegate.edge_runtime.photos.erase import remember_faces
 
-    with _library(args) as db:
-        n = remember_faces(db, os.path.abspath(args.dir))
-    print(f"{n} forgotten faces will be found again by the next `facegate photos scan`")
+    print(f"{_on_folder(args, remember_faces)} forgotten faces will be found again by the next "
+          "`facegate photos scan`")
     return 0
 
 

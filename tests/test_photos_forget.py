@@ -137,13 +137,19 @@ def _paths(home, person_id):
 
 
 
-def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
+def _home_with_library(tmp_path):
+    """A data home with an empty store and the two-person photo library: (home, ids, embeddings, thumbnails)."""
     from facegate.edge_runtime.store import Store
 
-    home, folder = tmp_path / "home", tmp_path / "photos"
+    home = tmp_path / "home"
     home.mkdir()
     Store(home / "store.db").close()
-    ids, emb, thumbs, files = _library(home, folder)
+    ids, emb, thumbs, _ = _library(home, tmp_path / "photos")
+    return home, ids, emb, thumbs
+
+
+def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
+    home, ids, emb, thumbs = _home_with_library(tmp_path)
     assert main(["backup", str(tmp_path / "before.tar"), "--home", str(home)]) == 0
     assert main(["photos", "forget-person", str(ids["A"]), "--yes", "--home", str(home)]) == 0
     assert main(["restore", str(tmp_path / "before.tar"), "--force", "--home", str(home)]) == 0
@@ -155,12 +161,7 @@ def test_a_restored_older_backup_forgets_the_person_again(tmp_path, capsys):
 
 
 def test_forget_person_reaches_the_library_a_forced_restore_kept(tmp_path, capsys):
-    from facegate.edge_runtime.store import Store
-
-    home, folder = tmp_path / "home", tmp_path / "photos"
-    home.mkdir()
-    Store(home / "store.db").close()
-    ids, emb, thumbs, files = _library(home, folder)
+    home, ids, emb, thumbs = _home_with_library(tmp_path)
     assert main(["backup", str(tmp_path / "b.tar"), "--home", str(home)]) == 0
     assert main(["restore", str(tmp_path / "b.tar"), "--force", "--home", str(home)]) == 0
     assert (home / "photos.db.before-restore").is_file()
