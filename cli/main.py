@@ -688,12 +688,12 @@ def _train_liveness(tsub) -> None:
     x.add_argument("--frame-step", type=int, default=3, help="every Nth frame of the training video")
     x.add_argument("--val-video-fraction", type=float, default=0.25,
                    help="the last share of the training video's frames used for validation only")
-    x.add_argument("--lfw-photos", type=int, default=300, help="LFW photos of training people (seeded)")
+    x.add_argument("--lfw-photos", type=int, default=600, help="LFW photos of training people (seeded)")
     x.add_argument("--extra", type=Path, action="append", default=[],
                    help="unlabeled photo folder (repeatable; e.g. WIDER FACE): its largest faces are more bona fide "
                         "training samples, with their attacks")
-    x.add_argument("--extra-photos", type=int, default=150, help="photos drawn (seeded) from the --extra folders")
-    x.add_argument("--copies", type=int, default=1, help="attacks of each species per frame or photo")
+    x.add_argument("--extra-photos", type=int, default=250, help="photos drawn (seeded) from the --extra folders")
+    x.add_argument("--copies", type=int, default=2, help="attacks of each species per frame or photo")
     x.add_argument("--epochs", type=int, default=8)
     x.add_argument("--batch-size", type=int, default=64)
     x.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of the head")

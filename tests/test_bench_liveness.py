@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+
 from facegate.edge_runtime.eval import liveness_eval as L
 
 
@@ -95,7 +96,7 @@ def test_bench_end_to_end(data_dir, tmp_path):
     ft, ft2 = tmp_path / "ft", tmp_path / "ft2"
     train = ["train", "liveness", "--data", str(data_dir), "--lfw-photos", "4", "--frame-step", "90", "--out", str(ft),
              "--cache", str(ft / "cache"), "--extra", str(data_dir / "widerface_val_subset" / "images"),
-             "--extra-photos", "2", "--quiet"]
+             "--extra-photos", "2", "--copies", "1", "--quiet"]
     assert main([*train, "--epochs", "1"]) == 0
     assert main([*train, "--epochs", "2", "--resume"]) == 0
     record = json.loads((ft / "liveness_finetune.json").read_text())
@@ -107,7 +108,7 @@ def test_bench_end_to_end(data_dir, tmp_path):
     assert (ft / "liveness_finetune_curves.csv").is_file() and (ft / "weights" / "LICENSE").is_file()
     assert main(["train", "liveness", "--data", str(data_dir), "--lfw-photos", "4", "--frame-step", "50",
                  "--train-video", "facenet_pytorch/video.mp4", "--out", str(ft2), "--cache", str(ft2 / "cache"),
-                 "--epochs", "1", "--quiet"]) == 0
+                 "--copies", "1", "--epochs", "1", "--quiet"]) == 0
 
     out = tmp_path / "report" / "liveness.json"
     rc = main(["bench", "liveness", "--frame-step", "60", "--video-attacks", "1", "--lfw-photos", "4",

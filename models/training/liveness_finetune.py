@@ -86,10 +86,10 @@ class LivenessTrainConfig:
     train_video: str = "face_recognition/short_hamilton_clip.mp4"
     frame_step: int = 3                   # every Nth frame of the training video
     val_video_fraction: float = 0.25      # the last share of the training video's frames: validation
-    lfw_photos: int = 300                 # LFW photos of training people (seeded, at most 2 per person)
+    lfw_photos: int = 600                 # LFW photos of training people (seeded, at most 2 per person)
     extra_dirs: list = field(default_factory=list)   # unlabeled photo folders: more bona fide (and attacks)
-    extra_photos: int = 150               # photos drawn (seeded) from the extra folders, the largest face each
-    copies: int = 1                       # attacks of each species per bona fide frame or photo
+    extra_photos: int = 250               # photos drawn (seeded) from the extra folders, the largest face each
+    copies: int = 2                       # attacks of each species per bona fide frame or photo
     min_face: float = 40.0                # faces smaller than this (px) are not used
     val_fraction: float = 0.15            # share of the LFW training people held out for validation
     epochs: int = 8
