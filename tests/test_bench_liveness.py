@@ -101,6 +101,7 @@ def test_bench_end_to_end(data_dir, tmp_path):
     assert main([*train, "--epochs", "2", "--resume"]) == 0
     record = json.loads((ft / "liveness_finetune.json").read_text())
     assert [h["epoch"] for h in record["history"]] == [0, 1, 2]
+    assert record["history"][2]["train_loss"] < record["history"][1]["train_loss"]      # it learns, across --resume
     assert record["best_epoch"] in (0, 1, 2) and "val_apcer_max" in record["history"][0]
     assert record["config"]["git_commit"] and record["config"]["train_list_sha256"]
     assert record["samples"]["train_by_source"]["video"] > 0 and record["config"]["extra_used"] >= 1
