@@ -104,6 +104,17 @@ def _device_commands(sub) -> None:
     common(r)
     r.set_defaults(func=_lazy("facegate.run_door:cmd_run"), share_pool=True)
 
+    f = sub.add_parser("fit-liveness", help="the [liveness] threshold for this camera: score real people's faces "
+                                            "in its frames and print the threshold that refuses at most --bpcer "
+                                            "of them (docs/liveness.md)")
+    f.add_argument("--source", help="camera index, video file or URL (default: [camera] source of the config)")
+    f.add_argument("--frames", type=int, default=300, help="frames with a face to score")
+    f.add_argument("--max-read", type=int, default=3000, help="stop after reading this many frames")
+    f.add_argument("--bpcer", type=float, default=0.05, help="share of real frames the threshold may refuse")
+    f.add_argument("--json", type=Path, help="write the scores and the threshold as JSON")
+    common(f)
+    f.set_defaults(func=_lazy("facegate.fit_liveness:cmd_fit_liveness"), share_pool=True)
+
     c = sub.add_parser("config", help="show or write the configuration file")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     x = csub.add_parser("show", help="the config in use, then the door's operating point (people enrolled, "
