@@ -522,7 +522,7 @@ def _before_after_lines(ba: dict, species: list[str]) -> list[str]:
     hc = ba["held_out_counts"]
     lines = [f"### Model trained with {c['train_video']}", "",
              f"Fine-tuned: {ba['finetuned']} (`facegate train liveness`, seed {c['seed']}, {c['epochs']} epochs, "
-             f"lr {c['lr']:g}, anchor {c.get('anchor', 0):g}, weights of epoch {t.get('best_epoch') or c['epochs']}, "
+             f"lr {c['lr']:g}, anchor {c.get('anchor', 0):g}, weights of epoch {t.get('best_epoch', c['epochs'])}, "
              f"git {c['git_commit']}). Trained on: {t['bona_fide']}; {t['lfw_training_people']} "
              f"LFW training people ({t['lfw_validation_people']} more held out for validation), "
              f"{t['samples']['train']} training samples of which {t['samples']['train_attacks']} synthetic attacks "

@@ -42,6 +42,7 @@ import torch
 
 from facegate.edge_runtime.bundle import load_bundle
 from facegate.edge_runtime.detection import central_face
+from facegate.edge_runtime.door.liveness_fit import threshold_at_bpcer
 from facegate.edge_runtime.eval.attacks import ATTACKS, make_attack
 from facegate.edge_runtime.eval.liveness_eval import (
     attack_face,
@@ -49,7 +50,6 @@ from facegate.edge_runtime.eval.liveness_eval import (
     door_face,
     lfw_halves,
     sample_photos,
-    threshold_at_bpcer,
     video_frames,
 )
 from facegate.edge_runtime.files import atomic_write_bytes
@@ -332,6 +332,11 @@ def better(row: dict, best: dict | None) -> bool:
     return best is None or (row["val_apcer_max"], row["val_loss"]) < (best["val_apcer_max"], best["val_loss"])
 
 
+def snapshot(models: list) -> list[dict]:
+    """CPU copies of the networks' state dicts (the best epoch's weights, kept while training goes on)."""
+    return [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in models]
+
+
 def anchor_targets(models: list, feats: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, ...]]:
     """The pretrained networks' log-softmax (N, 3) of every training crop and of its mirror image (the anchor's
     reference), computed once before any step."""
@@ -436,14 +441,13 @@ def train_liveness(cfg: LivenessTrainConfig, out_dir: Path, cache: Path, resume:
     else:
         row = {"epoch": 0, "train_loss": float("nan"), **evaluate(models, val, val_feats)}
         history.append(row)
-        best = {**row, "models": [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in models]}
+        best = {**row, "models": snapshot(models)}
     for epoch in range(start + 1, cfg.epochs + 1):
         loss = run_epoch(models, opts, train, train_feats, refs, cfg, gen, device, progress, epoch)
         row = {"epoch": epoch, "train_loss": loss, **evaluate(models, val, val_feats)}
         history.append(row)
         if better(row, best):
-            best = {**row, "models": [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-                                      for m in models]}
+            best = {**row, "models": snapshot(models)}
         save_checkpoint(ckpt, {"config": asdict(cfg), "models": [m.state_dict() for m in models],
                                "optimizers": [o.state_dict() for o in opts], "generator": gen.get_state(),
                                "epoch": epoch, "history": history, "best": best,
